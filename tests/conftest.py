@@ -1,0 +1,44 @@
+"""Shared fixtures: real example proteins and tiny random fair-esm ESM-2 models.
+
+No weights can be downloaded in tests, so every model here is a randomly
+initialised ``esm.model.esm2.ESM2``; fair-esm's own forward on the same weights
+is the reference our code is compared with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import esm
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples" / "data"
+PROTEOME = EXAMPLES / "MIIJ01000039.single.faa.gz"
+CONTIGS = sorted(EXAMPLES.glob("*.fna.gz"))
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def tiny_esm2(num_layers: int = 2, embed_dim: int = 64, attention_heads: int = 4, seed: int = 0) -> esm.model.esm2.ESM2:
+    """A randomly initialised fair-esm ESM-2 in eval mode, built deterministically from ``seed``."""
+    torch.manual_seed(seed)
+    model = esm.model.esm2.ESM2(
+        num_layers=num_layers,
+        embed_dim=embed_dim,
+        attention_heads=attention_heads,
+        alphabet=esm.data.Alphabet.from_architecture("ESM-1b"),
+        token_dropout=True,
+    )
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def alphabet() -> esm.data.Alphabet:
+    return esm.data.Alphabet.from_architecture("ESM-1b")
+
+
+@pytest.fixture(scope="session")
+def batch_converter(alphabet):
+    return alphabet.get_batch_converter()

@@ -1,0 +1,56 @@
+"""Keep DataLoader workers away from CUDA, and where a record belongs: rank and world size.
+
+A worker that initialises CUDA costs GPU memory per worker and, under ``fork``
+from a parent that already uses CUDA, crashes. Workers only parse text, so the
+dataset cuts them off from CUDA before anything can touch it and checks that
+the cut holds.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["isolate_worker_from_cuda", "resolve_rank"]
+
+
+def isolate_worker_from_cuda(worker_id: int) -> None:
+    """Make CUDA unreachable in this DataLoader worker, then check that it is.
+
+    Sets ``CUDA_VISIBLE_DEVICES=''`` before CUDA can be initialised here. In a
+    child forked from a parent that already used CUDA, torch itself refuses
+    CUDA (``_is_in_bad_fork``), which is just as safe. Raises ``RuntimeError``
+    naming the worker when CUDA was initialised in this worker before the
+    dataset could prevent it, for example by a ``worker_init_fn``.
+    """
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    if torch.cuda._is_in_bad_fork():
+        return
+    if torch.cuda.is_initialized():
+        raise RuntimeError(
+            f"DataLoader worker {worker_id}: CUDA was initialised in this worker before the "
+            "dataset could isolate it. Workers must stay CPU-only: remove CUDA calls from "
+            "worker_init_fn and from code imported by the workers, or use num_workers=0."
+        )
+
+
+def resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """The (rank, world_size) records are sharded over.
+
+    Explicit arguments win; otherwise ``torch.distributed`` when initialised;
+    otherwise ``RANK``/``WORLD_SIZE`` as torchrun sets them; otherwise (0, 1).
+    Resolved in the main process, because DataLoader workers have no process group.
+    """
+    if (rank is None) != (world_size is None):
+        raise ValueError(f"pass both rank and world_size or neither; got rank={rank}, world_size={world_size}")
+    if rank is None:
+        if dist.is_available() and dist.is_initialized():
+            rank, world_size = dist.get_rank(), dist.get_world_size()
+        else:
+            rank = int(os.environ.get("RANK", 0))
+            world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+    return rank, world_size

@@ -1,0 +1,179 @@
+"""``SequenceDataset``: FASTA files to records or token-budgeted batches, sharded exactly once.
+
+Every DataLoader worker of every rank reads the whole input and normalises
+every record; that is cheap (see ``benchmarks/parse_cost.py``) and it means
+all workers agree, without talking, on each record's input position and on
+where every token-budgeted batch starts and ends. Each worker then keeps only
+its own share:
+
+* with ``max_tokens``, batch ``j`` belongs to rank ``j % world_size`` and,
+  within that rank, to worker ``(j // world_size) % num_workers``;
+* without, record ``j`` is shared out the same way.
+
+PyTorch's DataLoader takes batches from its workers round-robin, so with
+``max_tokens`` and ``batch_size=None`` a single process receives the batches in
+input order, and rank ``r`` receives batches ``r, r + W, r + 2W, ...``. Each
+record also carries ``index``, its position in the whole input, so that a
+consumer can key rows by position whatever the order.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from torch.utils.data import IterableDataset, get_worker_info
+
+from virnucpro.data.duplicates import DuplicateIds
+from virnucpro.data.fasta import Normaliser, read_fasta
+from virnucpro.data.isolation import isolate_worker_from_cuda, resolve_rank
+
+__all__ = ["SequenceDataset", "Record", "SPECIAL_TOKENS_PER_SEQUENCE"]
+
+#: ESM-2 adds BOS and EOS to every sequence: a record of n residues costs n + 2 tokens.
+SPECIAL_TOKENS_PER_SEQUENCE = 2
+
+#: A record as yielded: ``{"id": str, "sequence": str, "file": str, "index": int,
+#: "record": int, "length": int}``; ``index`` is the 0-based position in the whole
+#: input (files in the order given), ``record`` the 1-based number within ``file``,
+#: ``length`` the residue count before truncation (> ``len(sequence)`` iff truncated).
+Record = dict[str, Any]
+
+
+class SequenceDataset(IterableDataset):
+    """Protein FASTA files as a stream of normalised records, sharded across workers and ranks.
+
+    Args:
+        fasta_files: plain or gzip FASTA paths (format told by content), read in this order.
+        max_length: residues kept per sequence; longer ones are truncated and counted,
+            or rejected with ``on_overlength="raise"``.
+        max_tokens: if set, yield lists of records whose tokens (n + 2 each) total
+            at most ``max_tokens``, for ``DataLoader(batch_size=None)``. A record
+            alone over the budget forms a list of its own.
+        invalid: ``"raise"`` on a character outside ESM's alphabet, or ``"X"`` to replace it.
+        on_overlength: ``"truncate"`` (as esm-extract does) or ``"raise"``.
+        skip: optional ``(M,)`` bool array; records at input positions ``i < M`` with
+            ``skip[i]`` set are left out (used to resume).
+        rank, world_size: the distributed shard; default from ``torch.distributed``
+            or torchrun's ``RANK``/``WORLD_SIZE``, resolved here in the main process.
+        report: warn once, at the end of the stream, about truncated, replaced and
+            duplicate-id records (only rank 0's first worker warns; every worker sees them all).
+
+    Raises ``FileNotFoundError`` for a missing file now, and ``ValueError`` naming the
+    file, record and fix for bad input while iterating (in workers too: the DataLoader
+    re-raises it in the main process).
+    """
+
+    def __init__(
+        self,
+        fasta_files: Sequence[str | os.PathLike] | str | os.PathLike,
+        max_length: int = 1022,
+        max_tokens: int | None = None,
+        *,
+        invalid: Literal["raise", "X"] = "raise",
+        on_overlength: Literal["truncate", "raise"] = "truncate",
+        skip: np.ndarray | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        report: bool = True,
+    ) -> None:
+        super().__init__()
+        if isinstance(fasta_files, (str, os.PathLike)):
+            fasta_files = [fasta_files]
+        self.files = tuple(Path(f) for f in fasta_files)
+        if not self.files:
+            raise ValueError("fasta_files is empty: pass at least one FASTA path")
+        for path in self.files:
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no such FASTA file")
+        if max_tokens is not None and max_tokens < 1 + SPECIAL_TOKENS_PER_SEQUENCE:
+            raise ValueError(f"max_tokens must be at least 3 (one residue + BOS + EOS), got {max_tokens}")
+        Normaliser(max_length, on_overlength, invalid)  # validates the options now, not in a worker
+        self.max_length = max_length
+        self.max_tokens = max_tokens
+        self.invalid = invalid
+        self.on_overlength = on_overlength
+        self.skip = None if skip is None else np.asarray(skip, dtype=bool)
+        self.rank, self.world_size = resolve_rank(rank, world_size)
+        self.report = report
+
+    def records(self) -> Iterator[Record]:
+        """Every record of the input, normalised, in input order, unsharded (``skip`` applied)."""
+        return self._records(self.report)
+
+    def batches(self) -> Iterator[list[Record]]:
+        """All token-budgeted batches, in input order, unsharded. Needs ``max_tokens``."""
+        if self.max_tokens is None:
+            raise ValueError("batches() needs max_tokens; pass SequenceDataset(..., max_tokens=...)")
+        return self._batches(self.report)
+
+    def __iter__(self) -> Iterator[Record] | Iterator[list[Record]]:
+        info = get_worker_info()
+        if info is None:
+            worker, num_workers = 0, 1
+        else:
+            isolate_worker_from_cuda(info.id)
+            worker, num_workers = info.id, info.num_workers
+        report = self.report and self.rank == 0 and worker == 0
+        stream = self._batches(report) if self.max_tokens is not None else self._records(report)
+        for j, item in enumerate(stream):
+            if j % self.world_size == self.rank and (j // self.world_size) % num_workers == worker:
+                yield item
+
+    def _records(self, report: bool) -> Iterator[Record]:
+        normalise = Normaliser(self.max_length, self.on_overlength, self.invalid)
+        duplicates = DuplicateIds() if report else None
+        index = -1
+        for path in self.files:
+            for raw in read_fasta(path):
+                index += 1
+                sequence, length = normalise(raw)
+                if duplicates is not None:
+                    duplicates.add(raw.id)
+                if self.skip is not None and index < self.skip.size and self.skip[index]:
+                    continue
+                yield {
+                    "id": raw.id,
+                    "sequence": sequence,
+                    "file": raw.path,
+                    "index": index,
+                    "record": raw.number,
+                    "length": length,
+                }
+        if duplicates is not None:
+            self._warn(normalise, duplicates)
+
+    def _batches(self, report: bool) -> Iterator[list[Record]]:
+        batch: list[Record] = []
+        tokens = 0
+        for record in self._records(report):
+            cost = len(record["sequence"]) + SPECIAL_TOKENS_PER_SEQUENCE
+            if batch and tokens + cost > self.max_tokens:
+                yield batch
+                batch, tokens = [], 0
+            batch.append(record)
+            tokens += cost
+        if batch:
+            yield batch
+
+    @staticmethod
+    def _warn(normalise: Normaliser, duplicates: DuplicateIds) -> None:
+        if normalise.truncated:
+            warnings.warn(
+                f"truncated {normalise.truncated} sequences longer than max_length={normalise.max_length} "
+                "residues to their first max_length residues; pass on_overlength='raise' to reject them instead",
+                stacklevel=3,
+            )
+        if normalise.replaced_residues:
+            warnings.warn(f"replaced {normalise.replaced_residues} unknown residues with 'X'", stacklevel=3)
+        count, first = duplicates.result()
+        if count:
+            warnings.warn(
+                f"{count} records repeat the id of an earlier record (the first at input position {first}); "
+                "all are kept; key results by input position ('index'), not by id",
+                stacklevel=3,
+            )
