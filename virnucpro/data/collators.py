@@ -43,7 +43,10 @@ class VarlenCollator:
     * ``max_seqlen``: int, the longest sequence in tokens (BOS and EOS included);
     * ``sequence_ids``: list of N str; ``num_sequences``: N;
     * ``indices``: ``(N,)`` int64, each record's ``"index"`` (input position), -1 where absent;
-    * ``num_truncated``: how many sequences the converter's ``truncation_seq_length`` cut.
+    * ``lengths``: ``(N,)`` int64, each record's ``"length"`` (residues before truncation),
+      else its token count before any truncation;
+    * ``num_truncated``: how many sequences are truncated: by ``SequenceDataset`` (its
+      ``"length"`` exceeds the sequence) or by the converter's ``truncation_seq_length``.
 
     Raises ``ValueError`` naming the record for a character outside the alphabet
     (where ``batch_converter`` itself raises a bare ``KeyError``).
@@ -70,9 +73,11 @@ class VarlenCollator:
         ids = [str(r["id"]) for r in batch]
         seqs = [r["sequence"] for r in batch]
         residues, lengths = self._encode(ids, seqs)
-        num_truncated = 0
-        if self.truncation_seq_length is not None and (lengths > self.truncation_seq_length).any():
-            residues, lengths, num_truncated = self._truncate(residues, lengths)
+        original = np.fromiter((r.get("length", n) for r, n in zip(batch, lengths.tolist())), np.int64, len(batch))
+        truncated = np.fromiter((r.get("length", 0) > len(r["sequence"]) for r in batch), dtype=bool, count=len(batch))
+        if self.truncation_seq_length and (lengths > self.truncation_seq_length).any():
+            truncated |= lengths > self.truncation_seq_length
+            residues, lengths = self._truncate(residues, lengths)
 
         extra = (self._bos is not None) + (self._eos is not None)
         cu_seqlens = np.zeros(len(seqs) + 1, dtype=np.int64)
@@ -102,7 +107,8 @@ class VarlenCollator:
             "sequence_ids": ids,
             "num_sequences": len(seqs),
             "indices": torch.tensor([r.get("index", -1) for r in batch], dtype=torch.int64),
-            "num_truncated": num_truncated,
+            "lengths": torch.from_numpy(original),
+            "num_truncated": int(truncated.sum()),
         }
 
     def _encode(self, ids: list[str], seqs: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +142,7 @@ class VarlenCollator:
             lengths[i] = len(encoded) - start
         return np.asarray(encoded, dtype=np.int64), lengths
 
-    def _truncate(self, residues: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    def _truncate(self, residues: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         limit = self.truncation_seq_length
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         offsets = np.arange(residues.size) - np.repeat(starts, lengths)
@@ -147,7 +153,7 @@ class VarlenCollator:
             "truncates before collation and reports the count",
             stacklevel=3,
         )
-        return kept, np.minimum(lengths, limit), int((lengths > limit).sum())
+        return kept, np.minimum(lengths, limit)
 
     def _raise_unknown(self, ids: list[str], lengths: np.ndarray, flat: int, char: str) -> None:
         seq = int(np.searchsorted(np.cumsum(lengths), flat, side="right"))

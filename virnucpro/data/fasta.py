@@ -1,7 +1,7 @@
 """FASTA reading and residue normalisation.
 
 Files are plain or gzip-compressed, told apart by their first bytes (not their
-name), and streamed record by record through ``Bio.SeqIO.parse``: no file is
+name), and streamed record by record through Biopython's FASTA parser: no file is
 ever held in memory whole.
 
 Normalisation turns a raw record into exactly what ESM-2 is given:
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 import esm
-from Bio import SeqIO
+from Bio.SeqIO.FastaIO import SimpleFastaParser
 
 __all__ = ["RESIDUES", "FastaRecord", "open_fasta", "read_fasta", "Normaliser"]
 
@@ -68,15 +68,20 @@ def open_fasta(path: str | os.PathLike) -> TextIO:
     with open(path, "rb") as raw:
         magic = raw.read(2)
     if magic == _GZIP_MAGIC:
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
+    return open(path, encoding="utf-8-sig")
 
 
 def read_fasta(path: str | os.PathLike) -> Iterator[FastaRecord]:
     """Stream the records of one FASTA file, in file order.
 
-    An empty (or whitespace-only) file yields nothing. A file whose content is
-    not FASTA raises ``ValueError`` naming the file.
+    Parsed with Biopython's ``Bio.SeqIO.FastaIO.SimpleFastaParser``, the parser under
+    ``SeqIO.parse(..., "fasta")`` minus the per-record ``SeqRecord`` objects, which
+    matter here because every worker reads the whole input; ids are taken as
+    ``SeqIO`` takes them (the header up to the first whitespace). Blank lines
+    before the first header are allowed. An empty (or whitespace-only) file
+    yields nothing; a file whose content is not FASTA raises ``ValueError``
+    naming the file.
     """
     path_str = str(path)
     with open_fasta(path) as handle:
@@ -94,9 +99,10 @@ def read_fasta(path: str | os.PathLike) -> Iterator[FastaRecord]:
     number = 0
     with open_fasta(path) as handle:
         try:
-            for record in SeqIO.parse(handle, "fasta"):
+            for title, sequence in SimpleFastaParser(handle):
                 number += 1
-                yield FastaRecord(path_str, number, record.id, str(record.seq))
+                record_id = title.split(None, 1)[0] if title.strip() else ""
+                yield FastaRecord(path_str, number, record_id, sequence)
         except (UnicodeDecodeError, EOFError, OSError) as err:
             raise ValueError(f"{path_str}: unreadable after record {number}: {err}") from err
 

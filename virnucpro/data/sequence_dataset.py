@@ -57,7 +57,8 @@ class SequenceDataset(IterableDataset):
         invalid: ``"raise"`` on a character outside ESM's alphabet, or ``"X"`` to replace it.
         on_overlength: ``"truncate"`` (as esm-extract does) or ``"raise"``.
         skip: optional ``(M,)`` bool array; records at input positions ``i < M`` with
-            ``skip[i]`` set are left out (used to resume).
+            ``skip[i]`` set are left out (to resume). Batch boundaries do not move:
+            they are drawn before skipped records are removed.
         rank, world_size: the distributed shard; default from ``torch.distributed``
             or torchrun's ``RANK``/``WORLD_SIZE``, resolved here in the main process.
         report: warn once, at the end of the stream, about truncated, replaced and
@@ -103,7 +104,7 @@ class SequenceDataset(IterableDataset):
 
     def records(self) -> Iterator[Record]:
         """Every record of the input, normalised, in input order, unsharded (``skip`` applied)."""
-        return self._records(self.report)
+        return self._unskipped(self._records(self.report))
 
     def batches(self) -> Iterator[list[Record]]:
         """All token-budgeted batches, in input order, unsharded. Needs ``max_tokens``."""
@@ -119,10 +120,16 @@ class SequenceDataset(IterableDataset):
             isolate_worker_from_cuda(info.id)
             worker, num_workers = info.id, info.num_workers
         report = self.report and self.rank == 0 and worker == 0
-        stream = self._batches(report) if self.max_tokens is not None else self._records(report)
+        stream = self._batches(report) if self.max_tokens is not None else self._unskipped(self._records(report))
         for j, item in enumerate(stream):
             if j % self.world_size == self.rank and (j // self.world_size) % num_workers == worker:
                 yield item
+
+    def _skipped(self, record: Record) -> bool:
+        return self.skip is not None and record["index"] < self.skip.size and bool(self.skip[record["index"]])
+
+    def _unskipped(self, records: Iterator[Record]) -> Iterator[Record]:
+        return (record for record in records if not self._skipped(record))
 
     def _records(self, report: bool) -> Iterator[Record]:
         normalise = Normaliser(self.max_length, self.on_overlength, self.invalid)
@@ -134,8 +141,6 @@ class SequenceDataset(IterableDataset):
                 sequence, length = normalise(raw)
                 if duplicates is not None:
                     duplicates.add(raw.id)
-                if self.skip is not None and index < self.skip.size and self.skip[index]:
-                    continue
                 yield {
                     "id": raw.id,
                     "sequence": sequence,
@@ -148,17 +153,21 @@ class SequenceDataset(IterableDataset):
             self._warn(normalise, duplicates)
 
     def _batches(self, report: bool) -> Iterator[list[Record]]:
+        # Batch boundaries are drawn over the whole input and skipped records are
+        # removed afterwards, so a resumed run (same max_tokens) packs the records
+        # left to do exactly as the interrupted run would have.
         batch: list[Record] = []
         tokens = 0
         for record in self._records(report):
             cost = len(record["sequence"]) + SPECIAL_TOKENS_PER_SEQUENCE
             if batch and tokens + cost > self.max_tokens:
-                yield batch
+                if kept := list(self._unskipped(iter(batch))):
+                    yield kept
                 batch, tokens = [], 0
             batch.append(record)
             tokens += cost
-        if batch:
-            yield batch
+        if kept := list(self._unskipped(iter(batch))):
+            yield kept
 
     @staticmethod
     def _warn(normalise: Normaliser, duplicates: DuplicateIds) -> None:
