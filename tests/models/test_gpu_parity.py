@@ -1,0 +1,130 @@
+"""Half-precision PackedESM2 on the GPU against fair-esm in float32, at the real 650M and 3B sizes.
+
+Random weights (nothing is downloaded) and all 404 real proteins of PROTEOME, cut to
+1022 residues. Run ``pytest -s -m gpu tests/models`` to see the figures.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import warnings
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import requires_cuda, tiny_esm2
+from esm.model.esm2 import ESM2
+from esm_reference import pack, padded_forward, read_proteome, sample_sequences
+
+from virnucpro.models import ARCHITECTURES, PackedESM2, bos_pool, mean_pool, residue_rows
+
+pytestmark = [pytest.mark.gpu, requires_cuda]
+
+SIZES = {"650M": ARCHITECTURES["esm2_t33_650M_UR50D"], "3B": ARCHITECTURES["esm2_t36_3B_UR50D"]}
+TOKEN_BUDGET = 8192  # padded tokens per fair-esm batch, and packed tokens per PackedESM2 batch
+KERNELS = [
+    "torch-varlen",
+    pytest.param(
+        "flash-attn",
+        marks=pytest.mark.skipif(importlib.util.find_spec("flash_attn") is None, reason="flash-attn not installed"),
+    ),
+]
+
+
+def batches(sequences: list[str]) -> list[list[int]]:
+    """Sequence indices by increasing length, grouped so a padded batch holds <= TOKEN_BUDGET tokens."""
+    groups, current = [], []
+    for i in sorted(range(len(sequences)), key=lambda i: len(sequences[i])):
+        if current and (len(current) + 1) * (len(sequences[i]) + 2) > TOKEN_BUDGET:
+            groups.append(current)
+            current = []
+        current.append(i)
+    return groups + [current]
+
+
+def last_layer(model: ESM2, batch_converter, sequences: list[str], groups: list[list[int]]) -> list[torch.Tensor]:
+    """fair-esm's padded forward: per sequence, its last layer (tokens incl. BOS/EOS, E) as float32."""
+    out = [None] * len(sequences)
+    for group in groups:
+        reps = padded_forward(model, batch_converter, [sequences[i] for i in group], [model.num_layers])
+        for i, rows in zip(group, reps[model.num_layers]):
+            out[i] = rows.float()
+    return out
+
+
+@pytest.fixture(scope="module", params=sorted(SIZES))
+def reference(request, batch_converter):
+    """A seeded random ESM-2 of one real size on the GPU, and its float32 last layer on PROTEOME."""
+    layers, embed_dim, heads = SIZES[request.param]
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = ESM2(layers, embed_dim, heads, alphabet="ESM-1b", token_dropout=True).eval()
+    sequences = [s[:1022] for s in read_proteome()]
+    groups = batches(sequences)
+    expected = last_layer(model, batch_converter, sequences, groups)
+    yield SimpleNamespace(
+        size=request.param, model=model, sequences=sequences, groups=groups, expected=expected, half_error={}
+    )
+    del model, expected
+    torch.cuda.empty_cache()
+
+
+def fair_esm_half_error(reference, batch_converter, dtype: torch.dtype) -> float:
+    """Max abs error of fair-esm's own forward in ``dtype`` (a converted copy) against its float32 forward."""
+    if dtype not in reference.half_error:
+        half = copy.deepcopy(reference.model).to(dtype)
+        actual = last_layer(half, batch_converter, reference.sequences, reference.groups)
+        reference.half_error[dtype] = max((a - e).abs().max().item() for a, e in zip(actual, reference.expected))
+        del half, actual
+        torch.cuda.empty_cache()
+    return reference.half_error[dtype]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_half_precision_matches_fair_esm_float32(reference, batch_converter, dtype, kernel):
+    packed = PackedESM2(reference.model, dtype=dtype, device="cuda", attention=kernel)
+    assert packed.backend == kernel
+    cosines, worst = [], 0.0
+    for group in reference.groups:
+        input_ids, cu_seqlens, max_seqlen = pack(batch_converter, [reference.sequences[i] for i in group])
+        cu_seqlens = cu_seqlens.cuda()
+        reps = packed(input_ids.cuda(), cu_seqlens, max_seqlen)["representations"][packed.num_layers]
+        expected = [reference.expected[i] for i in group]
+        expected_means = torch.stack([rows[1:-1].mean(0) for rows in expected])
+        cosines.append(F.cosine_similarity(mean_pool(reps, cu_seqlens), expected_means, dim=1))
+        worst = max(worst, (reps.float() - torch.cat(expected)).abs().max().item())
+    del packed
+    torch.cuda.empty_cache()
+    cosine = torch.cat(cosines)
+    fair_esm = fair_esm_half_error(reference, batch_converter, dtype)
+    report = (
+        f"{reference.size} {dtype} {kernel}, {len(cosine)} proteins: mean-embedding cosine vs fp32 "
+        f"min {cosine.min().item():.7f} mean {cosine.mean().item():.7f}; last-layer max abs error "
+        f"{worst:.3e}, fair-esm's own in {dtype}: {fair_esm:.3e}"
+    )
+    print("\n" + report)
+    assert cosine.min().item() >= 0.9999, report
+    assert worst <= 2 * fair_esm, report
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_forward_and_pooling_sync_with_the_host_at_most_once(batch_converter, kernel):
+    packed = PackedESM2(tiny_esm2(2, 64, 4), dtype=torch.bfloat16, device="cuda", attention=kernel)
+    input_ids, cu_seqlens, max_seqlen = pack(batch_converter, sample_sequences(16, seed=0))
+    input_ids, cu_seqlens = input_ids.cuda(), cu_seqlens.cuda()
+    packed(input_ids, cu_seqlens, max_seqlen)  # warm-up: first calls may initialise lazily
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            reps = packed(input_ids, cu_seqlens, max_seqlen)["representations"][2]
+            mean_pool(reps, cu_seqlens), bos_pool(reps, cu_seqlens), residue_rows(reps, cu_seqlens)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]
+    print(f"\n{kernel}: {len(syncs)} host-device sync(s) in one forward + pooling")
+    assert len(syncs) <= 1, syncs

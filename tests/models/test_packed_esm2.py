@@ -1,0 +1,80 @@
+"""PackedESM2 against fair-esm's own padded forward, same weights, float32, CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_esm2
+from esm_reference import diff, pack, padded_forward, sample_sequences
+
+from virnucpro.models import PackedESM2
+
+# (layers, embed_dim, heads, with a 1022-residue protein): head_dim 16, 16, 12, 8.
+CONFIGS = [(1, 32, 2, True), (3, 64, 4, False), (2, 96, 8, False), (4, 128, 16, False)]
+
+
+@pytest.mark.parametrize("num_layers, embed_dim, heads, long", CONFIGS)
+def test_every_layer_matches_fair_esm(batch_converter, num_layers, embed_dim, heads, long):
+    model = tiny_esm2(num_layers, embed_dim, heads, seed=embed_dim)
+    sequences = sample_sequences(16, seed=embed_dim, long=long)
+    layers = list(range(num_layers + 1))
+    expected = padded_forward(model, batch_converter, sequences, layers)
+    input_ids, cu_seqlens, max_seqlen = pack(batch_converter, sequences)
+
+    packed = PackedESM2(model, attention="reference")
+    actual = packed(input_ids, cu_seqlens, max_seqlen, repr_layers=layers)["representations"]
+
+    assert sorted(actual) == layers
+    diffs = {layer: diff(actual[layer], torch.cat(expected[layer])) for layer in layers}
+    report = ", ".join(f"layer {layer}: max {mx:.1e} mean {mean:.1e}" for layer, (mx, mean) in diffs.items())
+    print(f"\n({num_layers}, {embed_dim}, {heads}) vs fair-esm, {len(sequences)} sequences: {report}")
+    assert all(mx <= 1e-4 for mx, _ in diffs.values()), report
+
+
+def test_one_sequence_alone_equals_it_packed_with_others(batch_converter):
+    model = tiny_esm2(3, 64, 4)
+    sequences = sample_sequences(8, seed=1)
+    packed = PackedESM2(model)
+    input_ids, cu_seqlens, max_seqlen = pack(batch_converter, sequences)
+    together = packed(input_ids, cu_seqlens, max_seqlen)["representations"][3]
+    for i in (0, 5, len(sequences) - 1):
+        alone = packed(*pack(batch_converter, [sequences[i]]))["representations"][3]
+        mx, mean = diff(alone, together[cu_seqlens[i] : cu_seqlens[i + 1]])
+        assert mx <= 1e-5, f"sequence {i}: alone vs packed, max abs diff {mx:.1e}, mean {mean:.1e}"
+
+
+def test_callers_model_is_left_unchanged(batch_converter):
+    model = tiny_esm2(2, 64, 4).train()
+    before = {key: tensor.clone() for key, tensor in model.state_dict().items()}
+    sequences = sample_sequences(4, seed=2)
+
+    packed = PackedESM2(model, dtype=torch.float64)
+    actual = packed(*pack(batch_converter, sequences))["representations"][2]
+
+    after = model.state_dict()
+    changed = [key for key, old in before.items() if after[key].dtype != old.dtype or not torch.equal(after[key], old)]
+    assert not changed, f"PackedESM2 modified the caller's model: {changed}"
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert actual.dtype == torch.float64
+    expected = padded_forward(model.eval(), batch_converter, sequences, [2])[2]
+    mx, mean = diff(actual, torch.cat(expected))
+    assert mx <= 1e-4, f"float64 copy vs fair-esm float32: max abs diff {mx:.1e}, mean {mean:.1e}"
+
+
+def test_layers_beyond_the_model_are_rejected(batch_converter):
+    packed = PackedESM2(tiny_esm2(2, 32, 2))
+    inputs = pack(batch_converter, ["MKV"])
+    for layers in ([3], [-1], []):
+        with pytest.raises(ValueError, match=r"0\.\.2"):
+            packed(*inputs, repr_layers=layers)
+
+
+def test_malformed_inputs_are_rejected(batch_converter):
+    packed = PackedESM2(tiny_esm2(2, 32, 2))
+    input_ids, cu_seqlens, max_seqlen = pack(batch_converter, ["MKV", "LL"])
+    with pytest.raises(ValueError, match="cu_seqlens must be"):
+        packed(input_ids, cu_seqlens.long(), max_seqlen)
+    with pytest.raises(ValueError, match="input_ids must be"):
+        packed(input_ids[None], cu_seqlens, max_seqlen)
+    with pytest.raises(TypeError, match="max_seqlen must be a host int"):
+        packed(input_ids, cu_seqlens, torch.tensor(max_seqlen))

@@ -1,0 +1,20 @@
+"""ESM-2 over packed sequences: loading fair-esm models, the packed forward, pooling."""
+
+from .attention import BACKENDS, select_attention
+from .loading import ARCHITECTURES, load_model, save_checkpoint
+from .packed_esm2 import PackedESM2
+from .pooling import bos_pool, mean_pool, residue_rows
+from .segments import segment_ids
+
+__all__ = [
+    "ARCHITECTURES",
+    "BACKENDS",
+    "PackedESM2",
+    "bos_pool",
+    "load_model",
+    "mean_pool",
+    "residue_rows",
+    "save_checkpoint",
+    "segment_ids",
+    "select_attention",
+]

@@ -1,0 +1,118 @@
+"""Variable-length self-attention over packed sequences, with named backends.
+
+Every backend has the signature of ``AttentionFn``:
+
+    attend(q, k, v, cu_seqlens, max_seqlen) -> out
+        q, k, v: (T, H, D), q already scaled (the kernel's own scale is 1.0).
+        cu_seqlens: (N + 1,) int32 on q's device, cu_seqlens[0] == 0, cu_seqlens[-1] == T.
+        max_seqlen: host int, the longest sequence, max(cu_seqlens.diff()).
+        out: (T, H, D), q.dtype; each row attends to the rows of its own sequence only.
+
+Backends:
+    "flash-attn"   flash_attn.flash_attn_varlen_func; CUDA, float16/bfloat16.
+    "torch-varlen" torch.nn.attention.varlen.varlen_attn (torch >= 2.10); CUDA, float16/bfloat16.
+    "reference"    exact F.scaled_dot_product_attention per sequence; any device and dtype;
+                   reads cu_seqlens on the host, so it synchronises on every call.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+AttentionFn = Callable[[Tensor, Tensor, Tensor, Tensor, int], Tensor]
+
+BACKENDS = ("flash-attn", "torch-varlen", "reference")
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def reference_attention(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int) -> Tensor:
+    """Exact attention, one ``scaled_dot_product_attention`` call per sequence (see module doc)."""
+    bounds = cu_seqlens.tolist()
+    out = torch.empty_like(q)
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        # (L, H, D) => (H, L, D) => (L, H, D)
+        q_, k_, v_ = (t[start:end].transpose(0, 1) for t in (q, k, v))
+        out[start:end] = F.scaled_dot_product_attention(q_, k_, v_, scale=1.0).transpose(0, 1)
+    return out
+
+
+def _flash_attn() -> AttentionFn:
+    from flash_attn import flash_attn_varlen_func
+
+    def attend(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int) -> Tensor:
+        return flash_attn_varlen_func(
+            q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen,
+            dropout_p=0.0, softmax_scale=1.0, causal=False,
+        )
+
+    return attend
+
+
+def _torch_varlen() -> AttentionFn:
+    from torch.nn.attention.varlen import varlen_attn
+
+    def attend(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int) -> Tensor:
+        return varlen_attn(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, scale=1.0)
+
+    return attend
+
+
+_LOADERS: dict[str, Callable[[], AttentionFn]] = {
+    "flash-attn": _flash_attn,
+    "torch-varlen": _torch_varlen,
+    "reference": lambda: reference_attention,
+}
+_INSTALL = {
+    "flash-attn": "install it with `pip install flash-attn`",
+    "torch-varlen": f"it needs torch >= 2.10, this is torch {torch.__version__}",
+}
+
+
+def select_attention(name: str, device: torch.device | str, dtype: torch.dtype) -> tuple[str, AttentionFn]:
+    """Resolve an attention backend for tensors on ``device`` in ``dtype``.
+
+    Args:
+        name: "auto" or one of ``BACKENDS``. "auto" picks flash-attn if the package is
+            installed, else torch-varlen if this torch has it (both only for CUDA and
+            float16/bfloat16), else reference.
+        device: where q, k, v will live.
+        dtype: their dtype.
+
+    Returns:
+        (the backend's name, its ``AttentionFn``).
+
+    Raises:
+        ValueError: unknown name; a kernel requested for a device or dtype it cannot run
+            on; a kernel whose package is missing.
+    """
+    device = torch.device(device)
+    on_gpu_in_half = device.type == "cuda" and dtype in _HALF
+    if name == "auto":
+        name = _auto(on_gpu_in_half)
+    if name not in _LOADERS:
+        raise ValueError(f"attention={name!r} is unknown; choose 'auto' or one of {BACKENDS}")
+    if name != "reference" and not on_gpu_in_half:
+        raise ValueError(
+            f"attention={name!r} runs only on CUDA in float16/bfloat16, not on {device} in {dtype}; "
+            "use attention='reference' (exact, any device) or attention='auto'"
+        )
+    try:
+        return name, _LOADERS[name]()
+    except ImportError as err:
+        raise ValueError(f"attention={name!r} is unavailable ({_INSTALL[name]}); or use attention='auto'") from err
+
+
+def _auto(on_gpu_in_half: bool) -> str:
+    if not on_gpu_in_half:
+        return "reference"
+    # An installed package that fails to import raises later, in select_attention, rather than being skipped.
+    if importlib.util.find_spec("flash_attn") is not None:
+        return "flash-attn"
+    if importlib.util.find_spec("torch.nn.attention.varlen") is not None:
+        return "torch-varlen"
+    return "reference"

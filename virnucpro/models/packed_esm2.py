@@ -1,0 +1,228 @@
+"""fair-esm's ESM-2 forward over packed sequences: no padding, varlen attention.
+
+Same weights, same layers, same representation keys as ``esm.model.esm2.ESM2``:
+token embedding with token-dropout rescale, pre-LayerNorm blocks with rotary
+attention over the full head dimension and an exact-GELU MLP, final LayerNorm.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from esm.model.esm2 import ESM2
+from esm.modules import TransformerLayer
+from torch import Tensor, nn
+from torch.nn.utils import skip_init
+
+from .attention import AttentionFn, select_attention
+from .segments import segment_ids
+
+# ESM-2 was trained masking 15 % of tokens, 80 % of those with <mask>; its embeddings
+# are rescaled for that rate at inference too (×0.88 when no <mask> is present).
+MASK_RATIO_TRAIN = 0.15 * 0.8
+
+
+class PackedESM2(nn.Module):
+    """Inference-only ESM-2 over packed batches, with its own copy of a fair-esm model's weights.
+
+    Args:
+        model: a fair-esm ESM-2. It is read, never modified: not its weights, dtype,
+            device nor mode.
+        dtype: dtype of the copied weights and of the computation; default the model's.
+            Rotary angles, token-dropout scales and the rotation itself are float32 always.
+        device: where the copy lives; default the model's. To move to another device or
+            dtype, build a new PackedESM2: the attention backend is chosen for these.
+        attention: "auto" or a backend name from ``attention.BACKENDS``; the one chosen
+            is ``self.backend``.
+    """
+
+    def __init__(
+        self,
+        model: ESM2,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        attention: str = "auto",
+    ):
+        super().__init__()
+        if not isinstance(model, ESM2):
+            raise TypeError(f"model must be a fair-esm esm.model.esm2.ESM2, got {type(model).__name__}")
+        source = model.embed_tokens.weight
+        dtype = source.dtype if dtype is None else dtype
+        device = source.device if device is None else torch.device(device)
+        self.backend, self._attend = select_attention(attention, device, dtype)
+
+        self.num_layers = model.num_layers
+        self.embed_dim = model.embed_dim
+        self.attention_heads = model.attention_heads
+        self.padding_idx = model.padding_idx
+        self.mask_idx = model.mask_idx
+        self.cls_idx = model.cls_idx
+        self.eos_idx = model.eos_idx
+        self.prepend_bos = model.prepend_bos
+        self.append_eos = model.append_eos
+        self.token_dropout = model.token_dropout
+
+        with torch.no_grad():
+            self.embed_tokens = skip_init(nn.Embedding, *source.shape, device=device, dtype=dtype)
+            self.embed_tokens.weight.copy_(source)
+            self.layers = nn.ModuleList(_Block(layer, dtype, device) for layer in model.layers)
+            self.final_norm = _layer_norm(model.emb_layer_norm_after, dtype, device)
+        head_dim = self.embed_dim // self.attention_heads
+        inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        self.register_buffer("inv_freq", inv_freq.to(device), persistent=False)
+        self.requires_grad_(False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed_tokens.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed_tokens.weight.dtype
+
+    @torch.no_grad()
+    def forward(
+        self,
+        input_ids: Tensor,
+        cu_seqlens: Tensor,
+        max_seqlen: int,
+        repr_layers: Sequence[int] | None = None,
+    ) -> dict[str, dict[int, Tensor]]:
+        """Representations of packed sequences, keyed as fair-esm keys them. Runs without autograd.
+
+        Args:
+            input_ids: (T,) int64 on ``self.device``, the token ids (from fair-esm's alphabet,
+                BOS and EOS included) of N sequences back to back, no padding.
+            cu_seqlens: (N + 1,) int32 on ``self.device``, cu_seqlens[0] == 0, non-decreasing,
+                cu_seqlens[-1] == T; sequence i is input_ids[cu_seqlens[i] : cu_seqlens[i + 1]].
+            max_seqlen: host int, max(cu_seqlens.diff()); passed in so that nothing syncs.
+            repr_layers: layers to return, each in 0..num_layers; default (num_layers,).
+                0 is the embedding (after the token-dropout rescale), k the output of
+                block k, num_layers the last block's output after the final LayerNorm.
+                Blocks past the highest requested layer are not run.
+
+        Returns:
+            {"representations": {layer: (T, E) tensor in ``self.dtype``}}.
+        """
+        layers = self._check_layers(repr_layers)
+        self._check_inputs(input_ids, cu_seqlens, max_seqlen)
+        total = input_ids.numel()
+        seq = segment_ids(cu_seqlens, total)  # (T,)
+
+        x = self.embed_tokens(input_ids)  # (T,) => (T, E)
+        if self.token_dropout:
+            x = self._rescale_for_masks(x, input_ids, cu_seqlens, seq)
+
+        # Rotary angles in float32: in half precision, positions above 256 (bf16) or
+        # 2048 (fp16) are not exact. Positions restart at 0 in every sequence.
+        positions = torch.arange(total, device=x.device) - cu_seqlens.long()[seq]  # (T,)
+        angles = positions.float()[:, None] * self.inv_freq  # (T, D / 2)
+        angles = torch.cat((angles, angles), dim=-1)[:, None, :]  # (T, 1, D), broadcast over heads
+        cos, sin = angles.cos(), angles.sin()
+
+        representations = {0: x} if 0 in layers else {}
+        for i, block in enumerate(self.layers[: max(layers)], start=1):
+            x = block(x, cos, sin, cu_seqlens, max_seqlen, self._attend)
+            if i in layers:
+                representations[i] = self.final_norm(x) if i == self.num_layers else x
+        return {"representations": representations}
+
+    def _rescale_for_masks(self, x: Tensor, input_ids: Tensor, cu_seqlens: Tensor, seq: Tensor) -> Tensor:
+        """Zero <mask> embeddings and scale each sequence by 0.88 / (1 - its <mask> fraction)."""
+        is_mask = input_ids == self.mask_idx  # (T,)
+        x = x.masked_fill(is_mask[:, None], 0.0)
+        masks = torch.zeros(cu_seqlens.numel() - 1, dtype=torch.float32, device=x.device)
+        masks.index_add_(0, seq, is_mask.float())  # (N,) <mask> count per sequence
+        scale = (1 - MASK_RATIO_TRAIN) / (1 - masks / cu_seqlens.diff())  # (N,) float32
+        return (x * scale[seq, None]).to(x.dtype)
+
+    def _check_layers(self, repr_layers: Sequence[int] | None) -> tuple[int, ...]:
+        layers = (self.num_layers,) if repr_layers is None else tuple(repr_layers)
+        invalid = [layer for layer in layers if not isinstance(layer, int) or not 0 <= layer <= self.num_layers]
+        if not layers or invalid:
+            raise ValueError(
+                f"repr_layers {list(layers)} has invalid layer(s) {invalid}: this model has layers "
+                f"0..{self.num_layers} (0 = embedding, {self.num_layers} = last, after the final LayerNorm)"
+            )
+        return layers
+
+    def _check_inputs(self, input_ids: Tensor, cu_seqlens: Tensor, max_seqlen: int) -> None:
+        if input_ids.ndim != 1 or input_ids.dtype != torch.int64:
+            raise ValueError(
+                f"input_ids must be (T,) int64 packed token ids, got shape {tuple(input_ids.shape)} {input_ids.dtype}"
+            )
+        if cu_seqlens.ndim != 1 or cu_seqlens.dtype != torch.int32 or cu_seqlens.numel() < 2:
+            raise ValueError(
+                "cu_seqlens must be (N + 1,) int32 with N >= 1, "
+                f"got shape {tuple(cu_seqlens.shape)} {cu_seqlens.dtype}"
+            )
+        if input_ids.device != self.device or cu_seqlens.device != self.device:
+            raise ValueError(
+                f"input_ids ({input_ids.device}) and cu_seqlens ({cu_seqlens.device}) must be on "
+                f"the model's device {self.device}; move them with .to({str(self.device)!r})"
+            )
+        if not isinstance(max_seqlen, int):
+            raise TypeError(
+                f"max_seqlen must be a host int, got {type(max_seqlen).__name__}; "
+                "compute it from the sequence lengths before moving them to the device"
+            )
+
+
+class _Block(nn.Module):
+    """One pre-LayerNorm ESM-2 transformer block, with q, k and v fused in one projection."""
+
+    def __init__(self, layer: TransformerLayer, dtype: torch.dtype, device: torch.device):
+        super().__init__()
+        attn = layer.self_attn
+        self.heads = attn.num_heads
+        self.attn_norm = _layer_norm(layer.self_attn_layer_norm, dtype, device)
+        # fair-esm scales q by head_dim ** -0.5 before rotary; folded into the weights
+        # here, so attention kernels run with scale 1.0.
+        self.qkv = _linear(
+            torch.cat((attn.q_proj.weight * attn.scaling, attn.k_proj.weight, attn.v_proj.weight)),
+            torch.cat((attn.q_proj.bias * attn.scaling, attn.k_proj.bias, attn.v_proj.bias)),
+            dtype,
+            device,
+        )
+        self.out_proj = _linear(attn.out_proj.weight, attn.out_proj.bias, dtype, device)
+        self.ffn_norm = _layer_norm(layer.final_layer_norm, dtype, device)
+        self.fc1 = _linear(layer.fc1.weight, layer.fc1.bias, dtype, device)
+        self.fc2 = _linear(layer.fc2.weight, layer.fc2.bias, dtype, device)
+
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, cu_seqlens: Tensor, max_seqlen: int, attend: AttentionFn
+    ) -> Tensor:
+        """x: (T, E) => (T, E). cos, sin: (T, 1, D) float32."""
+        total, embed_dim = x.shape
+        # (T, E) => (T, 3E) => 3 × (T, H, D)
+        q, k, v = self.qkv(self.attn_norm(x)).view(total, 3, self.heads, -1).unbind(1)
+        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        attended = attend(q, k, v, cu_seqlens, max_seqlen)  # (T, H, D)
+        x = x + self.out_proj(attended.reshape(total, embed_dim))
+        return x + self.fc2(F.gelu(self.fc1(self.ffn_norm(x))))  # exact (erf) GELU, as fair-esm
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotary embedding over the full head dim, in float32: x (T, H, D), cos and sin (T, 1, D)."""
+    x32 = x.float()
+    x1, x2 = x32.chunk(2, dim=-1)
+    return (x32 * cos + torch.cat((-x2, x1), dim=-1) * sin).to(x.dtype)
+
+
+def _linear(weight: Tensor, bias: Tensor, dtype: torch.dtype, device: torch.device) -> nn.Linear:
+    out_features, in_features = weight.shape
+    linear = skip_init(nn.Linear, in_features, out_features, device=device, dtype=dtype)
+    linear.weight.copy_(weight)
+    linear.bias.copy_(bias)
+    return linear
+
+
+def _layer_norm(norm: nn.Module, dtype: torch.dtype, device: torch.device) -> nn.LayerNorm:
+    """A copy of fair-esm's ESM1bLayerNorm (torch's or apex's LayerNorm), eps included."""
+    copy = skip_init(nn.LayerNorm, norm.normalized_shape, eps=norm.eps, device=device, dtype=dtype)
+    copy.weight.copy_(norm.weight)
+    copy.bias.copy_(norm.bias)
+    return copy

@@ -1,0 +1,92 @@
+"""Per-sequence views of packed representations, as fair-esm's ``extract.py`` defines them.
+
+For a padded batch, esm-extract takes ``bos = t[i, 0]``, ``per_tok = t[i, 1 : len + 1]``
+and ``mean = t[i, 1 : len + 1].mean(0)``: BOS and EOS are never part of a residue view.
+These functions give the same views of packed rows with index tensors built on the
+device, so they neither loop over sequences nor synchronise with the host.
+
+Shared arguments:
+    reps: (T, E) float, packed rows of one representation layer.
+    cu_seqlens: (N + 1,) int32 or int64 on ``reps.device``, cu_seqlens[0] == 0,
+        cu_seqlens[-1] == T; sequence i occupies rows cu_seqlens[i] : cu_seqlens[i + 1].
+    bos, eos: whether every sequence starts with BOS / ends with EOS (ESM-2 adds both).
+        Each sequence must hold at least ``bos + eos`` rows.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .segments import segment_ids
+
+
+def mean_pool(reps: Tensor, cu_seqlens: Tensor, *, bos: bool = True, eos: bool = True) -> Tensor:
+    """Mean over each sequence's residue rows, accumulated in float32.
+
+    Returns:
+        (N, E) float32. A sequence without residues gives NaN, as ``mean`` of an empty slice does.
+    """
+    _check(reps, cu_seqlens)
+    total, n = reps.shape[0], cu_seqlens.numel() - 1
+    starts, ends = _residue_bounds(cu_seqlens, bos, eos)
+    seq = segment_ids(cu_seqlens, total)
+    row = torch.arange(total, device=reps.device)
+    is_residue = (row >= starts[seq]) & (row < ends[seq])
+    # BOS and EOS rows are summed into a spare row n, dropped below.
+    target = torch.where(is_residue, seq, n)
+    sums = torch.zeros(n + 1, reps.shape[1], dtype=torch.float32, device=reps.device)
+    sums.index_add_(0, target, reps.float())
+    return sums[:n] / (ends - starts).unsqueeze(1)
+
+
+def bos_pool(reps: Tensor, cu_seqlens: Tensor) -> Tensor:
+    """The first (BOS) row of every sequence.
+
+    Returns:
+        (N, E), ``reps.dtype``.
+    """
+    _check(reps, cu_seqlens)
+    return reps[cu_seqlens[:-1].long()]
+
+
+def residue_rows(
+    reps: Tensor, cu_seqlens: Tensor, *, bos: bool = True, eos: bool = True
+) -> tuple[Tensor, Tensor]:
+    """Every sequence's residue rows, packed, without BOS and EOS.
+
+    Returns:
+        rows: (T - N * (bos + eos), E), ``reps.dtype``.
+        residue_cu_seqlens: (N + 1,) int64; the residues of sequence i are
+            ``rows[residue_cu_seqlens[i] : residue_cu_seqlens[i + 1]]``.
+    """
+    _check(reps, cu_seqlens)
+    n = cu_seqlens.numel() - 1
+    starts, ends = _residue_bounds(cu_seqlens, bos, eos)
+    residue_cu_seqlens = F.pad((ends - starts).cumsum(0), (1, 0))
+    total = reps.shape[0] - n * (int(bos) + int(eos))
+    seq = segment_ids(residue_cu_seqlens, total)
+    # Residue r of sequence i sits at packed row starts[i] + (r - residue_cu_seqlens[i]).
+    source = torch.arange(total, device=reps.device) + (starts - residue_cu_seqlens[:-1])[seq]
+    return reps[source], residue_cu_seqlens
+
+
+def _residue_bounds(cu_seqlens: Tensor, bos: bool, eos: bool) -> tuple[Tensor, Tensor]:
+    """(N,) int64 first and one-past-last residue row of every sequence."""
+    cu = cu_seqlens.long()
+    return cu[:-1] + int(bos), cu[1:] - int(eos)
+
+
+def _check(reps: Tensor, cu_seqlens: Tensor) -> None:
+    if reps.ndim != 2:
+        raise ValueError(f"reps must be (T, E) packed rows, got shape {tuple(reps.shape)}")
+    if cu_seqlens.ndim != 1 or cu_seqlens.numel() < 2 or cu_seqlens.is_floating_point():
+        raise ValueError(
+            "cu_seqlens must be a 1-D integer tensor of N + 1 >= 2 offsets, "
+            f"got shape {tuple(cu_seqlens.shape)} {cu_seqlens.dtype}"
+        )
+    if cu_seqlens.device != reps.device:
+        raise ValueError(
+            f"cu_seqlens is on {cu_seqlens.device} but reps on {reps.device}; move cu_seqlens with .to(reps.device)"
+        )
