@@ -1,0 +1,22 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   embeds the bundled example proteins (random weights: for trying the tool only)
+#   make test   runs the test suite (CPU; GPU tests skip without CUDA)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch that this machine keeps on disk; a GPU machine keeps the torch it has.
+TORCH ?= torch==2.13.0
+
+.PHONY: demo test
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/virnucpro embed examples/data/MIIJ01000039.single.faa.gz -o out/example.h5 \
+		--model random:esm2_t6_8M_UR50D --overwrite
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
