@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     embed.add_argument("--workers", type=int, help="DataLoader workers that parse and tokenise (default: cores - 1, at most 8)")
     embed.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")
     embed.add_argument("--attention", default="auto", help="attention backend: auto, flash-attn, torch-varlen, reference")
+    embed.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=None,
+        help="torch.compile the model's blocks (default: on CUDA)",
+    )
     mode = embed.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue an interrupted run from its committed results")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing output and discard partial results")
@@ -69,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             invalid=args.invalid,
             device=args.device,
             attention=args.attention,
+            compile=args.compile,
             resume=args.resume,
             overwrite=args.overwrite,
             progress=not args.no_progress,

@@ -82,10 +82,11 @@ def fair_esm_half_error(reference, batch_converter, dtype: torch.dtype) -> float
     return reference.half_error[dtype]
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-def test_half_precision_matches_fair_esm_float32(reference, batch_converter, dtype, kernel):
-    packed = PackedESM2(reference.model, dtype=dtype, device="cuda", attention=kernel)
+def test_half_precision_matches_fair_esm_float32(reference, batch_converter, dtype, kernel, compiled):
+    packed = PackedESM2(reference.model, dtype=dtype, device="cuda", attention=kernel, compile=compiled)
     assert packed.backend == kernel
     cosines, worst = [], 0.0
     for group in reference.groups:
@@ -101,7 +102,8 @@ def test_half_precision_matches_fair_esm_float32(reference, batch_converter, dty
     cosine = torch.cat(cosines)
     fair_esm = fair_esm_half_error(reference, batch_converter, dtype)
     report = (
-        f"{reference.size} {dtype} {kernel}, {len(cosine)} proteins: mean-embedding cosine vs fp32 "
+        f"{reference.size} {dtype} {kernel} {'compiled' if compiled else 'eager'}, {len(cosine)} proteins: "
+        f"mean-embedding cosine vs fp32 "
         f"min {cosine.min().item():.7f} mean {cosine.mean().item():.7f}; last-layer max abs error "
         f"{worst:.3e}, fair-esm's own in {dtype}: {fair_esm:.3e}"
     )
@@ -126,5 +128,5 @@ def test_forward_and_pooling_sync_with_the_host_at_most_once(batch_converter, ke
         finally:
             torch.cuda.set_sync_debug_mode("default")
     syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]
-    print(f"\n{kernel}: {len(syncs)} host-device sync(s) in one forward + pooling")
+    print(f"\n{kernel}: {len(syncs)} host-device sync(s) in one forward + pooling: {syncs}")
     assert len(syncs) <= 1, syncs

@@ -36,6 +36,10 @@ class PackedESM2(nn.Module):
             dtype, build a new PackedESM2: the attention backend is chosen for these.
         attention: "auto" or a backend name from ``attention.BACKENDS``; the one chosen
             is ``self.backend``.
+        compile: compile each block with ``torch.compile(dynamic=True)``. The blocks share
+            one code path, so one compilation serves every layer and every batch size;
+            elementwise work (LayerNorm, rotary, bias, GELU, residuals) is fused around
+            the matmuls. The first batch pays the compilation.
     """
 
     def __init__(
@@ -45,6 +49,7 @@ class PackedESM2(nn.Module):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
         attention: str = "auto",
+        compile: bool = False,
     ):
         super().__init__()
         if not isinstance(model, ESM2):
@@ -74,6 +79,10 @@ class PackedESM2(nn.Module):
         inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         self.register_buffer("inv_freq", inv_freq.to(device), persistent=False)
         self.requires_grad_(False)
+        self.compiled = compile
+        if compile:
+            for block in self.layers:
+                block.compile(dynamic=True)
 
     @property
     def device(self) -> torch.device:

@@ -36,6 +36,7 @@ class EmbedConfig:
         device: ``cuda``, ``cuda:1``, ``cpu``; None = ``cuda`` when available. Under
             torchrun each rank uses ``cuda:LOCAL_RANK``.
         attention: attention backend, ``auto`` or one of ``virnucpro.models`` backends.
+        compile: ``torch.compile`` the blocks; None = on CUDA only (the first batch pays it).
         resume: continue from the committed results of an interrupted run.
         overwrite: replace an existing output (and discard partial results).
         progress: show a progress bar.
@@ -55,6 +56,7 @@ class EmbedConfig:
     workers: int = field(default_factory=lambda: min(8, max(1, (os.cpu_count() or 2) - 1)))
     device: str | None = None
     attention: str = "auto"
+    compile: bool | None = None
     resume: bool = False
     overwrite: bool = False
     progress: bool = True

@@ -68,7 +68,8 @@ def run_embed(config: EmbedConfig, model: esm.model.esm2.ESM2 | None = None) -> 
         _barrier(world_size)
         if model is None:
             model, _ = load_model(config.model)
-        packed = PackedESM2(model, dtype=dtype, device=device, attention=config.attention)
+        use_compile = config.compile if config.compile is not None else device.type == "cuda"
+        packed = PackedESM2(model, dtype=dtype, device=device, attention=config.attention, compile=use_compile)
         layers = _layers(config.layers, packed.num_layers)
         stored = _stored_fingerprint(parts_dir) if config.resume else None
         max_tokens = config.max_tokens or (stored or {}).get("max_tokens") or auto_max_tokens(packed, len(layers))
@@ -350,6 +351,8 @@ def _device(requested: str | None, local_rank: int, world_size: int) -> torch.de
             raise RuntimeError(f"device {requested!r} asked for, but CUDA is not available here; pass --device cpu")
         if world_size > 1:
             device = torch.device("cuda", local_rank)
+        elif device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
     return device
 
