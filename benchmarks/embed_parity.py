@@ -56,10 +56,11 @@ def main() -> None:
     parser.add_argument("--dtype", default="bf16")
     parser.add_argument("--fasta", type=Path, default=EXAMPLES / "MIIJ01000039.single.faa.gz")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--h5", type=Path, help="keep the embeddings file here (default: a temporary file)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        h5 = Path(tmp) / "emb.h5"
+        h5 = args.h5 or Path(tmp) / "emb.h5"
         cmd = [sys.executable, "-m", "virnucpro", "embed", str(args.fasta), "-o", str(h5),
                "--model", f"random:{args.arch}", "--dtype", args.dtype, "--no-progress"]  # fmt: skip
         run = subprocess.run(cmd, capture_output=True, text=True)

@@ -23,9 +23,9 @@ from virnucpro.data import SequenceDataset, VarlenCollator
 from virnucpro.models import ARCHITECTURES, PackedESM2, mean_pool
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
-CATEGORIES = (
-    ("matmul", ("gemm", "cutlass", "xmma", "nvjet", "wgmma", "cublas")),
+CATEGORIES = (  # first match wins: flash kernels carry cutlass names in their template arguments
     ("attention", ("flash", "fmha", "attention")),
+    ("matmul", ("gemm", "cutlass", "xmma", "nvjet", "wgmma", "cublas")),
     ("fused elementwise (triton)", ("triton",)),
     ("copy", ("memcpy", "memset", "copy")),
     ("eager elementwise / norm / index", ("elementwise", "reduce", "norm", "index", "gather", "scatter", "cat")),
