@@ -25,20 +25,16 @@ from .segments import segment_ids
 def mean_pool(reps: Tensor, cu_seqlens: Tensor, *, bos: bool = True, eos: bool = True) -> Tensor:
     """Mean over each sequence's residue rows, accumulated in float32.
 
+    A segmented reduction rather than ``index_add_``: CUDA's ``index_add_`` adds with
+    atomics in no fixed order, so the same batch would pool to different last bits
+    from run to run; this keeps runs, and resumed runs, bitwise reproducible.
+
     Returns:
         (N, E) float32. A sequence without residues gives NaN, as ``mean`` of an empty slice does.
     """
-    _check(reps, cu_seqlens)
-    total, n = reps.shape[0], cu_seqlens.numel() - 1
-    starts, ends = _residue_bounds(cu_seqlens, bos, eos)
-    seq = segment_ids(cu_seqlens, total)
-    row = torch.arange(total, device=reps.device)
-    is_residue = (row >= starts[seq]) & (row < ends[seq])
-    # BOS and EOS rows are summed into a spare row n, dropped below.
-    target = torch.where(is_residue, seq, n)
-    sums = torch.zeros(n + 1, reps.shape[1], dtype=torch.float32, device=reps.device)
-    sums.index_add_(0, target, reps.float())
-    return sums[:n] / (ends - starts).unsqueeze(1)
+    rows, residue_cu_seqlens = residue_rows(reps, cu_seqlens, bos=bos, eos=eos)
+    sums = torch.segment_reduce(rows.float(), "sum", offsets=residue_cu_seqlens, axis=0, unsafe=True)
+    return sums / residue_cu_seqlens.diff().unsqueeze(1)
 
 
 def bos_pool(reps: Tensor, cu_seqlens: Tensor) -> Tensor:
