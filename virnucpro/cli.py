@@ -53,6 +53,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _message(err: BaseException) -> str:
+    """The error's own message; for one re-raised from a DataLoader worker, its original last line."""
+    text = str(err).strip()
+    if "Original Traceback" not in text:
+        return text
+    last = text.splitlines()[-1]
+    return last.split(": ", 1)[1] if last.startswith(type(err).__name__ + ": ") else last
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from virnucpro.pipeline import EmbedConfig, run_embed  # after parsing: --help stays fast
@@ -83,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.simplefilter("default")
             summary = run_embed(config)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        print(f"virnucpro: error: {err}", file=sys.stderr)
+        print(f"virnucpro: error: {_message(err)}", file=sys.stderr)
         return 1
     print(summary.line())
     return 0

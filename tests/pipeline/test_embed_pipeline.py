@@ -204,7 +204,19 @@ def test_bad_input_fails_naming_file_and_record(tmp_path, checkpoint, content, e
     assert result.returncode != 0
     for fragment in expected:
         assert fragment in result.stderr, f"{fragment!r} not in:\n{result.stderr[-2000:]}"
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
     assert not out.exists()
+    assert not (tmp_path / "out.h5.parts").exists(), "nothing was committed, so nothing should block a rerun"
+
+
+def test_empty_input_gives_an_empty_file(tmp_path, checkpoint):
+    empty = tmp_path / "empty.faa"
+    empty.write_text("\n")
+    out = tmp_path / "out.h5"
+    result = _embed(empty, "-o", out, "--model", checkpoint)
+    assert "0 records" in result.stdout
+    with h5py.File(out) as f:
+        assert f["ids"].shape == (0,) and f["embeddings"].shape == (0, 64) and f.attrs["records"] == 0
 
 
 def test_existing_output_is_never_silently_replaced(tmp_path, checkpoint, inputs):

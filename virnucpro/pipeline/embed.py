@@ -90,7 +90,13 @@ def run_embed(config: EmbedConfig, model: esm.model.esm2.ESM2 | None = None) -> 
             world_size=world_size,
             report=False,
         )
-        stats = _run_batches(config, dataset, packed, layers, part, rank)
+        try:
+            stats = _run_batches(config, dataset, packed, layers, part, rank)
+        except BaseException:
+            part.close()
+            if world_size == 1 and not any(p.records for p in read_parts(parts_dir)):
+                remove_parts(parts_dir)  # nothing to resume: leave no trace that would block a rerun
+            raise
         part.close()
         totals = _all_reduce(world_size, stats.records, stats.tokens)
         _barrier(world_size)
@@ -220,9 +226,10 @@ def _run_batches(
         while True:
             t0 = time.perf_counter()
             batch = next(batches, None)
-            host_wait += time.perf_counter() - t0
-            if stats.records == 0:
+            if stats.records == 0:  # the first wait is start-up (workers starting), reported apart
                 stats.startup_s = time.perf_counter() - start
+            else:
+                host_wait += time.perf_counter() - t0
             if batch is None:
                 break
             started = torch.cuda.Event(enable_timing=True) if on_gpu else None
@@ -254,7 +261,9 @@ def _run_batches(
     if writer.error is not None:
         raise RuntimeError("the writer thread failed") from writer.error
     stats.wall_s = time.perf_counter() - start
-    stats.input_wait = (writer.gpu_idle_s if on_gpu else host_wait - stats.startup_s) / max(stats.wall_s, 1e-9)
+    # On the GPU: its idle time between batches, from CUDA events. On the CPU, compute is
+    # synchronous, so the time spent waiting for the next batch is the same quantity.
+    stats.input_wait = (writer.gpu_idle_s if on_gpu else host_wait) / max(stats.wall_s, 1e-9)
     return stats
 
 
