@@ -162,7 +162,7 @@ def test_resume_refuses_other_options(tmp_path, checkpoint, inputs):
     out.unlink()
     (parts / "rank0").mkdir(parents=True)
     (parts / "rank0" / "state.json").write_text(
-        json.dumps({"records": 0, "rows": 0, "ids_bytes": 0, "row_shape": [1, 64], "dtype": "<f4", "fingerprint": {"pooling": "bos"}})
+        json.dumps({"records": 0, "rows": 0, "ids_bytes": 0, "replaced": 0, "row_shape": [1, 64], "dtype": "<f4", "fingerprint": {"pooling": "bos"}})
     )
     result = _embed(inputs[0], "-o", out, "--model", checkpoint, "--resume", check=False)
     assert result.returncode != 0 and "different job" in result.stderr and "pooling" in result.stderr
@@ -207,6 +207,16 @@ def test_bad_input_fails_naming_file_and_record(tmp_path, checkpoint, content, e
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     assert not out.exists()
     assert not (tmp_path / "out.h5.parts").exists(), "nothing was committed, so nothing should block a rerun"
+
+
+def test_replaced_residues_are_counted_and_reported(tmp_path, checkpoint):
+    fasta = tmp_path / "odd.faa"
+    fasta.write_text(">a\nMKJJV\n>b\nMKV\n>c\nJ1A\n")
+    out = tmp_path / "out.h5"
+    result = _embed(fasta, "-o", out, "--model", checkpoint, "--invalid", "X")
+    assert "residues replaced with X 4" in result.stdout, result.stdout
+    with h5py.File(out) as f:
+        assert f.attrs["replaced_residues"] == 4 and f["ids"].asstr()[:].tolist() == ["a", "b", "c"]
 
 
 def test_empty_input_gives_an_empty_file(tmp_path, checkpoint):

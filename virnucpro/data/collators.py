@@ -45,6 +45,7 @@ class VarlenCollator:
     * ``indices``: ``(N,)`` int64, each record's ``"index"`` (input position), -1 where absent;
     * ``lengths``: ``(N,)`` int64, each record's ``"length"`` (residues before truncation),
       else its token count before any truncation;
+    * ``num_replaced``: residues that ``SequenceDataset(invalid="X")`` replaced in these records;
     * ``num_truncated``: how many sequences are truncated: by ``SequenceDataset`` (its
       ``"length"`` exceeds the sequence) or by the converter's ``truncation_seq_length``.
 
@@ -109,6 +110,7 @@ class VarlenCollator:
             "indices": torch.tensor([r.get("index", -1) for r in batch], dtype=torch.int64),
             "lengths": torch.from_numpy(original),
             "num_truncated": int(truncated.sum()),
+            "num_replaced": sum(r.get("replaced", 0) for r in batch),
         }
 
     def _encode(self, ids: list[str], seqs: list[str]) -> tuple[np.ndarray, np.ndarray]:

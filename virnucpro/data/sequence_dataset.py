@@ -40,7 +40,8 @@ SPECIAL_TOKENS_PER_SEQUENCE = 2
 #: A record as yielded: ``{"id": str, "sequence": str, "file": str, "index": int,
 #: "record": int, "length": int}``; ``index`` is the 0-based position in the whole
 #: input (files in the order given), ``record`` the 1-based number within ``file``,
-#: ``length`` the residue count before truncation (> ``len(sequence)`` iff truncated).
+#: ``length`` the residue count before truncation (> ``len(sequence)`` iff truncated),
+#: ``replaced`` how many unknown residues ``invalid="X"`` replaced in it.
 Record = dict[str, Any]
 
 
@@ -138,6 +139,7 @@ class SequenceDataset(IterableDataset):
         for path in self.files:
             for raw in read_fasta(path):
                 index += 1
+                replaced_before = normalise.replaced_residues
                 sequence, length = normalise(raw)
                 if duplicates is not None:
                     duplicates.add(raw.id)
@@ -148,6 +150,7 @@ class SequenceDataset(IterableDataset):
                     "index": index,
                     "record": raw.number,
                     "length": length,
+                    "replaced": normalise.replaced_residues - replaced_before,
                 }
         if duplicates is not None:
             self._warn(normalise, duplicates)

@@ -90,6 +90,7 @@ class EmbedSummary:
     startup_s: float
     truncated: int
     duplicate_ids: int
+    replaced: int
     max_tokens: int
     peak_gpu_bytes: int
     backend: str
@@ -105,5 +106,6 @@ class EmbedSummary:
             f"virnucpro embed: {self.records:,} records, {self.tokens:,} tokens in {self.wall_s:.1f} s "
             f"= {self.tokens_per_s:,.0f} tokens/s{ranks}; input wait {100 * self.input_wait:.1f} % of wall "
             f"(start-up {self.startup_s:.1f} s); truncated {self.truncated}; duplicate ids {self.duplicate_ids}; "
+            f"{f'residues replaced with X {self.replaced}; ' if self.replaced else ''}"
             f"attention {self.backend}, max_tokens {self.max_tokens} -> {self.output}"
         )

@@ -100,7 +100,7 @@ def run_embed(config: EmbedConfig, model: esm.model.esm2.ESM2 | None = None) -> 
         part.close()
         totals = _all_reduce(world_size, stats.records, stats.tokens)
         _barrier(world_size)
-        counts = {"duplicate_ids": 0, "truncated": 0}
+        counts = {"duplicate_ids": 0, "truncated": 0, "replaced": 0}
         if rank == 0:
             counts = _finish(config, parts_dir, fingerprint, (len(layers), packed.embed_dim), storage, layers, dtype)
         _barrier(world_size)
@@ -113,6 +113,7 @@ def run_embed(config: EmbedConfig, model: esm.model.esm2.ESM2 | None = None) -> 
             startup_s=stats.startup_s,
             truncated=counts["truncated"],
             duplicate_ids=counts["duplicate_ids"],
+            replaced=counts["replaced"],
             max_tokens=max_tokens,
             peak_gpu_bytes=torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0,
             backend=packed.backend,
@@ -154,6 +155,7 @@ class _Pending:
     indices: np.ndarray  # (N,) input positions
     ids: list[str]
     lengths: np.ndarray  # (N,) residues before truncation
+    replaced: int  # unknown residues replaced with X in these records
     started: torch.cuda.Event | None
     done: torch.cuda.Event | None
 
@@ -177,7 +179,7 @@ class _Writer:
                     if self.last_done is not None:
                         self.gpu_idle_s += self.last_done.elapsed_time(item.started) / 1000
                     self.last_done = item.done
-                self.part.append(item.indices, item.ids, item.lengths, item.rows.numpy())
+                self.part.append(item.indices, item.ids, item.lengths, item.rows.numpy(), item.replaced)
                 if time.perf_counter() - last_commit > _COMMIT_EVERY_S:
                     self.part.commit()
                     last_commit = time.perf_counter()
@@ -244,9 +246,8 @@ def _run_batches(
             rows.copy_(pooled.to(storage), non_blocking=on_gpu)
             if done is not None:
                 done.record()
-            writer.put(
-                _Pending(rows, batch["indices"].numpy(), batch["sequence_ids"], batch["lengths"].numpy(), started, done)
-            )
+            indices, lengths = batch["indices"].numpy(), batch["lengths"].numpy()
+            writer.put(_Pending(rows, indices, batch["sequence_ids"], lengths, batch["num_replaced"], started, done))
             stats.records += batch["num_sequences"]
             stats.tokens += batch["input_ids"].numel()
             bar.update(batch["num_sequences"])
@@ -289,6 +290,7 @@ def _finish(
     expected = sum(1 for path in config.inputs for _ in read_fasta(path))
     lengths = np.concatenate([p.lengths() for p in parts]) if parts else np.empty(0, np.int64)
     truncated = int((lengths > config.max_length).sum())
+    replaced = sum(p.replaced for p in parts)
     attrs = {
         "model": config.model,
         "layers": list(layers),
@@ -297,6 +299,7 @@ def _finish(
         "storage_dtype": config.storage,
         "max_length": config.max_length,
         "truncated": truncated,
+        "replaced_residues": replaced,
         "tokens": int(np.minimum(lengths, config.max_length).sum() + SPECIAL_TOKENS_PER_SEQUENCE * lengths.size),
         "inputs": [str(p) for p in config.inputs],
         "virnucpro_version": virnucpro.__version__,
@@ -307,7 +310,7 @@ def _finish(
         os.fsync(handle.fileno())
     os.replace(tmp, config.output)
     remove_parts(parts_dir)
-    return {"duplicate_ids": counts["duplicate_ids"], "truncated": truncated}
+    return {"duplicate_ids": counts["duplicate_ids"], "truncated": truncated, "replaced": replaced}
 
 
 def _check_output(config: EmbedConfig, parts_dir: Path) -> None:

@@ -65,10 +65,11 @@ class PartWriter:
         directory.mkdir(parents=True, exist_ok=True)
         state = _read_state(directory)
         if state is None:
-            state = {"records": 0, "rows": 0, "ids_bytes": 0}
+            state = {"records": 0, "rows": 0, "ids_bytes": 0, "replaced": 0}
         else:
             _check_fingerprint(directory, state["fingerprint"], fingerprint)
         self.records, self.rows, self.ids_bytes = state["records"], state["rows"], state["ids_bytes"]
+        self.replaced = state["replaced"]
         self._files = {}
         for name, size in (
             (_INDEX, self.records * 8),
@@ -86,9 +87,10 @@ class PartWriter:
     def _row_bytes(self) -> int:
         return int(np.prod(self.row_shape)) * self.dtype.itemsize
 
-    def append(self, indices: np.ndarray, ids: list[str], lengths: np.ndarray, rows: np.ndarray) -> None:
+    def append(self, indices: np.ndarray, ids: list[str], lengths: np.ndarray, rows: np.ndarray, replaced: int = 0) -> None:
         """Append N records: ``indices`` (N,) int64 input positions, ``ids`` N str, ``lengths`` (N,)
-        residues before truncation, ``rows`` (M, *row_shape): M = N pooled, or the residues embedded."""
+        residues before truncation, ``rows`` (M, *row_shape): M = N pooled, or the residues embedded;
+        ``replaced``: unknown residues replaced with X in these records."""
         if rows.shape[1:] != self.row_shape:
             raise ValueError(f"rows of shape {rows.shape[1:]} do not match this part's {self.row_shape}")
         encoded = "".join(f"{i}\n" for i in ids).encode("utf-8")
@@ -99,6 +101,7 @@ class PartWriter:
         self.records += len(ids)
         self.rows += rows.shape[0]
         self.ids_bytes += len(encoded)
+        self.replaced += replaced
 
     def commit(self) -> None:
         """Make everything appended so far durable, then record it in ``state.json``."""
@@ -109,6 +112,7 @@ class PartWriter:
             "records": self.records,
             "rows": self.rows,
             "ids_bytes": self.ids_bytes,
+            "replaced": self.replaced,
             "row_shape": list(self.row_shape),
             "dtype": self.dtype.str,
             "fingerprint": self.fingerprint,
@@ -133,6 +137,7 @@ class Part:
     records: int
     rows: int
     ids_bytes: int
+    replaced: int
     row_shape: tuple[int, ...]
     dtype: np.dtype
     fingerprint: dict[str, Any]
@@ -168,6 +173,7 @@ def read_parts(parts_dir: Path, fingerprint: dict[str, Any] | None = None) -> li
                 state["records"],
                 state["rows"],
                 state["ids_bytes"],
+                state["replaced"],
                 tuple(state["row_shape"]),
                 np.dtype(state["dtype"]),
                 state["fingerprint"],
