@@ -120,6 +120,30 @@ def test_per_token_and_several_layers(tmp_path, checkpoint, inputs):
     assert worst <= 1e-4, f"max abs diff {worst:.3g}"
 
 
+def test_bos_pooling_stored_as_float16(tmp_path, checkpoint, inputs):
+    out = tmp_path / "bos.h5"
+    _embed(inputs[1], "-o", out, "--model", checkpoint, "--pooling", "bos", "--storage", "float16")
+    model, alphabet = load_model(checkpoint)
+    _, _, tokens = alphabet.get_batch_converter()([(rid, seq.rstrip("*")) for rid, seq in _proteins(29, 100)])
+    with torch.no_grad():
+        expected = model(tokens, repr_layers=[2])["representations"][2][:, 0].numpy()
+    with h5py.File(out) as f:
+        emb = f["embeddings"][:]
+    assert emb.dtype == np.float16
+    diff = np.abs(emb.astype(np.float32) - expected)
+    bound = np.abs(expected).max() * 2**-10  # float16 keeps 11 significant bits
+    assert diff.max() <= bound, f"max abs diff {diff.max():.3g} > {bound:.3g}"
+
+
+def _wait_for_commit(state: Path, records: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if state.exists() and json.loads(state.read_text())["records"] >= records:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{state} never reached {records} committed records")
+
+
 def test_kill_and_resume_gives_identical_file(tmp_path, checkpoint):
     records = [(f"{rid}_{k}", seq) for k in range(3) for rid, seq in _proteins(120)]
     fasta = _write_fasta(tmp_path / "many.faa", records)
@@ -132,11 +156,7 @@ def test_kill_and_resume_gives_identical_file(tmp_path, checkpoint):
     state = tmp_path / "resumed.h5.parts" / "rank0" / "state.json"
     cmd = [sys.executable, "-m", "virnucpro", "embed", str(fasta), "-o", str(out), *map(str, common), "--device", "cpu", "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if state.exists() and json.loads(state.read_text())["records"] >= 40:
-            break
-        time.sleep(0.05)
+    _wait_for_commit(state, 40)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     committed = json.loads(state.read_text())["records"]
@@ -181,6 +201,41 @@ def test_torchrun_two_ranks_equal_single_process(tmp_path, checkpoint, inputs):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "on 2 ranks" in result.stdout, result.stdout
     with h5py.File(single) as a, h5py.File(multi) as b:
+        assert a["ids"].asstr()[:].tolist() == b["ids"].asstr()[:].tolist()
+        diff = np.abs(a["embeddings"][:] - b["embeddings"][:])
+        assert diff.max() <= 1e-6, f"max abs diff {diff.max():.3g}, mean {diff.mean():.3g}"
+
+
+def _descendants(pid: int) -> list[int]:
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return [d for child in children for d in (*_descendants(child), child)]
+
+
+def test_two_ranks_killed_then_resumed_by_one_process(tmp_path, checkpoint):
+    records = [(f"{rid}_{k}", seq) for k in range(3) for rid, seq in _proteins(120)]
+    fasta = _write_fasta(tmp_path / "many.faa", records)
+    common = ["--model", str(checkpoint), "--max-tokens", "600", "--workers", "1", "--device", "cpu", "--no-progress"]
+    single = tmp_path / "single.h5"
+    _embed(fasta, "-o", single, *common[:-3])
+
+    out = tmp_path / "out.h5"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+           "-m", "virnucpro", "embed", str(fasta), "-o", str(out), *common]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for rank in (0, 1):
+        _wait_for_commit(tmp_path / "out.h5.parts" / f"rank{rank}" / "state.json", 20)
+    for pid in [*_descendants(proc.pid), proc.pid]:  # torchrun starts its ranks in sessions of their own
+        os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    states = [json.loads((tmp_path / "out.h5.parts" / f"rank{r}" / "state.json").read_text()) for r in (0, 1)]
+    committed = sum(state["records"] for state in states)
+    assert committed < len(records), f"kill landed after all {committed} records were committed"
+
+    _embed(fasta, "-o", out, *common[:-3], "--resume")
+    with h5py.File(single) as a, h5py.File(out) as b:
         assert a["ids"].asstr()[:].tolist() == b["ids"].asstr()[:].tolist()
         diff = np.abs(a["embeddings"][:] - b["embeddings"][:])
         assert diff.max() <= 1e-6, f"max abs diff {diff.max():.3g}, mean {diff.mean():.3g}"
