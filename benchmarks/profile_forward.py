@@ -74,7 +74,9 @@ def profile_one(packed: PackedESM2, data) -> dict:
         device_us = getattr(event, "device_time_total", None) or getattr(event, "cuda_time_total", 0)
         if device_us <= 0 or event.key.startswith("ProfilerStep"):
             continue
-        if any(event.key.startswith(p) for p in ("aten::", "torch::", "inductor", "Torch-Compiled", "CompiledFunction")):
+        if any(
+            event.key.startswith(p) for p in ("aten::", "torch::", "inductor", "Torch-Compiled", "CompiledFunction")
+        ):
             continue  # CPU-side ranges that also carry device time: counted through their kernels
         per_category[category(event.key)] += device_us / 1e6
         top[event.key[:90]] += device_us / 1e6
@@ -101,7 +103,12 @@ def main() -> None:
     with torch.device("cuda"):
         model = esm.model.esm2.ESM2(layers, dim, heads, alphabet="ESM-1b").eval()
     data = batches(args.max_tokens, torch.device("cuda"))
-    results = {"model": args.model, "device": torch.cuda.get_device_name(), "torch": torch.__version__, "max_tokens": args.max_tokens}
+    results = {
+        "model": args.model,
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "max_tokens": args.max_tokens,
+    }
     for label, compiled in (("eager", False), ("compiled", True)):
         packed = PackedESM2(model, dtype=torch.bfloat16, attention="auto", compile=compiled)
         results[label] = profile_one(packed, data)

@@ -21,7 +21,9 @@ def _parser() -> argparse.ArgumentParser:
         "in input order. Run under torchrun for several GPUs.",
     )
     embed.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="protein FASTA files, plain or gzip")
-    embed.add_argument("-o", "--output", type=Path, required=True, help="HDF5 file to write (appears only when complete)")
+    embed.add_argument(
+        "-o", "--output", type=Path, required=True, help="HDF5 file to write (appears only when complete)"
+    )
     embed.add_argument(
         "--model",
         required=True,
@@ -29,21 +31,35 @@ def _parser() -> argparse.ArgumentParser:
         "or random:<name> (random weights, only for trying the tool)",
     )
     embed.add_argument("--layers", type=int, nargs="+", help="layers to store, fair-esm numbering (default: the last)")
-    embed.add_argument("--pooling", choices=("mean", "bos", "per-token"), default="mean", help="default: mean over residues")
-    embed.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), help="compute precision (default: bf16 on GPU, fp32 on CPU)")
+    embed.add_argument(
+        "--pooling", choices=("mean", "bos", "per-token"), default="mean", help="default: mean over residues"
+    )
+    embed.add_argument(
+        "--dtype", choices=("fp32", "fp16", "bf16"), help="compute precision (default: bf16 on GPU, fp32 on CPU)"
+    )
     embed.add_argument("--storage", choices=("float32", "float16"), default="float32", help="stored embedding dtype")
     embed.add_argument("--max-tokens", type=int, help="tokens per packed batch (default: sized from free GPU memory)")
     embed.add_argument("--max-length", type=int, default=1022, help="residues kept per sequence (default 1022)")
     embed.add_argument(
-        "--on-overlength", choices=("truncate", "raise"), default="truncate",
+        "--on-overlength",
+        choices=("truncate", "raise"),
+        default="truncate",
         help="longer sequences: truncate (counted) or fail",
     )
-    embed.add_argument("--invalid", choices=("raise", "X"), default="raise", help="unknown residues: fail, or replace with X")
-    embed.add_argument("--workers", type=int, help="DataLoader workers that parse and tokenise (default: cores - 1, at most 8)")
-    embed.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")
-    embed.add_argument("--attention", default="auto", help="attention backend: auto, flash-attn, torch-varlen, reference")
     embed.add_argument(
-        "--compile", action=argparse.BooleanOptionalAction, default=None,
+        "--invalid", choices=("raise", "X"), default="raise", help="unknown residues: fail, or replace with X"
+    )
+    embed.add_argument(
+        "--workers", type=int, help="DataLoader workers that parse and tokenise (default: cores - 1, at most 8)"
+    )
+    embed.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")
+    embed.add_argument(
+        "--attention", default="auto", help="attention backend: auto, flash-attn, torch-varlen, reference"
+    )
+    embed.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="torch.compile the model's blocks (default: on CUDA)",
     )
     mode = embed.add_mutually_exclusive_group()

@@ -257,7 +257,13 @@ def test_duplicate_ids_are_kept_and_counted_in_one_warning(tmp_path):
         warnings.simplefilter("always")
         recs = records(one, two)
     assert [(r["index"], r["id"], r["sequence"]) for r in recs] == [
-        (0, "a", "MK"), (1, "b", "QQ"), (2, "a", "RR"), (3, "c", "SS"), (4, "a", "TT"), (5, "b", "VV"), (6, "d", "WW"),
+        (0, "a", "MK"),
+        (1, "b", "QQ"),
+        (2, "a", "RR"),
+        (3, "c", "SS"),
+        (4, "a", "TT"),
+        (5, "b", "VV"),
+        (6, "d", "WW"),
     ]
     duplicates = matching_warnings(caught, r"\bid\b")
     assert len(duplicates) == 1, f"expected one warning about repeated ids, got {[str(w.message) for w in caught]}"

@@ -59,7 +59,7 @@ def read_reference(paths: list[Path]) -> list[tuple[str, str]]:
     for path in paths:
         with open(path, "rb") as raw:
             is_gzip = raw.read(2) == b"\x1f\x8b"
-        with (gzip.open(path, "rt") if is_gzip else open(path)) as handle:
+        with gzip.open(path, "rt") if is_gzip else open(path) as handle:
             for rec in SeqIO.parse(handle, "fasta"):
                 seq = "".join(str(rec.seq).upper().split())
                 if seq.endswith("*"):
@@ -246,8 +246,9 @@ def test_skipped_positions_are_left_out_and_the_rest_come_exactly_once(corpus):
 def test_ranks_together_yield_every_record_exactly_once(corpus, world_size, num_workers, token_mode):
     per_rank = []
     for rank in range(world_size):
-        ds = SequenceDataset(corpus.files, max_tokens=2000 if token_mode else None, rank=rank,
-                             world_size=world_size, report=False)
+        ds = SequenceDataset(
+            corpus.files, max_tokens=2000 if token_mode else None, rank=rank, world_size=world_size, report=False
+        )
         per_rank.append([b["indices"].tolist() for b in loader_for(ds, index_collate, num_workers, token_mode)])
     what = f"world_size={world_size}, num_workers={num_workers}, {'tokens' if token_mode else 'records'}"
     assert_exactly_once([i for batches in per_rank for b in batches for i in b], len(corpus.reference), what)
@@ -276,8 +277,11 @@ def test_rank_and_world_size_from_the_environment(corpus, monkeypatch):
 
     # Explicit arguments win over the environment.
     ds = SequenceDataset(corpus.files, rank=0, world_size=1, report=False)
-    assert_exactly_once([i for b in loader_for(ds, index_collate, 0, False) for i in b["indices"].tolist()],
-                        len(corpus.reference), "explicit rank=0, world_size=1 under RANK=2, WORLD_SIZE=3")
+    assert_exactly_once(
+        [i for b in loader_for(ds, index_collate, 0, False) for i in b["indices"].tolist()],
+        len(corpus.reference),
+        "explicit rank=0, world_size=1 under RANK=2, WORLD_SIZE=3",
+    )
 
 
 @pytest.mark.parametrize("token_mode", [False, True], ids=["records", "tokens"])
@@ -333,8 +337,9 @@ def test_token_budget_fills_batches_on_the_proteome():
         batches = list(SequenceDataset(PROTEOME, max_tokens=max_tokens).batches())
     tokens = np.array([sum(len(r["sequence"]) + 2 for r in b) for b in batches])
     fill = tokens / max_tokens
-    print(f"proteome, max_tokens={max_tokens}: {len(batches)} batches, fill mean {fill.mean():.4f}, "
-          f"min {fill.min():.4f}")
+    print(
+        f"proteome, max_tokens={max_tokens}: {len(batches)} batches, fill mean {fill.mean():.4f}, min {fill.min():.4f}"
+    )
     assert tokens.max() <= max_tokens, f"largest batch {tokens.max()} tokens"
     assert fill.mean() >= 0.9, f"mean fill {fill.mean():.4f} < 0.9; per batch {np.round(fill, 3).tolist()}"
     assert sum(len(b) for b in batches) == 404

@@ -136,5 +136,7 @@ def test_forward_and_mean_pooling_are_bitwise_reproducible(batch_converter):
     packed = PackedESM2(tiny_esm2(2, 64, 4), dtype=torch.bfloat16, device="cuda")
     input_ids, cu_seqlens, max_seqlen = pack(batch_converter, sample_sequences(64, seed=1))
     input_ids, cu_seqlens = input_ids.cuda(), cu_seqlens.cuda()
-    first, second = (mean_pool(packed(input_ids, cu_seqlens, max_seqlen)["representations"][2], cu_seqlens) for _ in "ab")
+    first, second = (
+        mean_pool(packed(input_ids, cu_seqlens, max_seqlen)["representations"][2], cu_seqlens) for _ in "ab"
+    )
     assert torch.equal(first, second), f"max abs diff {(first - second).abs().max().item():.3g}"

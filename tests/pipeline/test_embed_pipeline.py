@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import esm
 import h5py
 import numpy as np
 import pytest
@@ -105,7 +104,21 @@ def test_embed_matches_fair_esm_in_input_order(tmp_path, checkpoint, inputs):
 
 def test_per_token_and_several_layers(tmp_path, checkpoint, inputs):
     out = tmp_path / "tok.h5"
-    _embed(inputs[0], "-o", out, "--model", checkpoint, "--pooling", "per-token", "--layers", "0", "1", "2", "--workers", "0")
+    _embed(
+        inputs[0],
+        "-o",
+        out,
+        "--model",
+        checkpoint,
+        "--pooling",
+        "per-token",
+        "--layers",
+        "0",
+        "1",
+        "2",
+        "--workers",
+        "0",
+    )
     records = _proteins(37, 0)
     reference = _esm_extract(checkpoint, records, [0, 1, 2])
     with h5py.File(out) as f:
@@ -154,7 +167,19 @@ def test_kill_and_resume_gives_identical_file(tmp_path, checkpoint):
 
     out = tmp_path / "resumed.h5"
     state = tmp_path / "resumed.h5.parts" / "rank0" / "state.json"
-    cmd = [sys.executable, "-m", "virnucpro", "embed", str(fasta), "-o", str(out), *map(str, common), "--device", "cpu", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "virnucpro",
+        "embed",
+        str(fasta),
+        "-o",
+        str(out),
+        *map(str, common),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for_commit(state, 40)
     proc.send_signal(signal.SIGKILL)
@@ -182,7 +207,17 @@ def test_resume_refuses_other_options(tmp_path, checkpoint, inputs):
     out.unlink()
     (parts / "rank0").mkdir(parents=True)
     (parts / "rank0" / "state.json").write_text(
-        json.dumps({"records": 0, "rows": 0, "ids_bytes": 0, "replaced": 0, "row_shape": [1, 64], "dtype": "<f4", "fingerprint": {"pooling": "bos"}})
+        json.dumps(
+            {
+                "records": 0,
+                "rows": 0,
+                "ids_bytes": 0,
+                "replaced": 0,
+                "row_shape": [1, 64],
+                "dtype": "<f4",
+                "fingerprint": {"pooling": "bos"},
+            }
+        )
     )
     result = _embed(inputs[0], "-o", out, "--model", checkpoint, "--resume", check=False)
     assert result.returncode != 0 and "different job" in result.stderr and "pooling" in result.stderr

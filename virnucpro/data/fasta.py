@@ -31,9 +31,7 @@ __all__ = ["RESIDUES", "FastaRecord", "open_fasta", "read_fasta", "Normaliser"]
 _GZIP_MAGIC = b"\x1f\x8b"
 
 #: The single-character tokens of ESM-2's alphabet: what a normalised sequence may hold.
-RESIDUES: str = "".join(
-    tok for tok in esm.data.Alphabet.from_architecture("ESM-1b").standard_toks if len(tok) == 1
-)
+RESIDUES: str = "".join(tok for tok in esm.data.Alphabet.from_architecture("ESM-1b").standard_toks if len(tok) == 1)
 _NOT_RESIDUE = re.compile(f"[^{re.escape(RESIDUES)}]")
 _WHITESPACE = re.compile(r"\s+")
 

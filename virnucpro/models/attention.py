@@ -18,7 +18,7 @@ Backends:
 from __future__ import annotations
 
 import importlib.util
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -46,8 +46,16 @@ def _flash_attn() -> AttentionFn:
 
     def attend(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int) -> Tensor:
         return flash_attn_varlen_func(
-            q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen,
-            dropout_p=0.0, softmax_scale=1.0, causal=False,
+            q,
+            k,
+            v,
+            cu_seqlens,
+            cu_seqlens,
+            max_seqlen,
+            max_seqlen,
+            dropout_p=0.0,
+            softmax_scale=1.0,
+            causal=False,
         )
 
     return attend

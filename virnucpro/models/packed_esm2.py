@@ -7,7 +7,7 @@ attention over the full head dimension and an exact-GELU MLP, final LayerNorm.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -165,8 +165,7 @@ class PackedESM2(nn.Module):
             )
         if cu_seqlens.ndim != 1 or cu_seqlens.dtype != torch.int32 or cu_seqlens.numel() < 2:
             raise ValueError(
-                "cu_seqlens must be (N + 1,) int32 with N >= 1, "
-                f"got shape {tuple(cu_seqlens.shape)} {cu_seqlens.dtype}"
+                f"cu_seqlens must be (N + 1,) int32 with N >= 1, got shape {tuple(cu_seqlens.shape)} {cu_seqlens.dtype}"
             )
         if input_ids.device != self.device or cu_seqlens.device != self.device:
             raise ValueError(

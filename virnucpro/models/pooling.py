@@ -47,9 +47,7 @@ def bos_pool(reps: Tensor, cu_seqlens: Tensor) -> Tensor:
     return reps[cu_seqlens[:-1].long()]
 
 
-def residue_rows(
-    reps: Tensor, cu_seqlens: Tensor, *, bos: bool = True, eos: bool = True
-) -> tuple[Tensor, Tensor]:
+def residue_rows(reps: Tensor, cu_seqlens: Tensor, *, bos: bool = True, eos: bool = True) -> tuple[Tensor, Tensor]:
     """Every sequence's residue rows, packed, without BOS and EOS.
 
     Returns:

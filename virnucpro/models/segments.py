@@ -23,6 +23,4 @@ def segment_ids(cu_seqlens: Tensor, total: int) -> Tensor:
         (T,) int64 on ``cu_seqlens.device``; row t belongs to sequence ``result[t]``.
     """
     n = cu_seqlens.numel() - 1
-    return torch.repeat_interleave(
-        torch.arange(n, device=cu_seqlens.device), cu_seqlens.diff(), output_size=total
-    )
+    return torch.repeat_interleave(torch.arange(n, device=cu_seqlens.device), cu_seqlens.diff(), output_size=total)

@@ -73,7 +73,9 @@ class EmbedConfig:
         if self.storage not in ("float32", "float16"):
             raise ValueError(f"storage must be float32 or float16, got {self.storage!r}")
         if self.resume and self.overwrite:
-            raise ValueError("resume and overwrite exclude each other: resume keeps partial results, overwrite discards them")
+            raise ValueError(
+                "resume and overwrite exclude each other: resume keeps partial results, overwrite discards them"
+            )
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
 

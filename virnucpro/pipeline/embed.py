@@ -334,7 +334,9 @@ def _layers(requested: tuple[int, ...] | None, num_layers: int) -> tuple[int, ..
     return layers
 
 
-def _fingerprint(config: EmbedConfig, layers: tuple[int, ...], dtype: torch.dtype, max_tokens: int, backend: str) -> dict[str, Any]:
+def _fingerprint(
+    config: EmbedConfig, layers: tuple[int, ...], dtype: torch.dtype, max_tokens: int, backend: str
+) -> dict[str, Any]:
     """What must not change between an interrupted run and its resumption."""
     return {
         "inputs": [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in config.inputs],

@@ -57,7 +57,9 @@ class PartWriter:
         fingerprint: JSON-able description of the job; resuming with another one is refused.
     """
 
-    def __init__(self, directory: Path, row_shape: tuple[int, ...], dtype: np.dtype, fingerprint: dict[str, Any]) -> None:
+    def __init__(
+        self, directory: Path, row_shape: tuple[int, ...], dtype: np.dtype, fingerprint: dict[str, Any]
+    ) -> None:
         self.directory = directory
         self.row_shape = tuple(row_shape)
         self.dtype = np.dtype(dtype)
@@ -87,7 +89,9 @@ class PartWriter:
     def _row_bytes(self) -> int:
         return int(np.prod(self.row_shape)) * self.dtype.itemsize
 
-    def append(self, indices: np.ndarray, ids: list[str], lengths: np.ndarray, rows: np.ndarray, replaced: int = 0) -> None:
+    def append(
+        self, indices: np.ndarray, ids: list[str], lengths: np.ndarray, rows: np.ndarray, replaced: int = 0
+    ) -> None:
         """Append N records: ``indices`` (N,) int64 input positions, ``ids`` N str, ``lengths`` (N,)
         residues before truncation, ``rows`` (M, *row_shape): M = N pooled, or the residues embedded;
         ``replaced``: unknown residues replaced with X in these records."""
