@@ -214,7 +214,9 @@ def assemble(
     Refuses (``RuntimeError``) unless the parts hold every input position
     ``0 .. expected_records - 1`` exactly once. Returns the counts written.
     """
-    indices = np.concatenate([p.indices() for p in parts]) if parts else np.empty(0, np.int64)
+    part_indices = [p.indices() for p in parts]  # each part's files are read once
+    part_lengths = [np.minimum(p.lengths(), max_length) for p in parts]
+    indices = np.concatenate(part_indices) if parts else np.empty(0, np.int64)
     seen = np.bincount(indices, minlength=expected_records) if indices.size else np.zeros(expected_records, np.int64)
     if indices.size != expected_records or seen.size != expected_records or (seen != 1).any():
         missing = np.flatnonzero(seen[:expected_records] == 0)[:5].tolist()
@@ -225,8 +227,8 @@ def assemble(
             f"positions past the end {int((indices >= expected_records).sum())}. The parts are kept for inspection."
         )
     lengths = np.empty(expected_records, dtype=np.int64)
-    for part in parts:
-        lengths[part.indices()] = np.minimum(part.lengths(), max_length)
+    for part_index, part_length in zip(part_indices, part_lengths):
+        lengths[part_index] = part_length
     offsets = np.zeros(expected_records + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     squeeze = row_shape[0] == 1  # one layer: (N, E) rather than (N, 1, E)
@@ -238,10 +240,10 @@ def assemble(
         emb = out.create_dataset("embeddings", shape, dtype=dtype, chunks=_chunks(shape))
         if per_token:
             out.create_dataset("offsets", data=offsets)
-        for part in parts:
-            part_ids, part_index, rows = part.ids(), part.indices(), part.rows_memmap()
+        for part, part_index, part_length in zip(parts, part_indices, part_lengths):
+            part_ids, rows = part.ids(), part.rows_memmap()
             part_offsets = np.zeros(part.records + 1, dtype=np.int64)
-            np.cumsum(np.minimum(part.lengths(), max_length), out=part_offsets[1:])
+            np.cumsum(part_length, out=part_offsets[1:])
             for a, b in _runs(part_index):
                 start, stop = int(part_index[a]), int(part_index[b - 1]) + 1
                 ids_ds[start:stop] = part_ids[a:b]
