@@ -82,11 +82,15 @@ def fair_esm_half_error(reference, batch_converter, dtype: torch.dtype) -> float
     return reference.half_error[dtype]
 
 
-@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+# (kernels, gelu): the default on CUDA in half precision first, then each part of it swapped out.
+PATHS = [("triton", "tanh"), ("triton", "exact"), ("torch", "exact")]
+
+
+@pytest.mark.parametrize("kernels,gelu", PATHS, ids=["-".join(p) for p in PATHS])
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-def test_half_precision_matches_fair_esm_float32(reference, batch_converter, dtype, kernel, compiled):
-    packed = PackedESM2(reference.model, dtype=dtype, device="cuda", attention=kernel, compile=compiled)
+def test_half_precision_matches_fair_esm_float32(reference, batch_converter, dtype, kernel, kernels, gelu):
+    packed = PackedESM2(reference.model, dtype=dtype, device="cuda", attention=kernel, kernels=kernels, gelu=gelu)
     assert packed.backend == kernel
     cosines, worst = [], 0.0
     for group in reference.groups:
@@ -102,7 +106,7 @@ def test_half_precision_matches_fair_esm_float32(reference, batch_converter, dty
     cosine = torch.cat(cosines)
     fair_esm = fair_esm_half_error(reference, batch_converter, dtype)
     report = (
-        f"{reference.size} {dtype} {kernel} {'compiled' if compiled else 'eager'}, {len(cosine)} proteins: "
+        f"{reference.size} {dtype} {kernel} kernels={kernels} gelu={gelu}, {len(cosine)} proteins: "
         f"mean-embedding cosine vs fp32 "
         f"min {cosine.min().item():.7f} mean {cosine.mean().item():.7f}; last-layer max abs error "
         f"{worst:.3e}, fair-esm's own in {dtype}: {fair_esm:.3e}"
@@ -140,3 +144,9 @@ def test_forward_and_mean_pooling_are_bitwise_reproducible(batch_converter):
         mean_pool(packed(input_ids, cu_seqlens, max_seqlen)["representations"][2], cu_seqlens) for _ in "ab"
     )
     assert torch.equal(first, second), f"max abs diff {(first - second).abs().max().item():.3g}"
+
+
+def test_half_precision_on_cuda_defaults_to_the_fast_path():
+    """What run_embed uses unless told otherwise is the path the parity test above checks first."""
+    packed = PackedESM2(tiny_esm2(2, 64, 4), dtype=torch.bfloat16, device="cuda")
+    assert (packed.kernels, packed.gelu) == PATHS[0]

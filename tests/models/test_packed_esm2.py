@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import esm.modules
 import pytest
 import torch
 from conftest import tiny_esm2
@@ -29,6 +30,33 @@ def test_every_layer_matches_fair_esm(batch_converter, num_layers, embed_dim, he
     report = ", ".join(f"layer {layer}: max {mx:.1e} mean {mean:.1e}" for layer, (mx, mean) in diffs.items())
     print(f"\n({num_layers}, {embed_dim}, {heads}) vs fair-esm, {len(sequences)} sequences: {report}")
     assert all(mx <= 1e-4 for mx, _ in diffs.values()), report
+
+
+def test_tanh_gelu_matches_fair_esm_with_its_gelu_swapped_for_tanh(batch_converter, monkeypatch):
+    """gelu="tanh" computes ESM-2 with the tanh approximation, and only that: against fair-esm whose
+    GELU is replaced by torch's tanh GELU it agrees to float32 rounding; against the exact model it does not."""
+    model = tiny_esm2(3, 64, 4, seed=5)
+    sequences = sample_sequences(12, seed=5)
+    input_ids, cu_seqlens, max_seqlen = pack(batch_converter, sequences)
+    packed = PackedESM2(model, attention="reference", gelu="tanh")
+    assert packed.gelu == "tanh"
+    actual = packed(input_ids, cu_seqlens, max_seqlen)["representations"][3]
+
+    exact = torch.cat(padded_forward(model, batch_converter, sequences, [3])[3])
+    monkeypatch.setattr(esm.modules, "gelu", lambda x: torch.nn.functional.gelu(x, approximate="tanh"))
+    tanh = torch.cat(padded_forward(model, batch_converter, sequences, [3])[3])
+
+    assert diff(actual, tanh)[0] <= 1e-5, f"vs fair-esm with tanh GELU: max abs diff {diff(actual, tanh)[0]:.1e}"
+    assert diff(actual, exact)[0] > 1e-4, "the tanh approximation should be visible in float32"
+
+
+def test_gelu_auto_is_exact_outside_half_precision_on_cuda():
+    assert PackedESM2(tiny_esm2(1, 32, 2)).gelu == "exact"
+    assert PackedESM2(tiny_esm2(1, 32, 2), dtype=torch.bfloat16).gelu == "exact"  # on the CPU
+    with pytest.raises(ValueError, match="gelu='fast' is unknown"):
+        PackedESM2(tiny_esm2(1, 32, 2), gelu="fast")
+    with pytest.raises(ValueError, match="kernels='triton' needs CUDA"):
+        PackedESM2(tiny_esm2(1, 32, 2), kernels="triton")
 
 
 def test_one_sequence_alone_equals_it_packed_with_others(batch_converter):

@@ -2,7 +2,11 @@
 
 Same weights, same layers, same representation keys as ``esm.model.esm2.ESM2``:
 token embedding with token-dropout rescale, pre-LayerNorm blocks with rotary
-attention over the full head dimension and an exact-GELU MLP, final LayerNorm.
+attention over the full head dimension and a GELU MLP, final LayerNorm.
+
+Per block on CUDA: four cuBLAS matmuls with the bias (and, by default in half
+precision, the GELU) in their epilogue, one varlen attention kernel, and three
+one-pass Triton kernels: residual add + LayerNorm twice, rotary once.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from torch import Tensor, nn
 from torch.nn.utils import skip_init
 
 from .attention import AttentionFn, select_attention
+from .kernels import Kernels, select_kernels
 from .segments import segment_ids
+
+GELUS = ("auto", "exact", "tanh")
 
 # ESM-2 was trained masking 15 % of tokens, 80 % of those with <mask>; its embeddings
 # are rescaled for that rate at inference too (×0.88 when no <mask> is present).
@@ -36,10 +43,14 @@ class PackedESM2(nn.Module):
             dtype, build a new PackedESM2: the attention backend is chosen for these.
         attention: "auto" or a backend name from ``attention.BACKENDS``; the one chosen
             is ``self.backend``.
-        compile: compile each block with ``torch.compile(dynamic=True)``. The blocks share
-            one code path, so one compilation serves every layer and every batch size;
-            elementwise work (LayerNorm, rotary, bias, GELU, residuals) is fused around
-            the matmuls. The first batch pays the compilation.
+        kernels: "auto", "triton" or "torch": how the work between the matmuls runs
+            (``kernels.select_kernels``; "auto" is Triton on CUDA). The one chosen is
+            ``self.kernels``. Biases always run in the matmuls' epilogues.
+        gelu: "exact" (erf, as fair-esm), "tanh" (the tanh approximation, which on
+            CUDA runs in cuBLASLt's fc1 epilogue and saves a pass over the 4E-wide
+            activations) or "auto": tanh when computing in float16/bfloat16 on CUDA,
+            where it is far below the rounding of the dtype, else exact. The one
+            chosen is ``self.gelu``.
     """
 
     def __init__(
@@ -49,7 +60,8 @@ class PackedESM2(nn.Module):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
         attention: str = "auto",
-        compile: bool = False,
+        kernels: str = "auto",
+        gelu: str = "auto",
     ):
         super().__init__()
         if not isinstance(model, ESM2):
@@ -58,6 +70,13 @@ class PackedESM2(nn.Module):
         dtype = source.dtype if dtype is None else dtype
         device = source.device if device is None else torch.device(device)
         self.backend, self._attend = select_attention(attention, device, dtype)
+        self._kernels = select_kernels(kernels, device)
+        self.kernels = self._kernels.name
+        if gelu not in GELUS:
+            raise ValueError(f"gelu={gelu!r} is unknown; choose one of {GELUS}")
+        if gelu == "auto":
+            gelu = "tanh" if device.type == "cuda" and dtype in (torch.float16, torch.bfloat16) else "exact"
+        self.gelu = gelu
 
         self.num_layers = model.num_layers
         self.embed_dim = model.embed_dim
@@ -79,10 +98,6 @@ class PackedESM2(nn.Module):
         inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         self.register_buffer("inv_freq", inv_freq.to(device), persistent=False)
         self.requires_grad_(False)
-        self.compiled = compile
-        if compile:
-            for block in self.layers:
-                block.compile(dynamic=True)
 
     @property
     def device(self) -> torch.device:
@@ -128,15 +143,21 @@ class PackedESM2(nn.Module):
         # Rotary angles in float32: in half precision, positions above 256 (bf16) or
         # 2048 (fp16) are not exact. Positions restart at 0 in every sequence.
         positions = torch.arange(total, device=x.device) - cu_seqlens.long()[seq]  # (T,)
-        angles = positions.float()[:, None] * self.inv_freq  # (T, D / 2)
-        angles = torch.cat((angles, angles), dim=-1)[:, None, :]  # (T, 1, D), broadcast over heads
-        cos, sin = angles.cos(), angles.sin()
+        angles = torch.arange(max_seqlen, device=x.device, dtype=torch.float32)[:, None] * self.inv_freq
+        rotary = (positions.to(torch.int32), angles.cos(), angles.sin())  # tables (max_seqlen, D / 2)
 
+        # The residual stream is carried as (x, delta): the MLP's output is added to x by
+        # the next LayerNorm's kernel, or here when a layer's output is asked for.
         representations = {0: x} if 0 in layers else {}
+        delta = None
         for i, block in enumerate(self.layers[: max(layers)], start=1):
-            x = block(x, cos, sin, cu_seqlens, max_seqlen, self._attend)
-            if i in layers:
-                representations[i] = self.final_norm(x) if i == self.num_layers else x
+            x, delta = block(x, delta, rotary, cu_seqlens, max_seqlen, self._attend, self._kernels, self.gelu)
+            if i == self.num_layers:
+                norm = self.final_norm
+                representations[i] = self._kernels.add_layer_norm(x, delta, norm.weight, norm.bias, norm.eps)[1]
+            elif i in layers:
+                x, delta = x + delta, None
+                representations[i] = x
         return {"representations": representations}
 
     def _rescale_for_masks(self, x: Tensor, input_ids: Tensor, cu_seqlens: Tensor, seq: Tensor) -> Tensor:
@@ -201,23 +222,34 @@ class _Block(nn.Module):
         self.fc2 = _linear(layer.fc2.weight, layer.fc2.bias, dtype, device)
 
     def forward(
-        self, x: Tensor, cos: Tensor, sin: Tensor, cu_seqlens: Tensor, max_seqlen: int, attend: AttentionFn
-    ) -> Tensor:
-        """x: (T, E) => (T, E). cos, sin: (T, 1, D) float32."""
-        total, embed_dim = x.shape
-        # (T, E) => (T, 3E) => 3 × (T, H, D)
-        q, k, v = self.qkv(self.attn_norm(x)).view(total, 3, self.heads, -1).unbind(1)
-        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        self,
+        x: Tensor,
+        delta: Tensor | None,
+        rotary: tuple[Tensor, Tensor, Tensor],
+        cu_seqlens: Tensor,
+        max_seqlen: int,
+        attend: AttentionFn,
+        kernels: Kernels,
+        gelu: str,
+    ) -> tuple[Tensor, Tensor]:
+        """(x, delta) => (x', delta'): the block's input is x + delta (delta None: x), its output x' + delta'.
+
+        x, delta: (T, E). rotary: positions (T,) int32 and the cos and sin tables.
+        """
+        an, fn = self.attn_norm, self.ffn_norm
+        x, h = kernels.add_layer_norm(x, delta, an.weight, an.bias, an.eps)
+        q, k, v = kernels.rotary(self.qkv(h), *rotary, self.heads)  # 3 × (T, H, D)
         attended = attend(q, k, v, cu_seqlens, max_seqlen)  # (T, H, D)
-        x = x + self.out_proj(attended.reshape(total, embed_dim))
-        return x + self.fc2(F.gelu(self.fc1(self.ffn_norm(x))))  # exact (erf) GELU, as fair-esm
+        x, h = kernels.add_layer_norm(x, self.out_proj(attended.flatten(1)), fn.weight, fn.bias, fn.eps)
+        return x, self.fc2(_fc1_gelu(h, self.fc1, gelu))
 
 
-def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotary embedding over the full head dim, in float32: x (T, H, D), cos and sin (T, 1, D)."""
-    x32 = x.float()
-    x1, x2 = x32.chunk(2, dim=-1)
-    return (x32 * cos + torch.cat((-x2, x1), dim=-1) * sin).to(x.dtype)
+def _fc1_gelu(h: Tensor, fc1: nn.Linear, gelu: str) -> Tensor:
+    if gelu == "exact":
+        return F.gelu(fc1(h))  # erf, as fair-esm
+    if h.is_cuda:  # cuBLASLt's GELU epilogue computes the tanh approximation
+        return torch._addmm_activation(fc1.bias, h, fc1.weight.t(), use_gelu=True)
+    return F.gelu(fc1(h), approximate="tanh")
 
 
 def _linear(weight: Tensor, bias: Tensor, dtype: torch.dtype, device: torch.device) -> nn.Linear:

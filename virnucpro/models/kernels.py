@@ -1,0 +1,102 @@
+"""The packed forward's elementwise work, as Triton kernels for CUDA and as plain torch.
+
+Two operations sit between the matmuls of every block, each in two implementations
+with the same signature: ``add_layer_norm`` (the residual add fused with the next
+LayerNorm) and ``rotary`` (rotary embedding of q and k, read straight from the fused
+QKV projection). ``*_torch`` run anywhere and are the reference; ``*_triton`` run on
+CUDA and make one pass over memory each, in float32 registers. ``select_kernels``
+picks a set.
+
+The Triton kernels replace ``torch.compile``-generated code that read the residual
+stream two or three times per LayerNorm (``benchmarks/results/forward_variants.json``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import NamedTuple, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+KERNELS = ("triton", "torch")
+
+
+class AddLayerNorm(Protocol):
+    def __call__(
+        self, x: Tensor, delta: Tensor | None, weight: Tensor, bias: Tensor, eps: float
+    ) -> tuple[Tensor, Tensor]: ...
+
+
+class Rotary(Protocol):
+    def __call__(
+        self, qkv: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, heads: int
+    ) -> tuple[Tensor, Tensor, Tensor]: ...
+
+
+class Kernels(NamedTuple):
+    name: str
+    add_layer_norm: AddLayerNorm
+    rotary: Rotary
+
+
+def add_layer_norm_torch(
+    x: Tensor, delta: Tensor | None, weight: Tensor, bias: Tensor, eps: float
+) -> tuple[Tensor, Tensor]:
+    """(s, LayerNorm(s)) with s = x + delta (x itself when delta is None); x, delta (T, E).
+
+    s is rounded to x's dtype before the LayerNorm, as eager PyTorch does; the Triton
+    kernel normalises the float32 sum instead.
+    """
+    if delta is not None:
+        x = x + delta
+    return x, F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
+
+
+def rotary_torch(qkv: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, heads: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Split the fused projection and rotate q and k over the full head dim, in float32.
+
+    Args:
+        qkv: (T, 3E), q | k | v, each E = heads × D wide (head-major).
+        positions: (T,) int, each row's position within its sequence.
+        cos, sin: (P, D / 2) float32 tables, row p for position p.
+        heads: H.
+
+    Returns:
+        q, k: (T, H, D) contiguous, rotated; v: (T, H, D), a view of ``qkv``.
+    """
+    total = qkv.shape[0]
+    q, k, v = qkv.view(total, 3, heads, -1).unbind(1)
+    cos = torch.cat((cos, cos), dim=-1)[positions][:, None, :]  # (T, 1, D), broadcast over heads
+    sin = torch.cat((sin, sin), dim=-1)[positions][:, None, :]
+
+    def rotate(x: Tensor) -> Tensor:
+        x32 = x.float()
+        x1, x2 = x32.chunk(2, dim=-1)
+        return (x32 * cos + torch.cat((-x2, x1), dim=-1) * sin).to(x.dtype)
+
+    return rotate(q), rotate(k), v
+
+
+def triton_available() -> bool:
+    return torch.cuda.is_available() and importlib.util.find_spec("triton") is not None
+
+
+def select_kernels(name: str, device: torch.device | str) -> Kernels:
+    """The kernel set for ``name``: "auto" (Triton on CUDA when installed, else torch), "triton" or "torch"."""
+    device = torch.device(device)
+    if name == "auto":
+        name = "triton" if device.type == "cuda" and triton_available() else "torch"
+    if name == "torch":
+        return Kernels("torch", add_layer_norm_torch, rotary_torch)
+    if name != "triton":
+        raise ValueError(f"kernels={name!r} is unknown; choose 'auto' or one of {KERNELS}")
+    if device.type != "cuda" or not triton_available():
+        raise ValueError(
+            f"kernels='triton' needs CUDA and the triton package, not {device} "
+            f"(triton {'found' if importlib.util.find_spec('triton') else 'missing'}); use kernels='torch' or 'auto'"
+        )
+    from . import _triton
+
+    return Kernels("triton", _triton.add_layer_norm, _triton.rotary)
