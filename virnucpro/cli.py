@@ -50,18 +50,21 @@ def _parser() -> argparse.ArgumentParser:
         "--invalid", choices=("raise", "X"), default="raise", help="unknown residues: fail, or replace with X"
     )
     embed.add_argument(
-        "--workers", type=int, help="DataLoader workers that parse and tokenise (default: cores - 1, at most 8)"
+        "--workers", type=int, help="DataLoader workers that parse and tokenise (default: 2, or 1 on 2 cores)"
     )
     embed.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")
     embed.add_argument(
         "--attention", default="auto", help="attention backend: auto, flash-attn, torch-varlen, reference"
     )
     embed.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="torch.compile the model's blocks (default: on CUDA)",
-    )
+        "--kernels", choices=("auto", "triton", "torch"), default="auto",
+        help="kernels between the matmuls: auto (Triton on CUDA), triton, torch",
+    )  # fmt: skip
+    embed.add_argument(
+        "--gelu", choices=("auto", "exact", "tanh"), default="auto",
+        help="MLP activation: auto (tanh approximation fused into the matmul in fp16/bf16 on CUDA, "
+        "else exact erf as fair-esm), exact, tanh",
+    )  # fmt: skip
     mode = embed.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue an interrupted run from its committed results")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing output and discard partial results")
@@ -98,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             invalid=args.invalid,
             device=args.device,
             attention=args.attention,
-            compile=args.compile,
+            kernels=args.kernels,
+            gelu=args.gelu,
             resume=args.resume,
             overwrite=args.overwrite,
             progress=not args.no_progress,

@@ -66,18 +66,25 @@ def run_embed(config: EmbedConfig, model: esm.model.esm2.ESM2 | None = None) -> 
         if config.overwrite and rank == 0 and parts_dir.exists():
             remove_parts(parts_dir)
         _barrier(world_size)
+        started = time.perf_counter()
         if model is None:
             model, _ = load_model(config.model)
-        use_compile = config.compile if config.compile is not None else device.type == "cuda"
-        packed = PackedESM2(model, dtype=dtype, device=device, attention=config.attention, compile=use_compile)
-        layers = _layers(config.layers, packed.num_layers)
+        layers = _layers(config.layers, model.num_layers)
         stored = _stored_fingerprint(parts_dir) if config.resume else None
-        max_tokens = config.max_tokens or (stored or {}).get("max_tokens") or auto_max_tokens(packed, len(layers))
-        fingerprint = _fingerprint(config, layers, dtype, max_tokens, packed.backend)
+        max_tokens = (
+            config.max_tokens
+            or (stored or {}).get("max_tokens")
+            or auto_max_tokens(model, dtype, device, len(layers), copied=False)
+        )
+        packed = PackedESM2(
+            model, dtype=dtype, device=device, attention=config.attention, kernels=config.kernels, gelu=config.gelu
+        )
+        fingerprint = _fingerprint(config, layers, dtype, max_tokens, packed)
         skip = done_mask(read_parts(parts_dir, fingerprint)) if config.resume else None
         storage = np.dtype(config.storage)
         part = PartWriter(parts_dir / f"rank{rank}", (len(layers), packed.embed_dim), storage, fingerprint)
         _barrier(world_size)  # every rank has read the same committed state before anyone adds to it
+        setup_s = time.perf_counter() - started
 
         dataset = SequenceDataset(
             config.inputs,
@@ -101,9 +108,13 @@ def run_embed(config: EmbedConfig, model: esm.model.esm2.ESM2 | None = None) -> 
         totals = _all_reduce(world_size, stats.records, stats.tokens)
         _barrier(world_size)
         counts = {"duplicate_ids": 0, "truncated": 0, "replaced": 0}
+        finishing = time.perf_counter()
         if rank == 0:
-            counts = _finish(config, parts_dir, fingerprint, (len(layers), packed.embed_dim), storage, layers, dtype)
+            counts = _finish(
+                config, parts_dir, fingerprint, (len(layers), packed.embed_dim), storage, stats.expected.result()
+            )
         _barrier(world_size)
+        finish_s = time.perf_counter() - finishing
         return EmbedSummary(
             output=config.output,
             records=totals[0],
@@ -111,31 +122,64 @@ def run_embed(config: EmbedConfig, model: esm.model.esm2.ESM2 | None = None) -> 
             wall_s=stats.wall_s,
             input_wait=stats.input_wait,
             startup_s=stats.startup_s,
+            setup_s=setup_s,
+            finish_s=finish_s,
             truncated=counts["truncated"],
             duplicate_ids=counts["duplicate_ids"],
             replaced=counts["replaced"],
             max_tokens=max_tokens,
             peak_gpu_bytes=torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0,
             backend=packed.backend,
+            kernels=packed.kernels,
+            gelu=packed.gelu,
             world_size=world_size,
         )
 
 
-def auto_max_tokens(packed: PackedESM2, num_layers_out: int) -> int:
+def auto_max_tokens(
+    model: esm.model.esm2.ESM2, dtype: torch.dtype, device: torch.device, num_layers_out: int, copied: bool = True
+) -> int:
     """Tokens per batch that fit in the GPU's free memory with room to spare; 8192 on the CPU.
 
     Per token, a block holds about 24 activations of width E in flight in the compute
-    dtype (residual, norms, fused QKV, rotated q/k in float32, attention output, the
-    4E-wide MLP), plus float32 copies for pooling of each stored layer. Half of the
-    free memory is used, capped at 131,072 tokens (beyond that batches get no faster).
+    dtype (residual, norms, fused QKV, rotated q/k, attention output, the 4E-wide MLP),
+    plus float32 copies for pooling of each stored layer. Half of the free memory is
+    used, after the model's copy in ``dtype`` (``copied=False``: not made yet), capped
+    at 131,072 tokens. ``benchmarks/results/h200.md`` gives the measured peak memory and
+    speed per budget.
     """
-    if packed.device.type != "cuda":
+    if device.type != "cuda":
         return _CPU_MAX_TOKENS
-    free, _ = torch.cuda.mem_get_info(packed.device)
-    itemsize = torch.finfo(packed.dtype).bits // 8
-    per_token = packed.embed_dim * (24 * itemsize + 4 * (num_layers_out + 2))
-    tokens = int(0.5 * free / per_token)
+    free, _ = torch.cuda.mem_get_info(device)
+    itemsize = torch.finfo(dtype).bits // 8
+    if not copied:
+        free -= sum(p.numel() for p in model.parameters()) * itemsize
+    per_token = model.embed_dim * (24 * itemsize + 4 * (num_layers_out + 2))
+    tokens = int(0.5 * max(free, 0) / per_token)
     return max(4096, min(131072, tokens // 1024 * 1024))
+
+
+class _Background:
+    """``fn()`` run in a daemon thread; ``result()`` waits for it and returns it or raises its error."""
+
+    def __init__(self, fn: Any):
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = fn()
+            except BaseException as err:
+                self._error = err
+
+        self._thread = threading.Thread(target=run, name="virnucpro-count", daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 @dataclass
@@ -145,6 +189,7 @@ class _Stats:
     wall_s: float = 0.0
     input_wait: float = 0.0
     startup_s: float = 0.0
+    expected: _Background | None = None  # rank 0: the number of input records, counted while the GPU works
 
 
 @dataclass
@@ -224,6 +269,8 @@ def _run_batches(
     bar = tqdm(unit="seq", disable=not config.progress or rank != 0, dynamic_ncols=True)
     start = time.perf_counter()
     batches = iter(loader)
+    if rank == 0:  # after the workers are forked: a fork must not copy a thread's held locks
+        stats.expected = _Background(lambda: sum(1 for path in config.inputs for _ in read_fasta(path)))
     try:
         while True:
             t0 = time.perf_counter()
@@ -282,20 +329,21 @@ def _finish(
     fingerprint: dict[str, Any],
     row_shape: tuple[int, int],
     storage: np.dtype,
-    layers: tuple[int, ...],
-    dtype: torch.dtype,
+    expected: int,
 ) -> dict[str, int]:
-    """Rank 0: check the parts cover the input exactly once, write OUT.h5 atomically, drop the parts."""
+    """Rank 0: check the parts cover the ``expected`` input records exactly once, write OUT.h5 atomically, drop the parts."""
     parts = read_parts(parts_dir, fingerprint)
-    expected = sum(1 for path in config.inputs for _ in read_fasta(path))
     lengths = np.concatenate([p.lengths() for p in parts]) if parts else np.empty(0, np.int64)
     truncated = int((lengths > config.max_length).sum())
     replaced = sum(p.replaced for p in parts)
     attrs = {
         "model": config.model,
-        "layers": list(layers),
+        "layers": fingerprint["layers"],
         "pooling": config.pooling,
-        "compute_dtype": str(dtype).removeprefix("torch."),
+        "compute_dtype": fingerprint["dtype"].removeprefix("torch."),
+        "attention": fingerprint["attention"],
+        "kernels": fingerprint["kernels"],
+        "gelu": fingerprint["gelu"],
         "storage_dtype": config.storage,
         "max_length": config.max_length,
         "truncated": truncated,
@@ -335,7 +383,7 @@ def _layers(requested: tuple[int, ...] | None, num_layers: int) -> tuple[int, ..
 
 
 def _fingerprint(
-    config: EmbedConfig, layers: tuple[int, ...], dtype: torch.dtype, max_tokens: int, backend: str
+    config: EmbedConfig, layers: tuple[int, ...], dtype: torch.dtype, max_tokens: int, packed: PackedESM2
 ) -> dict[str, Any]:
     """What must not change between an interrupted run and its resumption."""
     return {
@@ -349,7 +397,9 @@ def _fingerprint(
         "on_overlength": config.on_overlength,
         "invalid": config.invalid,
         "max_tokens": max_tokens,
-        "attention": backend,
+        "attention": packed.backend,
+        "kernels": packed.kernels,
+        "gelu": packed.gelu,
     }
 
 
