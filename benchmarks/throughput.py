@@ -17,8 +17,12 @@ same sequences and the same count for every system):
 * ``matmul-floor-bf16``: only the matmuls of the model's linear layers (per layer
   E->3E, E->E, E->4E, 4E->E) on random inputs of the same packed token counts.
 
-Both virnucpro systems compile the model's blocks on CUDA, as ``run_embed`` does by
-default (``--eager`` turns that off).
+Both virnucpro systems use ``run_embed``'s defaults on CUDA: Triton kernels between
+the matmuls and the tanh GELU in fc1's cuBLASLt epilogue (``--kernels``, ``--gelu``).
+
+``budgets``: peak GPU memory and speed of the gpu-only forward at several token
+budgets on the first data set (sequences of 1022 residues included), to show what
+``auto_max_tokens`` may choose; rows go under ``budgets`` in the JSON.
 
 gpu-only and the floor report the median of ``--passes`` timed passes after one
 warm-up pass; fair-esm is timed once after a warm-up on its shortest and longest
@@ -46,6 +50,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
+import functools
 import gc
 import json
 import statistics
@@ -70,13 +76,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 TRUNCATION = 1022  # residues per sequence, as esm-extract and virnucpro truncate
 ESM_EXTRACT_TOKS_PER_BATCH = 4096
 TINY = (2, 64, 4)  # layers, embed dim, heads: the CPU smoke model
-SYSTEMS = ("virnucpro-e2e", "virnucpro-gpu-only", "matmul-floor", "fair-esm-fp16", "fair-esm-fp32")
+SYSTEMS = ("virnucpro-e2e", "virnucpro-gpu-only", "matmul-floor", "fair-esm-fp16", "fair-esm-fp32", "budgets")
+BUDGETS = (8192, 16384, 32768, 65536, 131072, 262144)
 ROW_ORDER = (
     "fair-esm-fp32",
     "fair-esm-fp16-4096",
     "fair-esm-fp16-16384",
     "fair-esm-fp16",
     "virnucpro-e2e",
+    "virnucpro-e2e-long",
     "virnucpro-gpu-only",
     "matmul-floor-bf16",
     "matmul-floor-fp32",
@@ -94,11 +102,13 @@ class Bench:
     alphabet: esm.data.Alphabet
     device: torch.device
     dtype: torch.dtype  # virnucpro and floor precision: bf16 on the GPU, fp32 on the CPU
-    compile: bool  # torch.compile virnucpro's blocks: run_embed's default (on CUDA only) unless --eager
+    kernels: str  # PackedESM2 kernels= (run_embed's default: auto)
+    gelu: str  # PackedESM2 gelu= (run_embed's default: auto)
     max_tokens: int  # virnucpro token budget per packed batch
     workers: int | None  # run_embed's DataLoader workers; None = its default
     passes: int
     seed: int
+    long_repeat: int  # copies of each data set for virnucpro-e2e-long; 1 = no such row
 
 
 @dataclass(frozen=True)
@@ -136,9 +146,7 @@ def build_model(arch: tuple[int, int, int], device: torch.device, seed: int) -> 
 
 def default_max_tokens(model: esm.model.esm2.ESM2, dtype: torch.dtype, device: torch.device) -> int:
     """The budget ``run_embed`` picks when given none, fixed once so that every virnucpro row uses the same."""
-    budget = auto_max_tokens(PackedESM2(model, dtype=dtype, device=device), num_layers_out=1)
-    free_memory(device)
-    return budget
+    return auto_max_tokens(model, dtype, device, num_layers_out=1, copied=False)
 
 
 def synchronize(device: torch.device) -> None:
@@ -201,8 +209,11 @@ def fair_esm(bench: Bench, data: Data, system: str, dtype: torch.dtype, toks_per
     return row(bench, data, system, seconds, toks_per_batch, resident, dtype=DTYPE_NAMES[dtype], batches=len(batches))
 
 
-def virnucpro_e2e(bench: Bench, data: Data, workdir: Path) -> dict[str, Any]:
-    """``run_embed`` from the FASTA file to an HDF5 file, twice; the second run is the figure."""
+def virnucpro_e2e(bench: Bench, data: Data, workdir: Path, system: str = "virnucpro-e2e") -> dict[str, Any]:
+    """``run_embed`` from the FASTA file to an HDF5 file, twice; the second run is the figure.
+
+    ``virnucpro-e2e-long`` runs once, after ``virnucpro-e2e`` has warmed up.
+    """
     config = EmbedConfig(
         inputs=(str(data.fasta),),
         output=str(workdir / f"{data.name}.h5"),
@@ -210,39 +221,47 @@ def virnucpro_e2e(bench: Bench, data: Data, workdir: Path) -> dict[str, Any]:
         dtype=DTYPE_NAMES[bench.dtype],
         device=str(bench.device),
         max_tokens=bench.max_tokens,
-        compile=bench.compile,
+        kernels=bench.kernels,
+        gelu=bench.gelu,
         overwrite=True,
         progress=False,
         **({} if bench.workers is None else {"workers": bench.workers}),
     )
-    first, first_seconds = timed(lambda: run_embed(config, model=bench.model), bench.device)
+    first = {}
+    if system == "virnucpro-e2e":
+        summary, first_seconds = timed(lambda: run_embed(config, model=bench.model), bench.device)
+        check_count(f"{system} first run records", summary.records, len(data.records))
+        first = {"first_run_tokens_per_s": data.tokens / first_seconds, "first_run_seconds": first_seconds}
     resident = start_memory(bench.device)
     summary, seconds = timed(lambda: run_embed(config, model=bench.model), bench.device)
-    for name, result in (("first run", first), ("warm run", summary)):
-        check_count(f"virnucpro-e2e {name} records", result.records, len(data.records))
-        check_count(f"virnucpro-e2e {name} tokens", result.tokens, data.tokens)
+    check_count(f"{system} records", summary.records, len(data.records))
+    check_count(f"{system} tokens", summary.tokens, data.tokens)
     return row(
         bench,
         data,
-        "virnucpro-e2e",
+        system,
         seconds,
         summary.max_tokens,
         resident,
         dtype=DTYPE_NAMES[bench.dtype],
-        first_run_tokens_per_s=data.tokens / first_seconds,
-        first_run_seconds=first_seconds,
+        **first,
         input_wait=summary.input_wait,
         startup_s=summary.startup_s,
+        setup_s=summary.setup_s,
+        finish_s=summary.finish_s,
+        loop_s=summary.wall_s,
         library_tokens_per_s=summary.tokens_per_s,
         attention=summary.backend,
-        compiled=bench.compile,
+        kernels=summary.kernels,
+        gelu=summary.gelu,
         workers=config.workers,
     )
 
 
-def packed_batches(bench: Bench, data: Data) -> list[Batch]:
+def packed_batches(bench: Bench, data: Data, max_tokens: int | None = None) -> list[Batch]:
     """The pipeline's packed batches of ``data``, tokenised and moved to the device up front."""
-    dataset = SequenceDataset([data.fasta], max_length=TRUNCATION, max_tokens=bench.max_tokens, report=False)
+    max_tokens = max_tokens or bench.max_tokens
+    dataset = SequenceDataset([data.fasta], max_length=TRUNCATION, max_tokens=max_tokens, report=False)
     collator = VarlenCollator(bench.alphabet.get_batch_converter())
     loader = DataLoader(dataset, batch_size=None, collate_fn=collator)
     batches = [(b["input_ids"].to(bench.device), b["cu_seqlens"].to(bench.device), b["max_seqlen"]) for b in loader]
@@ -260,22 +279,50 @@ def timed_passes(bench: Bench, one_pass: Callable[[], Any]) -> tuple[Any, list[f
 
 def virnucpro_gpu_only(bench: Bench, data: Data, batches: list[Batch]) -> dict[str, Any]:
     """Packed forward and mean pooling over device-resident batches: no input pipeline, no output file."""
-    packed = PackedESM2(bench.model, dtype=bench.dtype, device=bench.device, compile=bench.compile)
+    packed = PackedESM2(bench.model, dtype=bench.dtype, device=bench.device, kernels=bench.kernels, gelu=bench.gelu)
     layer = bench.model.num_layers
-
-    def one_pass() -> list[torch.Tensor]:  # PackedESM2.forward runs without autograd, as run_embed calls it
-        return [
-            mean_pool(packed(ids, cu, max_seqlen, repr_layers=[layer])["representations"][layer], cu)
-            for ids, cu, max_seqlen in batches
-        ]
-
-    embeddings, runs, resident = timed_passes(bench, one_pass)
+    embeddings, runs, resident = timed_passes(bench, functools.partial(forward_pass, packed, batches, layer))
     check_count("virnucpro-gpu-only embeddings", sum(len(e) for e in embeddings), len(data.records))
     return row(
         bench, data, "virnucpro-gpu-only", statistics.median(runs), bench.max_tokens, resident,
-        dtype=DTYPE_NAMES[bench.dtype], batches=len(batches), attention=packed.backend, compiled=bench.compile,
+        dtype=DTYPE_NAMES[bench.dtype], batches=len(batches), attention=packed.backend, kernels=packed.kernels,
+        gelu=packed.gelu,
         tokens_per_s_runs=[data.tokens / s for s in runs],
     )  # fmt: skip
+
+
+def forward_pass(packed: PackedESM2, batches: list[Batch], layer: int) -> list[torch.Tensor]:
+    """Mean embeddings of ``layer`` per batch; PackedESM2.forward runs without autograd, as run_embed calls it."""
+    return [
+        mean_pool(packed(ids, cu, max_seqlen, repr_layers=[layer])["representations"][layer], cu)
+        for ids, cu, max_seqlen in batches
+    ]
+
+
+def budget_sweep(bench: Bench, data: Data) -> list[dict[str, Any]]:
+    """Peak memory above the resident models, and speed (one timed pass), of the gpu-only forward + mean
+    pooling per budget."""
+    packed = PackedESM2(bench.model, dtype=bench.dtype, device=bench.device, kernels=bench.kernels, gelu=bench.gelu)
+    layer = bench.model.num_layers
+    rows = []
+    for budget in BUDGETS:
+        batches = packed_batches(bench, data, budget)
+        one_pass = functools.partial(forward_pass, packed, batches, layer)
+        _, runs, resident = timed_passes(dataclasses.replace(bench, passes=1), one_pass)
+        peak = peak_memory(bench.device)
+        largest = max(ids.numel() for ids, _, _ in batches)
+        rows.append({
+            "model": bench.model_name, "dataset": data.name, "token_budget": budget, "largest_batch": largest,
+            "longest_sequence": max(m for _, _, m in batches), "tokens_per_s": data.tokens / statistics.median(runs),
+            "peak_gpu_bytes": peak, "resident_gpu_bytes": resident,
+            "activation_bytes_per_token": None if peak is None else (peak - resident) / largest,
+        })  # fmt: skip
+        print(f"  budget {budget:>7,}: {rows[-1]['tokens_per_s']:>10,.0f} tokens/s, peak {gib(peak)} GiB", flush=True)
+        del batches
+        free_memory(bench.device)
+    del packed
+    free_memory(bench.device)
+    return rows
 
 
 def matmul_floor(bench: Bench, data: Data, token_counts: list[int]) -> dict[str, Any]:
@@ -339,11 +386,20 @@ def row(
     return result
 
 
-def run_dataset(bench: Bench, data: Data, systems: list[str], fp16_budgets: list[int], record: Callable) -> None:
+def run_dataset(
+    bench: Bench, data: Data, systems: list[str], fp16_budgets: list[int], record: Callable, sweep: bool
+) -> None:
     """Every selected system on one data set; ``record`` stores each row as soon as it exists."""
+    if sweep:
+        record([], budget_sweep(bench, data))
     if "virnucpro-e2e" in systems:
         with tempfile.TemporaryDirectory() as workdir:
             record([virnucpro_e2e(bench, data, Path(workdir))])
+            if bench.long_repeat > 1:
+                records = repeat(data.records, bench.long_repeat)
+                write_fasta(records, Path(workdir) / "long.faa")
+                long = Data(data.name, records, Path(workdir) / "long.faa", count_tokens(records))
+                record([virnucpro_e2e(bench, long, Path(workdir), "virnucpro-e2e-long")])
         free_memory(bench.device)
     if "virnucpro-gpu-only" in systems or "matmul-floor" in systems:
         batches = packed_batches(bench, data)
@@ -370,18 +426,21 @@ def run_dataset(bench: Bench, data: Data, systems: list[str], fp16_budgets: list
         free_memory(bench.device)
 
 
-def merge_rows(path: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Write ``rows`` into the JSON at ``path``, replacing rows of the same (model, dataset, system)."""
+def merge_rows(path: Path, rows: list[dict[str, Any]], budgets: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    """Write ``rows`` (``budgets``) into the JSON at ``path``, replacing rows of the same (model, dataset,
+    system) (budget rows of the same model)."""
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    doc = {"device": device, "torch": torch.__version__, "rows": []}
+    doc = {"device": device, "torch": torch.__version__, "rows": [], "budgets": []}
     if path.exists():
         old = json.loads(path.read_text())
         if old["device"] != device:
             raise RuntimeError(f"{path} holds rows from {old['device']!r}, this is {device!r}; pass another --out")
-        doc["rows"] = old["rows"]
+        doc["rows"], doc["budgets"] = old["rows"], old.get("budgets", [])
     key = lambda r: (r["model"], r["dataset"], r["system"])  # noqa: E731
     new = {key(r) for r in rows}
     doc["rows"] = [r for r in doc["rows"] if key(r) not in new] + rows
+    swept = {r["model"] for r in budgets}
+    doc["budgets"] = [r for r in doc["budgets"] if r["model"] not in swept] + list(budgets)
     order = {name: i for i, name in enumerate(ROW_ORDER)}
     doc["rows"].sort(key=lambda r: (r["model"], r["dataset"], order.get(r["system"], len(order)), r["system"]))
     path.write_text(json.dumps(doc, indent=1) + "\n")
@@ -426,6 +485,8 @@ def markdown(doc: dict[str, Any]) -> str:
             ("virnucpro-e2e", "fair-esm-fp16"),
             ("virnucpro-e2e", "fair-esm-fp32"),
             ("virnucpro-e2e", floor),
+            ("virnucpro-e2e-long", "fair-esm-fp16"),
+            ("virnucpro-e2e-long", floor),
             ("virnucpro-gpu-only", floor),
         ):
             cells = [ratio(rows.get((d, num)), rows.get((d, den))) for d in datasets]
@@ -433,6 +494,30 @@ def markdown(doc: dict[str, Any]) -> str:
         waits = [f"{d} {rows[d, 'virnucpro-e2e']['input_wait']:.1%}" for d in datasets if (d, "virnucpro-e2e") in rows]
         if waits:
             lines += ["", "virnucpro-e2e input wait (share of wall time the GPU waited for input): " + ", ".join(waits)]
+        for d, system in ((d, s) for s in ("virnucpro-e2e", "virnucpro-e2e-long") for d in datasets):
+            r = rows.get((d, system))
+            if r and "setup_s" in r:
+                lines += [
+                    f"{system} {d} ({r['sequences']:,} sequences, {r['tokens']:,} tokens), {r['seconds']:.2f} s in all: "
+                    f"model set-up {r['setup_s']:.2f} s, "
+                    f"first batch after {r['startup_s']:.2f} s, batches {r['loop_s'] - r['startup_s']:.2f} s, "
+                    f"final assembly {r['finish_s']:.2f} s"
+                ]
+        sweep = [r for r in doc.get("budgets", []) if r["model"] == model]
+        if sweep:
+            lines += [
+                "",
+                f"Token budgets ({sweep[0]['dataset']}, gpu-only forward + mean pooling; peak above the "
+                "resident models, per token of the largest batch):",
+                "",
+                "| budget | largest batch | tokens/s | peak GiB | activation bytes/token |",
+                "|---:|---:|---:|---:|---:|",
+            ]
+            for r in sweep:
+                lines.append(
+                    f"| {r['token_budget']:,} | {r['largest_batch']:,} | {r['tokens_per_s']:,.0f} | "
+                    f"{gib(r['peak_gpu_bytes'])} | {r['activation_bytes_per_token'] or 0:,.0f} |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -455,11 +540,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fp16-toks-per-batch", default="4096,16384", help="fair-esm fp16 budgets, comma-separated")
     parser.add_argument("--max-tokens", type=int, help="virnucpro tokens per packed batch (default: run_embed's)")
     parser.add_argument("--workers", type=int, help="virnucpro-e2e DataLoader workers (default: run_embed's)")
-    parser.add_argument("--eager", action="store_true", help="virnucpro without torch.compile (default: on CUDA)")
+    parser.add_argument("--kernels", default="auto", help="PackedESM2 kernels= for both virnucpro systems")
+    parser.add_argument("--gelu", default="auto", help="PackedESM2 gelu= for both virnucpro systems")
     parser.add_argument(
         "--passes", type=int, help="timed passes of gpu-only and floor, median kept (default 3; 1 with --device cpu)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--long-repeat", type=int, default=1,
+        help="also run virnucpro-e2e once on this many copies of the (repeated) data set, as virnucpro-e2e-long",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     smoke = args.device == "cpu"
     args.repeat = args.repeat or (1 if smoke else 3)
@@ -492,16 +582,18 @@ def main(argv: list[str] | None = None) -> None:
         alphabet=esm.data.Alphabet.from_architecture("ESM-1b"),
         device=device,
         dtype=dtype,
-        compile=device.type == "cuda" and not args.eager,
+        kernels=args.kernels,
+        gelu=args.gelu,
         max_tokens=args.max_tokens or default_max_tokens(model, dtype, device),
         workers=args.workers,
         passes=args.passes,
         seed=args.seed,
+        long_repeat=args.long_repeat,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
-    def record(rows: list[dict[str, Any]]) -> None:
-        doc = merge_rows(args.out, rows)
+    def record(rows: list[dict[str, Any]], budgets: list[dict[str, Any]] = ()) -> None:
+        doc = merge_rows(args.out, rows, budgets)
         args.out.with_suffix(".md").write_text(markdown(doc))
 
     built = time.perf_counter() - start
@@ -513,7 +605,8 @@ def main(argv: list[str] | None = None) -> None:
             write_fasta(records, fasta)
             data = Data(name, records, fasta, count_tokens(records))
             print(f"{name}: {len(records):,} sequences, {data.tokens:,} tokens", flush=True)
-            run_dataset(bench, data, args.systems, args.fp16_toks_per_batch, record)
+            sweep = "budgets" in args.systems and name == args.datasets[0] and device.type == "cuda"
+            run_dataset(bench, data, args.systems, args.fp16_toks_per_batch, record, sweep)
             print(f"  {time.perf_counter() - start:.0f} s since start", flush=True)
     print()
     print(args.out.with_suffix(".md").read_text())
