@@ -72,11 +72,7 @@ class PackedESM2(nn.Module):
         self.backend, self._attend = select_attention(attention, device, dtype)
         self._kernels = select_kernels(kernels, device)
         self.kernels = self._kernels.name
-        if gelu not in GELUS:
-            raise ValueError(f"gelu={gelu!r} is unknown; choose one of {GELUS}")
-        if gelu == "auto":
-            gelu = "tanh" if device.type == "cuda" and dtype in (torch.float16, torch.bfloat16) else "exact"
-        self.gelu = gelu
+        self.gelu = _resolve_gelu(gelu, device, dtype)
 
         self.num_layers = model.num_layers
         self.embed_dim = model.embed_dim
@@ -198,6 +194,26 @@ class PackedESM2(nn.Module):
                 f"max_seqlen must be a host int, got {type(max_seqlen).__name__}; "
                 "compute it from the sequence lengths before moving them to the device"
             )
+
+
+def resolve_options(
+    device: torch.device | str, dtype: torch.dtype, attention: str = "auto", kernels: str = "auto", gelu: str = "auto"
+) -> tuple[str, str, str]:
+    """The (attention backend, kernels, gelu) a PackedESM2 on ``device`` in ``dtype`` picks for these arguments."""
+    device = torch.device(device)
+    return (
+        select_attention(attention, device, dtype)[0],
+        select_kernels(kernels, device).name,
+        _resolve_gelu(gelu, device, dtype),
+    )
+
+
+def _resolve_gelu(gelu: str, device: torch.device, dtype: torch.dtype) -> str:
+    if gelu not in GELUS:
+        raise ValueError(f"gelu={gelu!r} is unknown; choose one of {GELUS}")
+    if gelu == "auto":
+        return "tanh" if device.type == "cuda" and dtype in (torch.float16, torch.bfloat16) else "exact"
+    return gelu
 
 
 class _Block(nn.Module):

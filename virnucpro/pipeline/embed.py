@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 import virnucpro
 from virnucpro.data import SPECIAL_TOKENS_PER_SEQUENCE, SequenceDataset, VarlenCollator, read_fasta
-from virnucpro.models import PackedESM2, bos_pool, load_model, mean_pool, residue_rows
+from virnucpro.models import PackedESM2, bos_pool, load_model, mean_pool, residue_rows, resolve_options
 from virnucpro.pipeline.config import DTYPES, EmbedConfig, EmbedSummary
 from virnucpro.pipeline.store import PartWriter, assemble, done_mask, parts_dir_for, read_parts, remove_parts
 
@@ -76,15 +76,12 @@ def run_embed(config: EmbedConfig, model: esm.model.esm2.ESM2 | None = None) -> 
             or (stored or {}).get("max_tokens")
             or auto_max_tokens(model, dtype, device, len(layers), copied=False)
         )
-        packed = PackedESM2(
-            model, dtype=dtype, device=device, attention=config.attention, kernels=config.kernels, gelu=config.gelu
-        )
-        fingerprint = _fingerprint(config, layers, dtype, max_tokens, packed)
+        options = resolve_options(device, dtype, config.attention, config.kernels, config.gelu)
+        fingerprint = _fingerprint(config, layers, dtype, max_tokens, *options)
         skip = done_mask(read_parts(parts_dir, fingerprint)) if config.resume else None
         storage = np.dtype(config.storage)
-        part = PartWriter(parts_dir / f"rank{rank}", (len(layers), packed.embed_dim), storage, fingerprint)
+        part = PartWriter(parts_dir / f"rank{rank}", (len(layers), model.embed_dim), storage, fingerprint)
         _barrier(world_size)  # every rank has read the same committed state before anyone adds to it
-        setup_s = time.perf_counter() - started
 
         dataset = SequenceDataset(
             config.inputs,
@@ -98,7 +95,13 @@ def run_embed(config: EmbedConfig, model: esm.model.esm2.ESM2 | None = None) -> 
             report=False,
         )
         try:
-            stats = _run_batches(config, dataset, packed, layers, part, rank)
+            # The workers start reading while the model is copied to the device.
+            batches = iter(_loader(config, dataset, device.type == "cuda"))
+            expected = _count_records(config) if rank == 0 else None  # forks are done: see _count_records
+            attention, kernels, gelu = options
+            packed = PackedESM2(model, dtype=dtype, device=device, attention=attention, kernels=kernels, gelu=gelu)
+            setup_s = time.perf_counter() - started
+            stats = _run_batches(config, batches, packed, layers, part, rank)
         except BaseException:
             part.close()
             if world_size == 1 and not any(p.records for p in read_parts(parts_dir)):
@@ -111,7 +114,7 @@ def run_embed(config: EmbedConfig, model: esm.model.esm2.ESM2 | None = None) -> 
         finishing = time.perf_counter()
         if rank == 0:
             counts = _finish(
-                config, parts_dir, fingerprint, (len(layers), packed.embed_dim), storage, stats.expected.result()
+                config, parts_dir, fingerprint, (len(layers), packed.embed_dim), storage, expected.result()
             )
         _barrier(world_size)
         finish_s = time.perf_counter() - finishing
@@ -189,7 +192,6 @@ class _Stats:
     wall_s: float = 0.0
     input_wait: float = 0.0
     startup_s: float = 0.0
-    expected: _Background | None = None  # rank 0: the number of input records, counted while the GPU works
 
 
 @dataclass
@@ -242,18 +244,8 @@ class _Writer:
                 continue
 
 
-def _run_batches(
-    config: EmbedConfig,
-    dataset: SequenceDataset,
-    packed: PackedESM2,
-    layers: tuple[int, ...],
-    part: PartWriter,
-    rank: int,
-) -> _Stats:
-    device = packed.device
-    on_gpu = device.type == "cuda"
-    storage = torch.float16 if config.storage == "float16" else torch.float32
-    loader = DataLoader(
+def _loader(config: EmbedConfig, dataset: SequenceDataset, on_gpu: bool) -> DataLoader:
+    return DataLoader(
         dataset,
         batch_size=None,
         collate_fn=VarlenCollator(esm.data.Alphabet.from_architecture("ESM-1b").get_batch_converter()),
@@ -261,6 +253,25 @@ def _run_batches(
         pin_memory=on_gpu,
         prefetch_factor=4 if config.workers else None,
     )
+
+
+def _count_records(config: EmbedConfig) -> _Background:
+    """The number of input records, for the final exact-once check, counted in a thread while the GPU
+    works. Started only after the DataLoader workers are forked: a fork must not copy a thread's held locks."""
+    return _Background(lambda: sum(1 for path in config.inputs for _ in read_fasta(path)))
+
+
+def _run_batches(
+    config: EmbedConfig,
+    batches: Iterator[dict[str, Any]],
+    packed: PackedESM2,
+    layers: tuple[int, ...],
+    part: PartWriter,
+    rank: int,
+) -> _Stats:
+    on_gpu = packed.device.type == "cuda"
+    device = packed.device
+    storage = torch.float16 if config.storage == "float16" else torch.float32
     writer = _Writer(part)
     thread = threading.Thread(target=writer.run, name="virnucpro-writer", daemon=True)
     thread.start()
@@ -268,9 +279,6 @@ def _run_batches(
     host_wait = 0.0
     bar = tqdm(unit="seq", disable=not config.progress or rank != 0, dynamic_ncols=True)
     start = time.perf_counter()
-    batches = iter(loader)
-    if rank == 0:  # after the workers are forked: a fork must not copy a thread's held locks
-        stats.expected = _Background(lambda: sum(1 for path in config.inputs for _ in read_fasta(path)))
     try:
         while True:
             t0 = time.perf_counter()
@@ -383,7 +391,13 @@ def _layers(requested: tuple[int, ...] | None, num_layers: int) -> tuple[int, ..
 
 
 def _fingerprint(
-    config: EmbedConfig, layers: tuple[int, ...], dtype: torch.dtype, max_tokens: int, packed: PackedESM2
+    config: EmbedConfig,
+    layers: tuple[int, ...],
+    dtype: torch.dtype,
+    max_tokens: int,
+    attention: str,
+    kernels: str,
+    gelu: str,
 ) -> dict[str, Any]:
     """What must not change between an interrupted run and its resumption."""
     return {
@@ -397,9 +411,9 @@ def _fingerprint(
         "on_overlength": config.on_overlength,
         "invalid": config.invalid,
         "max_tokens": max_tokens,
-        "attention": packed.backend,
-        "kernels": packed.kernels,
-        "gelu": packed.gelu,
+        "attention": attention,
+        "kernels": kernels,
+        "gelu": gelu,
     }
 
 
