@@ -37,8 +37,12 @@ Run once per model size; rows merge into ``--out`` (replacing rows of the same
 model, data set and system) after every system, and a markdown table of all rows
 is written beside it (``.md``) and printed at the end:
 
-    python benchmarks/throughput.py --model esm2_t33_650M_UR50D --out benchmarks/results/h200.json
-    python benchmarks/throughput.py --model esm2_t36_3B_UR50D --out benchmarks/results/h200.json
+    python benchmarks/throughput.py --model esm2_t33_650M_UR50D --out benchmarks/results/h200.json \
+        --repeat 8 --long-repeat 4
+    python benchmarks/throughput.py --model esm2_t36_3B_UR50D --out benchmarks/results/h200.json \
+        --repeat 3 --long-repeat 4
+
+(the commands of the committed results, about 5 minutes each on the H200).
 
 CPU smoke test, a tiny ESM-2 in fp32 everywhere (no fp16 rows; the floor is fp32);
 its output must stay out of ``benchmarks/results``:
