@@ -8,10 +8,10 @@ only when CUDA and Triton are present.
 
 from __future__ import annotations
 
+import torch
 import triton
 import triton.language as tl
 from torch import Tensor
-import torch
 
 
 @triton.jit

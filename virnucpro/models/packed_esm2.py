@@ -118,7 +118,8 @@ class PackedESM2(nn.Module):
                 BOS and EOS included) of N sequences back to back, no padding.
             cu_seqlens: (N + 1,) int32 on ``self.device``, cu_seqlens[0] == 0, non-decreasing,
                 cu_seqlens[-1] == T; sequence i is input_ids[cu_seqlens[i] : cu_seqlens[i + 1]].
-            max_seqlen: host int, max(cu_seqlens.diff()); passed in so that nothing syncs.
+            max_seqlen: host int, max(cu_seqlens.diff()); passed in so that nothing syncs. It
+                must be exact: attention kernels and the rotary tables are sized by it.
             repr_layers: layers to return, each in 0..num_layers; default (num_layers,).
                 0 is the embedding (after the token-dropout rescale), k the output of
                 block k, num_layers the last block's output after the final LayerNorm.
