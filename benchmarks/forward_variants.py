@@ -94,7 +94,7 @@ def fc1_bench(dim: int, tokens: int) -> dict:
         .max()
         .item()
     )
-    return {k: v for k, v in out.items()}
+    return out
 
 
 def proteome_batches(max_tokens: int):

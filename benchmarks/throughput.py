@@ -150,7 +150,7 @@ def build_model(arch: tuple[int, int, int], device: torch.device, seed: int) -> 
 
 def default_max_tokens(model: esm.model.esm2.ESM2, dtype: torch.dtype, device: torch.device) -> int:
     """The budget ``run_embed`` picks when given none, fixed once so that every virnucpro row uses the same."""
-    return auto_max_tokens(model, dtype, device, num_layers_out=1, copied=False)
+    return auto_max_tokens(model, dtype, device, num_layers_out=1)
 
 
 def synchronize(device: torch.device) -> None:

@@ -33,7 +33,7 @@ class EmbedConfig:
         on_overlength: ``truncate`` or ``raise``.
         invalid: ``raise`` on unknown residues, or ``X`` to replace them.
         workers: DataLoader worker processes that parse and tokenise. Each parses the
-            whole input (8-12 M tokens/s, gzip or not) and tokenises its share (57 M tokens/s), so
+            whole input (9-16 M tokens/s, ``parse_cost.json``) and tokenises its share (57 M tokens/s), so
             two feed any ESM-2 on one GPU; more only add start-up time (a fork each).
         device: ``cuda``, ``cuda:1``, ``cpu``; None = ``cuda`` when available. Under
             torchrun each rank uses ``cuda:LOCAL_RANK``.

@@ -72,9 +72,7 @@ def run_embed(config: EmbedConfig, model: esm.model.esm2.ESM2 | None = None) -> 
         layers = _layers(config.layers, model.num_layers)
         stored = _stored_fingerprint(parts_dir) if config.resume else None
         max_tokens = (
-            config.max_tokens
-            or (stored or {}).get("max_tokens")
-            or auto_max_tokens(model, dtype, device, len(layers), copied=False)
+            config.max_tokens or (stored or {}).get("max_tokens") or auto_max_tokens(model, dtype, device, len(layers))
         )
         options = resolve_options(device, dtype, config.attention, config.kernels, config.gelu)
         fingerprint = _fingerprint(config, layers, dtype, max_tokens, *options)
@@ -139,31 +137,32 @@ def run_embed(config: EmbedConfig, model: esm.model.esm2.ESM2 | None = None) -> 
         )
 
 
-def auto_max_tokens(
-    model: esm.model.esm2.ESM2, dtype: torch.dtype, device: torch.device, num_layers_out: int, copied: bool = True
-) -> int:
+def auto_max_tokens(model: esm.model.esm2.ESM2, dtype: torch.dtype, device: torch.device, num_layers_out: int) -> int:
     """Tokens per batch that fit in the GPU's free memory with room to spare; 8192 on the CPU.
 
     Per token, a block holds about 24 activations of width E in flight in the compute
     dtype (residual, norms, fused QKV, rotated q/k, attention output, the 4E-wide MLP),
     plus float32 copies for pooling of each stored layer. Half of the free memory is
-    used, after the model's copy in ``dtype`` (``copied=False``: not made yet), capped
-    at 131,072 tokens. ``benchmarks/results/h200.md`` gives the measured peak memory and
+    used, after room for the model's copy in ``dtype`` (made after this is called),
+    capped at 131,072 tokens. ``benchmarks/results/h200.md`` gives the measured peak memory and
     speed per budget.
     """
     if device.type != "cuda":
         return _CPU_MAX_TOKENS
     free, _ = torch.cuda.mem_get_info(device)
     itemsize = torch.finfo(dtype).bits // 8
-    if not copied:
-        free -= sum(p.numel() for p in model.parameters()) * itemsize
+    free -= sum(p.numel() for p in model.parameters()) * itemsize
     per_token = model.embed_dim * (24 * itemsize + 4 * (num_layers_out + 2))
     tokens = int(0.5 * max(free, 0) / per_token)
     return max(4096, min(131072, tokens // 1024 * 1024))
 
 
 class _Background:
-    """``fn()`` run in a daemon thread; ``result()`` waits for it and returns it or raises its error."""
+    """``fn()`` run in a daemon thread; ``result()`` waits for it and returns it or raises its error.
+
+    Not a ThreadPoolExecutor: its threads are joined at interpreter exit, so a failed job
+    would wait for the count to finish reading a large input before exiting.
+    """
 
     def __init__(self, fn: Any):
         self._value: Any = None
@@ -269,8 +268,8 @@ def _run_batches(
     part: PartWriter,
     rank: int,
 ) -> _Stats:
-    on_gpu = packed.device.type == "cuda"
     device = packed.device
+    on_gpu = device.type == "cuda"
     storage = torch.float16 if config.storage == "float16" else torch.float32
     writer = _Writer(part)
     thread = threading.Thread(target=writer.run, name="virnucpro-writer", daemon=True)
