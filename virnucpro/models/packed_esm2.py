@@ -12,13 +12,13 @@ one-pass Triton kernels: residual add + LayerNorm twice, rotary once.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from esm.model.esm2 import ESM2
 from esm.modules import TransformerLayer
 from torch import Tensor, nn
-from torch.nn.utils import skip_init
 
 from .attention import AttentionFn, select_attention
 from .kernels import Kernels, select_kernels
@@ -85,23 +85,24 @@ class PackedESM2(nn.Module):
         self.append_eos = model.append_eos
         self.token_dropout = model.token_dropout
 
+        # Weights are plain buffers, copied tensor by tensor: a module per linear layer
+        # costs more host time to build than the copy costs the GPU.
         with torch.no_grad():
-            self.embed_tokens = skip_init(nn.Embedding, *source.shape, device=device, dtype=dtype)
-            self.embed_tokens.weight.copy_(source)
+            self.register_buffer("embed_weight", _copy(model.embed_tokens.weight, dtype, device), persistent=False)
             self.layers = nn.ModuleList(_Block(layer, dtype, device) for layer in model.layers)
-            self.final_norm = _layer_norm(model.emb_layer_norm_after, dtype, device)
+            self.final_norm = _Norm.copy(model.emb_layer_norm_after, dtype, device)
         head_dim = self.embed_dim // self.attention_heads
-        inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-        self.register_buffer("inv_freq", inv_freq.to(device), persistent=False)
+        inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.requires_grad_(False)
 
     @property
     def device(self) -> torch.device:
-        return self.embed_tokens.weight.device
+        return self.embed_weight.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.embed_tokens.weight.dtype
+        return self.embed_weight.dtype
 
     @torch.no_grad()
     def forward(
@@ -133,7 +134,7 @@ class PackedESM2(nn.Module):
         total = input_ids.numel()
         seq = segment_ids(cu_seqlens, total)  # (T,)
 
-        x = self.embed_tokens(input_ids)  # (T,) => (T, E)
+        x = F.embedding(input_ids, self.embed_weight)  # (T,) => (T, E)
         if self.token_dropout:
             x = self._rescale_for_masks(x, input_ids, cu_seqlens, seq)
 
@@ -150,8 +151,7 @@ class PackedESM2(nn.Module):
         for i, block in enumerate(self.layers[: max(layers)], start=1):
             x, delta = block(x, delta, rotary, cu_seqlens, max_seqlen, self._attend, self._kernels, self.gelu)
             if i == self.num_layers:
-                norm = self.final_norm
-                representations[i] = self._kernels.add_layer_norm(x, delta, norm.weight, norm.bias, norm.eps)[1]
+                representations[i] = self._kernels.add_layer_norm(x, delta, *self.final_norm)[1]
             elif i in layers:
                 x, delta = x + delta, None
                 representations[i] = x
@@ -217,6 +217,18 @@ def _resolve_gelu(gelu: str, device: torch.device, dtype: torch.dtype) -> str:
     return gelu
 
 
+class _Norm(NamedTuple):
+    """A copy of fair-esm's ESM1bLayerNorm (torch's or apex's LayerNorm), eps included."""
+
+    weight: Tensor
+    bias: Tensor
+    eps: float
+
+    @classmethod
+    def copy(cls, norm: nn.Module, dtype: torch.dtype, device: torch.device) -> _Norm:
+        return cls(_copy(norm.weight, dtype, device), _copy(norm.bias, dtype, device), norm.eps)
+
+
 class _Block(nn.Module):
     """One pre-LayerNorm ESM-2 transformer block, with q, k and v fused in one projection."""
 
@@ -224,19 +236,20 @@ class _Block(nn.Module):
         super().__init__()
         attn = layer.self_attn
         self.heads = attn.num_heads
-        self.attn_norm = _layer_norm(layer.self_attn_layer_norm, dtype, device)
+        self.attn_norm = _Norm.copy(layer.self_attn_layer_norm, dtype, device)
         # fair-esm scales q by head_dim ** -0.5 before rotary; folded into the weights
-        # here, so attention kernels run with scale 1.0.
-        self.qkv = _linear(
-            torch.cat((attn.q_proj.weight * attn.scaling, attn.k_proj.weight, attn.v_proj.weight)),
-            torch.cat((attn.q_proj.bias * attn.scaling, attn.k_proj.bias, attn.v_proj.bias)),
-            dtype,
-            device,
+        # (in float32, then rounded) here, so attention kernels run with scale 1.0.
+        self.qkv_weight = _copy_rows(
+            (attn.q_proj.weight * attn.scaling, attn.k_proj.weight, attn.v_proj.weight), dtype, device
         )
-        self.out_proj = _linear(attn.out_proj.weight, attn.out_proj.bias, dtype, device)
-        self.ffn_norm = _layer_norm(layer.final_layer_norm, dtype, device)
-        self.fc1 = _linear(layer.fc1.weight, layer.fc1.bias, dtype, device)
-        self.fc2 = _linear(layer.fc2.weight, layer.fc2.bias, dtype, device)
+        self.qkv_bias = _copy_rows((attn.q_proj.bias * attn.scaling, attn.k_proj.bias, attn.v_proj.bias), dtype, device)
+        self.out_weight = _copy(attn.out_proj.weight, dtype, device)
+        self.out_bias = _copy(attn.out_proj.bias, dtype, device)
+        self.ffn_norm = _Norm.copy(layer.final_layer_norm, dtype, device)
+        self.fc1_weight = _copy(layer.fc1.weight, dtype, device)
+        self.fc1_bias = _copy(layer.fc1.bias, dtype, device)
+        self.fc2_weight = _copy(layer.fc2.weight, dtype, device)
+        self.fc2_bias = _copy(layer.fc2.bias, dtype, device)
 
     def forward(
         self,
@@ -253,33 +266,31 @@ class _Block(nn.Module):
 
         x, delta: (T, E). rotary: positions (T,) int32 and the cos and sin tables.
         """
-        an, fn = self.attn_norm, self.ffn_norm
-        x, h = kernels.add_layer_norm(x, delta, an.weight, an.bias, an.eps)
-        q, k, v = kernels.rotary(self.qkv(h), *rotary, self.heads)  # 3 × (T, H, D)
+        x, h = kernels.add_layer_norm(x, delta, *self.attn_norm)
+        q, k, v = kernels.rotary(F.linear(h, self.qkv_weight, self.qkv_bias), *rotary, self.heads)  # 3 × (T, H, D)
         attended = attend(q, k, v, cu_seqlens, max_seqlen)  # (T, H, D)
-        x, h = kernels.add_layer_norm(x, self.out_proj(attended.flatten(1)), fn.weight, fn.bias, fn.eps)
-        return x, self.fc2(_fc1_gelu(h, self.fc1, gelu))
+        x, h = kernels.add_layer_norm(x, F.linear(attended.flatten(1), self.out_weight, self.out_bias), *self.ffn_norm)
+        return x, F.linear(_fc1_gelu(h, self.fc1_weight, self.fc1_bias, gelu), self.fc2_weight, self.fc2_bias)
 
 
-def _fc1_gelu(h: Tensor, fc1: nn.Linear, gelu: str) -> Tensor:
+def _fc1_gelu(h: Tensor, weight: Tensor, bias: Tensor, gelu: str) -> Tensor:
     if gelu == "exact":
-        return F.gelu(fc1(h))  # erf, as fair-esm
+        return F.gelu(F.linear(h, weight, bias))  # erf, as fair-esm
     if h.is_cuda:  # cuBLASLt's GELU epilogue computes the tanh approximation
-        return torch._addmm_activation(fc1.bias, h, fc1.weight.t(), use_gelu=True)
-    return F.gelu(fc1(h), approximate="tanh")
+        return torch._addmm_activation(bias, h, weight.t(), use_gelu=True)
+    return F.gelu(F.linear(h, weight, bias), approximate="tanh")
 
 
-def _linear(weight: Tensor, bias: Tensor, dtype: torch.dtype, device: torch.device) -> nn.Linear:
-    out_features, in_features = weight.shape
-    linear = skip_init(nn.Linear, in_features, out_features, device=device, dtype=dtype)
-    linear.weight.copy_(weight)
-    linear.bias.copy_(bias)
-    return linear
+def _copy(source: Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A new tensor holding ``source`` in ``dtype`` on ``device``; never a view of it."""
+    return torch.empty(source.shape, dtype=dtype, device=device).copy_(source)
 
 
-def _layer_norm(norm: nn.Module, dtype: torch.dtype, device: torch.device) -> nn.LayerNorm:
-    """A copy of fair-esm's ESM1bLayerNorm (torch's or apex's LayerNorm), eps included."""
-    copy = skip_init(nn.LayerNorm, norm.normalized_shape, eps=norm.eps, device=device, dtype=dtype)
-    copy.weight.copy_(norm.weight)
-    copy.bias.copy_(norm.bias)
-    return copy
+def _copy_rows(sources: Sequence[Tensor], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``torch.cat(sources)`` in ``dtype`` on ``device``, each source rounded once, without a float32 concatenation."""
+    out = torch.empty((sum(t.shape[0] for t in sources), *sources[0].shape[1:]), dtype=dtype, device=device)
+    start = 0
+    for source in sources:
+        out[start : start + source.shape[0]].copy_(source)
+        start += source.shape[0]
+    return out
