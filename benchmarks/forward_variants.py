@@ -6,9 +6,12 @@ per-sequence cosine of its mean embeddings against fair-esm's fp32 padded forwar
 kernel time by category from the torch profiler. Also fc1 (+ bias + GELU) alone.
 
 Variants: ``before``, an earlier ``packed_esm2.py`` given with ``--old`` (whole blocks
-through ``torch.compile(dynamic=True)``), then ``kernels-gelu`` for PackedESM2's
-``kernels=`` and ``gelu=`` options, e.g. ``torch-exact``, ``triton-exact``, ``triton-tanh``
-(the default on CUDA in bf16). The "before" file of the committed results was made with
+through ``torch.compile(dynamic=True)``), then ``kernels-gelu[-attention]`` for PackedESM2's
+``kernels=``, ``gelu=`` and ``attention=`` options (attention "auto" when left out), e.g.
+``torch-exact``, ``triton-exact``, ``triton-tanh-torch-varlen``, ``triton-tanh-triton``.
+``forward_variants.json`` was measured when "auto" meant torch-varlen;
+``forward_variants_attention.json`` measures the attention step. The "before" file of
+the committed results was made with
 
     git show 0d71176:virnucpro/models/packed_esm2.py | sed 's/^from \.\(attention\|segments\)/from virnucpro.models.\1/' > old.py
     python benchmarks/forward_variants.py --old old.py --out forward_variants.json
@@ -196,8 +199,14 @@ def main() -> None:
                     continue
                 packed = old.PackedESM2(model, dtype=torch.bfloat16, compile=True)
             else:
-                kernels, gelu = variant.split("-")
-                packed = PackedESM2(model, dtype=torch.bfloat16, kernels=kernels, gelu=gelu)
+                kernels, gelu, *attention = variant.split("-", 2)
+                packed = PackedESM2(
+                    model,
+                    dtype=torch.bfloat16,
+                    kernels=kernels,
+                    gelu=gelu,
+                    attention=attention[0] if attention else "auto",
+                )
             r = measure(packed, batches, expected)
             results["forward"][name][variant] = r
             save()

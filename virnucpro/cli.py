@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     embed.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")
     embed.add_argument(
-        "--attention", default="auto", help="attention backend: auto, flash-attn, torch-varlen, reference"
+        "--attention", default="auto", help="attention backend: auto, flash-attn, triton, torch-varlen, reference"
     )
     embed.add_argument(
         "--kernels", choices=("auto", "triton", "torch"), default="auto",

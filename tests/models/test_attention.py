@@ -17,7 +17,7 @@ def test_auto_picks_reference_on_cpu():
         assert select_attention("auto", "cpu", dtype)[0] == "reference"
 
 
-@pytest.mark.parametrize("name", ["torch-varlen", "flash-attn"])
+@pytest.mark.parametrize("name", ["triton", "torch-varlen", "flash-attn"])
 def test_gpu_kernels_refuse_the_cpu(name):
     with pytest.raises(ValueError, match="runs only on CUDA"):
         PackedESM2(tiny_esm2(1, 32, 2), dtype=torch.bfloat16, attention=name)

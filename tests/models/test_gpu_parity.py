@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.gpu, requires_cuda]
 SIZES = {"650M": ARCHITECTURES["esm2_t33_650M_UR50D"], "3B": ARCHITECTURES["esm2_t36_3B_UR50D"]}
 TOKEN_BUDGET = 8192  # padded tokens per fair-esm batch, and packed tokens per PackedESM2 batch
 KERNELS = [
+    "triton",
     "torch-varlen",
     pytest.param(
         "flash-attn",
@@ -150,3 +151,4 @@ def test_half_precision_on_cuda_defaults_to_the_fast_path():
     """What run_embed uses unless told otherwise is the path the parity test above checks first."""
     packed = PackedESM2(tiny_esm2(2, 64, 4), dtype=torch.bfloat16, device="cuda")
     assert (packed.kernels, packed.gelu) == PATHS[0]
+    assert packed.backend == ("flash-attn" if importlib.util.find_spec("flash_attn") else "triton")

@@ -89,3 +89,66 @@ def test_triton_forward_matches_fair_esm_at_every_layer_in_float32(batch_convert
     for layer in layers:
         diff = (got[layer] - torch.cat(want[layer]).cuda()).abs().max().item()
         assert diff <= 1e-5, f"layer {layer}: max abs diff {diff:.3g}"
+
+
+HALF_DTYPES = [torch.bfloat16, torch.float16]
+# Relative error (Frobenius, per sequence and head) allowed against exact float32 attention:
+# 2^-8 for bf16 and 2^-11 for fp16, twice each dtype's unit roundoff.
+ATTENTION_TOLERANCE = {torch.bfloat16: 2**-8, torch.float16: 2**-11}
+
+
+def exact_attention_error(out: torch.Tensor, q, k, v, cu_seqlens) -> float:
+    """Largest relative error of ``out`` against float32 attention over the same rounded inputs."""
+    bounds = cu_seqlens.tolist()
+    worst = 0.0
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        q_, k_, v_ = (t[start:end].float().transpose(0, 1) for t in (q, k, v))  # (H, L, D)
+        want = F.scaled_dot_product_attention(q_, k_, v_, scale=1.0)
+        got = out[start:end].float().transpose(0, 1)
+        worst = max(worst, ((got - want).norm(dim=(1, 2)) / want.norm(dim=(1, 2))).max().item())
+    return worst
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=str)
+@pytest.mark.parametrize(
+    "head_dim", [16, 24, 32, 64, 128]
+)  # every ESM-2 size: 8M 16, 35M 24, 150M 32, 650M/3B 64, 15B 128
+def test_triton_attention_matches_exact_attention(dtype, head_dim):
+    from virnucpro.models.attention import select_attention
+
+    # Lengths around the 64-row tiles, a lone token, and the longest ESM-2 input.
+    lengths = [1, 2, 63, 64, 65, 128, 129, 1024, 300, 7]
+    cu_seqlens = F.pad(torch.tensor(lengths).cumsum(0), (1, 0)).to(device="cuda", dtype=torch.int32)
+    heads, total = 3, sum(lengths)
+    g = torch.Generator("cuda").manual_seed(head_dim)
+    # Scores of a few units, as in a trained model; v a strided view, as PackedESM2 passes it.
+    q = (2 * torch.randn(total, heads, head_dim, device="cuda", generator=g) / head_dim**0.25).to(dtype)
+    k = (2 * torch.randn(total, heads, head_dim, device="cuda", generator=g) / head_dim**0.25).to(dtype)
+    v = torch.randn(total, 2, heads, head_dim, device="cuda", generator=g).to(dtype)[:, 1]
+    _, attend = select_attention("triton", "cuda", dtype)
+    out = attend(q, k, v, cu_seqlens, max(lengths))
+    assert out.shape == q.shape and out.dtype == dtype
+    error = exact_attention_error(out, q, k, v, cu_seqlens)
+    print(f"\ntriton attention, {dtype}, head dim {head_dim}: max relative error {error:.2e}")
+    # FlashAttention-2 on the same inputs: both round the probabilities and the output to dtype.
+    _, flash = select_attention("torch-varlen", "cuda", dtype)
+    flash_error = exact_attention_error(flash(q, k, v, cu_seqlens, max(lengths)), q, k, v, cu_seqlens)
+    print(f"torch-varlen (FlashAttention-2): max relative error {flash_error:.2e}")
+    assert error <= ATTENTION_TOLERANCE[dtype]
+    assert error <= 1.5 * flash_error
+
+
+def test_triton_attention_handles_many_tiny_sequences():
+    """70,000 sequences of 1 to 3 tokens: more than the 65,535 a CUDA grid's second axis holds,
+    where FlashAttention-2 puts sequences; here they share the first with the query blocks."""
+    from virnucpro.models.attention import select_attention
+
+    lengths = torch.randint(1, 4, (70_000,), generator=torch.Generator().manual_seed(0))
+    cu_seqlens = F.pad(lengths.cumsum(0), (1, 0)).to(device="cuda", dtype=torch.int32)
+    total = int(lengths.sum())
+    q, k, v = torch.randn(3, total, 2, 16, device="cuda", dtype=torch.bfloat16).unbind(0)
+    out = select_attention("triton", "cuda", torch.bfloat16)[1](q, k, v, cu_seqlens, int(lengths.max()))
+    assert exact_attention_error(out, q, k, v, cu_seqlens[:2001]) <= ATTENTION_TOLERANCE[torch.bfloat16]
+    singles = (lengths == 1).nonzero().flatten()[:100].cuda()
+    rows = cu_seqlens[singles].long()
+    assert torch.equal(out[rows], v[rows]), "a 1-token sequence attends only to itself"

@@ -1,9 +1,10 @@
-"""Triton implementations of ``kernels.add_layer_norm_torch`` and ``kernels.rotary_torch``.
+"""Triton kernels: ``kernels.add_layer_norm_torch``, ``kernels.rotary_torch`` and varlen attention.
 
-One program per packed row. Inputs and outputs are in the model's dtype; all
-arithmetic is float32, and nothing is rounded between the residual add and the
-LayerNorm (the torch path rounds the sum first, as eager PyTorch does). Imported
-only when CUDA and Triton are present.
+The elementwise kernels run one program per packed row. Inputs and outputs are in the
+model's dtype; all arithmetic is float32, and nothing is rounded between the residual
+add and the LayerNorm (the torch path rounds the sum first, as eager PyTorch does).
+``varlen_attention`` is the "triton" attention backend. Imported only when CUDA and
+Triton are present.
 """
 
 from __future__ import annotations
@@ -97,3 +98,88 @@ def rotary(qkv: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, heads: int)
         HEADS=heads, HALF=half, BLOCK_H=block_h, BLOCK_D=block_d, num_warps=4,
     )  # fmt: skip
     return q, k, v
+
+
+# Measured on the H200 against FlashAttention-2 (torch-varlen), ESM-2 head dim 64, the real
+# packed batches: 64 × 64 tiles, 4 warps and 3 pipeline stages were fastest of 11 configurations
+# (benchmarks/results/attention_backends.md).
+_ATTENTION_BLOCK_M, _ATTENTION_BLOCK_N, _ATTENTION_WARPS, _ATTENTION_STAGES = 64, 64, 4, 3
+
+
+@triton.jit
+def _varlen_attention_kernel(
+    q_ptr, k_ptr, v_ptr, out_ptr, cu_ptr, block_seq_ptr, block_first_ptr,
+    q_stride, k_stride, v_stride, out_stride, num_seqs,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    # Program (b, h): query block b of the batch (block b - block_first[s] of sequence
+    # s = block_seq[b]) against all keys of that sequence, for head h. Online softmax in
+    # base 2, float32 accumulation; probabilities are rounded to the input dtype for the
+    # second product, as FlashAttention does.
+    block = tl.program_id(0)
+    head = tl.program_id(1)
+    seq = tl.load(block_seq_ptr + block)
+    if seq >= num_seqs:  # the grid is an upper bound on the number of query blocks
+        return
+    start = tl.load(cu_ptr + seq)
+    length = tl.load(cu_ptr + seq + 1) - start
+    rows = (block - tl.load(block_first_ptr + seq)) * BLOCK_M + tl.arange(0, BLOCK_M)  # positions in the sequence
+    dims = tl.arange(0, BLOCK_D)
+    dim_ok = dims < HEAD_DIM
+    dtype = out_ptr.dtype.element_ty
+
+    row_mask = (rows < length)[:, None] & dim_ok[None, :]
+    q = tl.load(
+        q_ptr + (start + rows).to(tl.int64)[:, None] * q_stride + head * HEAD_DIM + dims[None, :], mask=row_mask
+    )
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    for first in range(0, length, BLOCK_N):
+        cols = first + tl.arange(0, BLOCK_N)
+        col_ok = cols < length
+        col_mask = col_ok[:, None] & dim_ok[None, :]
+        at = (start + cols).to(tl.int64)[:, None]
+        k = tl.load(k_ptr + at * k_stride + head * HEAD_DIM + dims[None, :], mask=col_mask, other=0.0)
+        v = tl.load(v_ptr + at * v_stride + head * HEAD_DIM + dims[None, :], mask=col_mask, other=0.0)
+        scores = tl.dot(q, tl.trans(k))  # (BLOCK_M, BLOCK_N) float32; q is already scaled
+        scores = tl.where(col_ok[None, :], scores * 1.4426950408889634, float("-inf"))  # × log2(e)
+        m_new = tl.maximum(m_i, tl.max(scores, 1))
+        p = tl.math.exp2(scores - m_new[:, None])
+        alpha = tl.math.exp2(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = tl.dot(p.to(dtype), v, acc * alpha[:, None])
+        m_i = m_new
+    out_at = out_ptr + (start + rows).to(tl.int64)[:, None] * out_stride + head * HEAD_DIM + dims[None, :]
+    tl.store(out_at, (acc / l_i[:, None]).to(dtype), mask=row_mask)
+
+
+def varlen_attention(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int) -> Tensor:
+    """``attention.AttentionFn`` for CUDA in float16/bfloat16: FlashAttention's algorithm, one
+    program per (64-row query block, head), every block within one sequence.
+
+    q, k, v: (T, H, D) with rows of H × D elements at any stride (v may be a view of the
+    fused QKV projection). Returns (T, H, D) contiguous. Never synchronises with the host.
+    """
+    total, heads, head_dim = q.shape
+    for t in (q, k, v):
+        if t.stride(2) != 1 or t.stride(1) != head_dim:
+            raise ValueError("varlen_attention needs q, k, v of (T, H, D) with contiguous H × D rows")
+    out = torch.empty(total, heads, head_dim, dtype=q.dtype, device=q.device)
+    num_seqs = cu_seqlens.numel() - 1
+    # Number the query blocks of all sequences in order, on the device: the grid is sized
+    # by an upper bound known on the host, and programs past the last block return at once.
+    blocks = (cu_seqlens.diff() + _ATTENTION_BLOCK_M - 1) // _ATTENTION_BLOCK_M  # (N,)
+    ends = blocks.cumsum(0)
+    grid_blocks = max(
+        1, min(total // _ATTENTION_BLOCK_M + num_seqs, num_seqs * triton.cdiv(max_seqlen, _ATTENTION_BLOCK_M))
+    )
+    block_seq = torch.searchsorted(ends, torch.arange(grid_blocks, device=q.device), right=True)
+    _varlen_attention_kernel[(grid_blocks, heads)](
+        q, k, v, out, cu_seqlens, block_seq, ends - blocks,
+        q.stride(0), k.stride(0), v.stride(0), out.stride(0), num_seqs,
+        HEAD_DIM=head_dim, BLOCK_D=max(16, triton.next_power_of_2(head_dim)),
+        BLOCK_M=_ATTENTION_BLOCK_M, BLOCK_N=_ATTENTION_BLOCK_N,
+        num_warps=_ATTENTION_WARPS, num_stages=_ATTENTION_STAGES,
+    )  # fmt: skip
+    return out

@@ -10,6 +10,10 @@ Every backend has the signature of ``AttentionFn``:
 
 Backends:
     "flash-attn"   flash_attn.flash_attn_varlen_func; CUDA, float16/bfloat16.
+    "triton"       virnucpro's own FlashAttention-style Triton kernel (``_triton.varlen_attention``);
+                   CUDA, float16/bfloat16. On the H200 it takes 26-43 % less time than
+                   FlashAttention-2 on ESM-2's 64-wide heads and real length distributions
+                   (``benchmarks/results/attention_backends.md``).
     "torch-varlen" torch.nn.attention.varlen.varlen_attn (torch >= 2.10); CUDA, float16/bfloat16.
     "reference"    exact F.scaled_dot_product_attention per sequence; any device and dtype;
                    reads cu_seqlens on the host, so it synchronises on every call.
@@ -26,7 +30,7 @@ from torch import Tensor
 
 AttentionFn = Callable[[Tensor, Tensor, Tensor, Tensor, int], Tensor]
 
-BACKENDS = ("flash-attn", "torch-varlen", "reference")
+BACKENDS = ("flash-attn", "triton", "torch-varlen", "reference")
 _HALF = (torch.float16, torch.bfloat16)
 
 
@@ -61,6 +65,14 @@ def _flash_attn() -> AttentionFn:
     return attend
 
 
+def _triton() -> AttentionFn:
+    if importlib.util.find_spec("triton") is None:
+        raise ImportError("triton")
+    from ._triton import varlen_attention
+
+    return varlen_attention
+
+
 def _torch_varlen() -> AttentionFn:
     from torch.nn.attention.varlen import varlen_attn
 
@@ -73,11 +85,13 @@ def _torch_varlen() -> AttentionFn:
 _LOADERS: dict[str, Callable[[], AttentionFn]] = {
     "flash-attn": _flash_attn,
     "torch-varlen": _torch_varlen,
+    "triton": _triton,
     "reference": lambda: reference_attention,
 }
 _INSTALL = {
     "flash-attn": "install it with `pip install flash-attn`",
     "torch-varlen": f"it needs torch >= 2.10, this is torch {torch.__version__}",
+    "triton": "install it with `pip install triton`; CUDA builds of torch include it",
 }
 
 
@@ -85,9 +99,11 @@ def select_attention(name: str, device: torch.device | str, dtype: torch.dtype) 
     """Resolve an attention backend for tensors on ``device`` in ``dtype``.
 
     Args:
-        name: "auto" or one of ``BACKENDS``. "auto" picks flash-attn if the package is
-            installed, else torch-varlen if this torch has it (both only for CUDA and
-            float16/bfloat16), else reference.
+        name: "auto" or one of ``BACKENDS``. "auto" picks, for CUDA and float16/bfloat16,
+            the first of flash-attn, triton and torch-varlen that is installed; else reference.
+            flash-attn is an optional extra, used when installed; it could not be measured
+            here (no wheel for the H200 machine), while triton beat torch-varlen's
+            FlashAttention-2 there.
         device: where q, k, v will live.
         dtype: their dtype.
 
@@ -119,8 +135,10 @@ def _auto(on_gpu_in_half: bool) -> str:
     if not on_gpu_in_half:
         return "reference"
     # An installed package that fails to import raises later, in select_attention, rather than being skipped.
-    if importlib.util.find_spec("flash_attn") is not None:
+    if importlib.util.find_spec("flash_attn") is not None:  # installed on purpose: the user's choice
         return "flash-attn"
+    if importlib.util.find_spec("triton") is not None:
+        return "triton"
     if importlib.util.find_spec("torch.nn.attention.varlen") is not None:
         return "torch-varlen"
     return "reference"
