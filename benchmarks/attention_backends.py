@@ -21,6 +21,7 @@ import argparse
 import functools
 import json
 import statistics
+import tempfile
 from pathlib import Path
 
 import esm
@@ -110,8 +111,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20, help="timed passes, median kept")
     parser.add_argument("--backends", default=",".join(b for b in BACKENDS if b != "reference"))
     args = parser.parse_args()
-    tmp = args.out.parent / ".attention_tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp())
     rows = []
     for dataset in DATASETS:
         batches = packed_lengths(dataset, args.copies, args.max_tokens, tmp)
