@@ -11,7 +11,7 @@ Every backend has the signature of ``AttentionFn``:
 Backends:
     "flash-attn"   flash_attn.flash_attn_varlen_func; CUDA, float16/bfloat16.
     "triton"       virnucpro's own FlashAttention-style Triton kernel (``_triton.varlen_attention``);
-                   CUDA, float16/bfloat16. On the H200 it takes 26-43 % less time than
+                   CUDA, float16/bfloat16. On the H200 it takes 26-41 % less time than
                    FlashAttention-2 on ESM-2's 64-wide heads and real length distributions
                    (``benchmarks/results/attention_backends.md``).
     "torch-varlen" torch.nn.attention.varlen.varlen_attn (torch >= 2.10); CUDA, float16/bfloat16.
