@@ -89,6 +89,20 @@ def test_callers_model_is_left_unchanged(batch_converter):
     assert mx <= 1e-4, f"float64 copy vs fair-esm float32: max abs diff {mx:.1e}, mean {mean:.1e}"
 
 
+def test_copy_shares_nothing_with_the_model_and_refuses_to_be_moved(batch_converter):
+    model = tiny_esm2(2, 64, 4)
+    inputs = pack(batch_converter, sample_sequences(4, seed=5))
+    packed = PackedESM2(model)  # same dtype and device as the model: still a copy
+    before = packed(*inputs)["representations"][2]
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    assert torch.equal(packed(*inputs)["representations"][2], before)
+    for move in (lambda: packed.to(torch.float64), packed.double, packed.cpu):
+        with pytest.raises(RuntimeError, match="build a new PackedESM2"):
+            move()
+
+
 def test_layers_beyond_the_model_are_rejected(batch_converter):
     packed = PackedESM2(tiny_esm2(2, 32, 2))
     inputs = pack(batch_converter, ["MKV"])
