@@ -101,7 +101,7 @@ def rotary(qkv: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, heads: int)
 
 
 # Measured on the H200 against FlashAttention-2 (torch-varlen), ESM-2 head dim 64, the real
-# packed batches: 64 × 64 tiles, 4 warps and 3 pipeline stages were fastest, or within 1 %, of 11
+# packed batches: 64 × 64 tiles, 4 warps and 3 pipeline stages were fastest, or within 1.1 %, of 11
 # configurations (benchmarks/results/attention_tuning.jsonl).
 _ATTENTION_BLOCK_M, _ATTENTION_BLOCK_N, _ATTENTION_WARPS, _ATTENTION_STAGES = 64, 64, 4, 3
 
