@@ -26,7 +26,7 @@ from pathlib import Path
 
 import esm
 import torch
-from datasets import DATASETS, repeat, write_fasta
+from bench_data import DATASETS, repeat, write_fasta
 
 from virnucpro.data import SequenceDataset, VarlenCollator
 from virnucpro.models.attention import BACKENDS, reference_attention, select_attention

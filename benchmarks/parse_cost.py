@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import proteome, repeat, vnp500, write_fasta  # noqa: E402
+from bench_data import proteome, repeat, vnp500, write_fasta  # noqa: E402
 
 from virnucpro.data import SPECIAL_TOKENS_PER_SEQUENCE, SequenceDataset  # noqa: E402
 

@@ -71,7 +71,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from datasets import DATASETS, repeat, write_fasta
+from bench_data import DATASETS, repeat, write_fasta
 from virnucpro.data import SequenceDataset, VarlenCollator
 from virnucpro.models import ARCHITECTURES, PackedESM2, mean_pool
 from virnucpro.pipeline import EmbedConfig, auto_max_tokens, run_embed

@@ -24,7 +24,7 @@ import esm
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import proteome, repeat, write_fasta  # noqa: E402
+from bench_data import proteome, repeat, write_fasta  # noqa: E402
 
 from virnucpro.data import SequenceDataset, VarlenCollator  # noqa: E402
 

@@ -83,7 +83,8 @@ def _message(err: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from virnucpro.pipeline import EmbedConfig, run_embed  # after parsing: --help stays fast
+    from virnucpro.models import ForwardOptions  # after parsing: --help stays fast
+    from virnucpro.pipeline import EmbedConfig, run_embed
 
     options = {"workers": args.workers} if args.workers is not None else {}
     try:
@@ -100,9 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             on_overlength=args.on_overlength,
             invalid=args.invalid,
             device=args.device,
-            attention=args.attention,
-            kernels=args.kernels,
-            gelu=args.gelu,
+            forward=ForwardOptions(attention=args.attention, kernels=args.kernels, gelu=args.gelu),
             resume=args.resume,
             overwrite=args.overwrite,
             progress=not args.no_progress,

@@ -31,7 +31,7 @@ def records(*paths: Path, **kwargs) -> list[dict]:
 
 
 def seqs_by_id(recs: list[dict]) -> dict[str, str]:
-    return {r["id"]: r["sequence"] for r in recs}
+    return {r.id: r.sequence for r in recs}
 
 
 def matching_warnings(caught: list[warnings.WarningMessage], pattern: str) -> list[str]:
@@ -50,7 +50,7 @@ def test_crlf_line_endings_and_blank_lines(tmp_path):
     text = ">a first protein\r\nMKV\r\n\r\nLAA\r\n\r\n\r\n>b\r\nQQ\r\nRR\r\n\r\n"
     path = write(tmp_path / "crlf.faa", text)
     recs = records(path)
-    assert [(r["id"], r["sequence"]) for r in recs] == [("a", "MKVLAA"), ("b", "QQRR")]
+    assert [(r.id, r.sequence) for r in recs] == [("a", "MKVLAA"), ("b", "QQRR")]
 
 
 @pytest.mark.parametrize("lead", ["\n", "\r\n", " \t\n\n"])
@@ -147,7 +147,7 @@ def test_overlength_is_truncated_keeping_the_original_length(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         recs = records(path, max_length=10)
-    assert {r["id"]: (r["sequence"], r["length"]) for r in recs} == {k: (s[:10], len(s)) for k, s in full.items()}
+    assert {r.id: (r.sequence, r.length) for r in recs} == {k: (s[:10], len(s)) for k, s in full.items()}
     truncated = matching_warnings(caught, r"truncat")
     assert len(truncated) == 1, f"expected one warning about truncation, got {truncated}"
     assert re.search(r"\b2\b", truncated[0]), f"2 sequences were truncated: {truncated[0]}"
@@ -221,7 +221,7 @@ def test_empty_and_whitespace_files_yield_nothing_and_keep_indices(tmp_path):
     empty_gz = write(tmp_path / "empty.faa.gz", gzip.compress(b""))
     last = write(tmp_path / "last.faa", ">c\nRR\n>d\nSS\n>e\nTT\n")
     assert records(empty) == [] and records(blank) == [] and records(empty_gz) == []
-    got = [(r["index"], r["id"], r["file"], r["record"]) for r in records(first, empty, blank, empty_gz, last)]
+    got = [(r.index, r.id, r.file, r.number) for r in records(first, empty, blank, empty_gz, last)]
     expected = [
         (0, "a", str(first), 1),
         (1, "b", str(first), 2),
@@ -244,7 +244,7 @@ def test_format_is_told_by_content_not_name(tmp_path):
 
 def test_id_is_the_header_up_to_the_first_whitespace(tmp_path):
     path = write(tmp_path / "ids.faa", ">sp|P12345|NAME_HUMAN Some protein OS=Homo\nMKV\n>x\tdesc\nQQ\n")
-    assert [r["id"] for r in records(path)] == ["sp|P12345|NAME_HUMAN", "x"]
+    assert [r.id for r in records(path)] == ["sp|P12345|NAME_HUMAN", "x"]
 
 
 # --- duplicate ids ---------------------------------------------------------------------------
@@ -256,7 +256,7 @@ def test_duplicate_ids_are_kept_and_counted_in_one_warning(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         recs = records(one, two)
-    assert [(r["index"], r["id"], r["sequence"]) for r in recs] == [
+    assert [(r.index, r.id, r.sequence) for r in recs] == [
         (0, "a", "MK"),
         (1, "b", "QQ"),
         (2, "a", "RR"),

@@ -103,17 +103,16 @@ class WorkerTagged:
     def __call__(self, batch):
         out = self.collate(batch)
         info = get_worker_info()
-        out["worker"] = -1 if info is None else info.id
-        return out
+        return {"num_sequences": out.num_sequences, "worker": -1 if info is None else info.id}
 
 
 def index_collate(batch):
     """Plain records to their input positions, plus what the collating process sees."""
-    if isinstance(batch, dict):
+    if not isinstance(batch, list):
         batch = [batch]
     info = get_worker_info()
     return {
-        "indices": torch.tensor([r["index"] for r in batch], dtype=torch.int64),
+        "indices": torch.tensor([r.index for r in batch], dtype=torch.int64),
         "worker": -1 if info is None else info.id,
         "pid": os.getpid(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
@@ -229,7 +228,7 @@ def test_skipped_positions_are_left_out_and_the_rest_come_exactly_once(corpus):
     skip = rng.random(n - 100) < 0.4  # shorter than the input: the last 100 are never skipped
     keep = [i for i in range(n) if not (i < skip.size and skip[i])]
     ds = SequenceDataset(corpus.files, max_tokens=2000, skip=skip, report=False)
-    assert [r["index"] for r in ds.records()] == keep
+    assert [r.index for r in ds.records()] == keep
     got = [int(i) for b in loader_for(ds, index_collate, 2, True) for i in b["indices"]]
     assert got == keep, (
         f"{len(got)} out, {len(keep)} expected; {len(set(keep) - set(got))} missing, "
@@ -315,7 +314,7 @@ def test_token_budget_holds_and_only_a_lone_record_exceeds_it(corpus, tmp_path):
     files = [*corpus.files, extra]
     ds = SequenceDataset(files, max_length=5000, max_tokens=max_tokens, report=False)
     batches = list(ds.batches())
-    costs = [[len(r["sequence"]) + 2 for r in b] for b in batches]
+    costs = [[len(r.sequence) + 2 for r in b] for b in batches]
 
     over = [(j, sum(c), len(c)) for j, c in enumerate(costs) if sum(c) > max_tokens and len(c) > 1]
     assert not over, (
@@ -327,7 +326,7 @@ def test_token_budget_holds_and_only_a_lone_record_exceeds_it(corpus, tmp_path):
     early = [j for j in range(len(costs) - 1) if sum(costs[j]) + costs[j + 1][0] <= max_tokens]
     assert not early, f"{len(early)} batches closed although the next record fit, first {early[0] if early else None}"
     n = len(read_reference(files))
-    assert [r["index"] for b in batches for r in b] == list(range(n)), "batches() must cover every record in order"
+    assert [r.index for b in batches for r in b] == list(range(n)), "batches() must cover every record in order"
 
 
 def test_token_budget_fills_batches_on_the_proteome():
@@ -335,7 +334,7 @@ def test_token_budget_fills_batches_on_the_proteome():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         batches = list(SequenceDataset(PROTEOME, max_tokens=max_tokens).batches())
-    tokens = np.array([sum(len(r["sequence"]) + 2 for r in b) for b in batches])
+    tokens = np.array([sum(len(r.sequence) + 2 for r in b) for b in batches])
     fill = tokens / max_tokens
     print(
         f"proteome, max_tokens={max_tokens}: {len(batches)} batches, fill mean {fill.mean():.4f}, min {fill.min():.4f}"

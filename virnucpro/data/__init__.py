@@ -1,7 +1,21 @@
 """FASTA to packed batches: CPU-only, exact-once, sharded across workers and ranks."""
 
+from virnucpro.data.batch import PackedBatch
 from virnucpro.data.collators import VarlenCollator
-from virnucpro.data.fasta import RESIDUES, read_fasta
-from virnucpro.data.sequence_dataset import SPECIAL_TOKENS_PER_SEQUENCE, Record, SequenceDataset
+from virnucpro.data.duplicates import DuplicateIds
+from virnucpro.data.fasta import FastaRecord, read_fasta, require_fasta_file
+from virnucpro.data.normalise import Normaliser
+from virnucpro.data.records import Record
+from virnucpro.data.sequence_dataset import SequenceDataset
 
-__all__ = ["SequenceDataset", "VarlenCollator", "Record", "RESIDUES", "SPECIAL_TOKENS_PER_SEQUENCE", "read_fasta"]
+__all__ = [
+    "DuplicateIds",
+    "FastaRecord",
+    "Normaliser",
+    "PackedBatch",
+    "Record",
+    "SequenceDataset",
+    "VarlenCollator",
+    "read_fasta",
+    "require_fasta_file",
+]

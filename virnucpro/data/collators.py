@@ -22,7 +22,12 @@ import esm
 import numpy as np
 import torch
 
+from .batch import PackedBatch
+from .records import Record
+
 __all__ = ["VarlenCollator"]
+
+RecordLike = Record | Mapping[str, Any]
 
 
 class VarlenCollator:
@@ -35,19 +40,20 @@ class VarlenCollator:
             (nothing is ever dropped) with a warning pointing to
             ``SequenceDataset(max_tokens=...)``, which budgets batches before collation.
 
-    Calling it with a list of records (dicts with ``"id"`` and ``"sequence"``, as
-    ``SequenceDataset`` yields) or with one record returns:
+    Calling it with a list of records (``Record``s, as ``SequenceDataset`` yields, or
+    mappings with ``"id"`` and ``"sequence"``) or with one record returns a ``PackedBatch``
+    (``batch["input_ids"]`` reads its fields as the dict it replaces did):
 
     * ``input_ids``: ``(T,)`` int64, CPU; sequence ``i`` is ``input_ids[cu_seqlens[i]:cu_seqlens[i+1]]``;
     * ``cu_seqlens``: ``(N + 1,)`` int32, ``cu_seqlens[0] == 0``, ``cu_seqlens[-1] == T``;
     * ``max_seqlen``: int, the longest sequence in tokens (BOS and EOS included);
     * ``sequence_ids``: list of N str; ``num_sequences``: N;
-    * ``indices``: ``(N,)`` int64, each record's ``"index"`` (input position), -1 where absent;
-    * ``lengths``: ``(N,)`` int64, each record's ``"length"`` (residues before truncation),
+    * ``indices``: ``(N,)`` int64, each record's ``index`` (input position), -1 where absent;
+    * ``lengths``: ``(N,)`` int64, each record's ``length`` (residues before truncation),
       else its token count before any truncation;
     * ``num_replaced``: residues that ``SequenceDataset(invalid="X")`` replaced in these records;
     * ``num_truncated``: how many sequences are truncated: by ``SequenceDataset`` (its
-      ``"length"`` exceeds the sequence) or by the converter's ``truncation_seq_length``.
+      ``length`` exceeds the sequence) or by the converter's ``truncation_seq_length``.
 
     Raises ``ValueError`` naming the record for a character outside the alphabet
     (where ``batch_converter`` itself raises a bare ``KeyError``).
@@ -68,14 +74,15 @@ class VarlenCollator:
         specials = sorted((t for t in alphabet.all_toks if len(t) > 1), key=len, reverse=True)
         self._special = re.compile("(" + "|".join(map(re.escape, specials)) + ")")
 
-    def __call__(self, batch: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        if isinstance(batch, Mapping):
+    def __call__(self, batch: RecordLike | Sequence[RecordLike]) -> PackedBatch:
+        if isinstance(batch, (Record, Mapping)):
             batch = [batch]
-        ids = [str(r["id"]) for r in batch]
-        seqs = [r["sequence"] for r in batch]
+        batch = [_as_record(r) for r in batch]
+        ids = [r.id for r in batch]
+        seqs = [r.sequence for r in batch]
         residues, lengths = self._encode(ids, seqs)
-        original = np.fromiter((r.get("length", n) for r, n in zip(batch, lengths.tolist())), np.int64, len(batch))
-        truncated = np.fromiter((r.get("length", 0) > len(r["sequence"]) for r in batch), dtype=bool, count=len(batch))
+        original = np.fromiter((n if r.length < 0 else r.length for r, n in zip(batch, lengths.tolist())), np.int64)
+        truncated = np.fromiter((r.truncated for r in batch), dtype=bool, count=len(batch))
         if self.truncation_seq_length and (lengths > self.truncation_seq_length).any():
             truncated |= lengths > self.truncation_seq_length
             residues, lengths = self._truncate(residues, lengths)
@@ -101,17 +108,16 @@ class VarlenCollator:
                 "DataLoader(batch_size=None)",
                 stacklevel=2,
             )
-        return {
-            "input_ids": torch.from_numpy(input_ids),
-            "cu_seqlens": torch.from_numpy(cu_seqlens.astype(np.int32)),
-            "max_seqlen": int((lengths + extra).max()) if len(seqs) else 0,
-            "sequence_ids": ids,
-            "num_sequences": len(seqs),
-            "indices": torch.tensor([r.get("index", -1) for r in batch], dtype=torch.int64),
-            "lengths": torch.from_numpy(original),
-            "num_truncated": int(truncated.sum()),
-            "num_replaced": sum(r.get("replaced", 0) for r in batch),
-        }
+        return PackedBatch(
+            input_ids=torch.from_numpy(input_ids),
+            cu_seqlens=torch.from_numpy(cu_seqlens.astype(np.int32)),
+            max_seqlen=int((lengths + extra).max()) if len(seqs) else 0,
+            sequence_ids=ids,
+            indices=torch.tensor([r.index for r in batch], dtype=torch.int64),
+            lengths=torch.from_numpy(original),
+            num_truncated=int(truncated.sum()),
+            num_replaced=sum(r.replaced for r in batch),
+        )
 
     def _encode(self, ids: list[str], seqs: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Residue token ids of all sequences, concatenated, and each sequence's token count."""
@@ -168,3 +174,18 @@ class VarlenCollator:
             f"record {record_id!r}: character {char!r} at position {position} is not in ESM's alphabet; "
             "read FASTA through SequenceDataset (invalid='X' replaces unknown residues) or fix the sequence"
         )
+
+
+def _as_record(record: RecordLike) -> Record:
+    """A ``Record``; a mapping's absent ``index`` is -1, its absent ``length`` -1 (= its own length)."""
+    if isinstance(record, Record):
+        return record
+    return Record(
+        id=str(record["id"]),
+        sequence=record["sequence"],
+        file=str(record.get("file", "")),
+        index=record.get("index", -1),
+        number=record.get("number", 0),
+        length=record.get("length", -1),
+        replaced=record.get("replaced", 0),
+    )

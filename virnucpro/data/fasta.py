@@ -1,15 +1,7 @@
-"""FASTA reading and residue normalisation.
+"""FASTA reading: plain or gzip files, streamed record by record.
 
-Files are plain or gzip-compressed, told apart by their first bytes (not their
-name), and streamed record by record through Biopython's FASTA parser: no file is
-ever held in memory whole.
-
-Normalisation turns a raw record into exactly what ESM-2 is given:
-upper-case, whitespace removed (Biopython already drops spaces, tabs and CR),
-one trailing ``*`` (a stop codon, as Prodigal and six-frame translation write
-it) removed. Every other character outside ESM's alphabet is an error that
-names the file, the record and the fix, unless ``invalid="X"`` asks for it to
-be replaced, which is counted.
+Files are told apart by their first bytes (not their name) and streamed through
+Biopython's FASTA parser: no file is ever held in memory whole.
 """
 
 from __future__ import annotations
@@ -17,23 +9,16 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import TextIO
 
-import esm
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
-__all__ = ["RESIDUES", "FastaRecord", "open_fasta", "read_fasta", "Normaliser"]
+__all__ = ["FastaRecord", "open_fasta", "read_fasta", "require_fasta_file"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
-
-#: The single-character tokens of ESM-2's alphabet: what a normalised sequence may hold.
-RESIDUES: str = "".join(tok for tok in esm.data.Alphabet.from_architecture("ESM-1b").standard_toks if len(tok) == 1)
-_NOT_RESIDUE = re.compile(f"[^{re.escape(RESIDUES)}]")
-_WHITESPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -55,14 +40,20 @@ class FastaRecord:
         return f"{self.path}: record {self.number} ({self.id!r})"
 
 
+def require_fasta_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if it names an existing file; ``FileNotFoundError`` naming it otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such FASTA file")
+    return path
+
+
 def open_fasta(path: str | os.PathLike) -> TextIO:
     """Open ``path`` as text, decompressing when its content starts with the gzip magic bytes.
 
     Raises ``FileNotFoundError`` naming the path when it does not exist.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such FASTA file")
+    path = require_fasta_file(path)
     with open(path, "rb") as raw:
         magic = raw.read(2)
     if magic == _GZIP_MAGIC:
@@ -103,56 +94,3 @@ def read_fasta(path: str | os.PathLike) -> Iterator[FastaRecord]:
                 yield FastaRecord(path_str, number, record_id, sequence)
         except (UnicodeDecodeError, EOFError, OSError) as err:
             raise ValueError(f"{path_str}: unreadable after record {number}: {err}") from err
-
-
-@dataclass
-class Normaliser:
-    """Turns raw record sequences into ESM-2 input, counting what it changes.
-
-    ``max_length``: residues kept per sequence (ESM-2 was trained on 1022 + BOS + EOS).
-    ``on_overlength``: ``"truncate"`` (as esm-extract does; counted) or ``"raise"``.
-    ``invalid``: ``"raise"``, or ``"X"`` to replace unknown residues with ``X`` (counted).
-    """
-
-    max_length: int = 1022
-    on_overlength: Literal["truncate", "raise"] = "truncate"
-    invalid: Literal["raise", "X"] = "raise"
-    truncated: int = 0
-    replaced_residues: int = 0
-
-    def __post_init__(self) -> None:
-        if self.max_length < 1:
-            raise ValueError(f"max_length must be >= 1, got {self.max_length}")
-        if self.on_overlength not in ("truncate", "raise"):
-            raise ValueError(f"on_overlength must be 'truncate' or 'raise', got {self.on_overlength!r}")
-        if self.invalid not in ("raise", "X"):
-            raise ValueError(f"invalid must be 'raise' or 'X', got {self.invalid!r}")
-
-    def __call__(self, record: FastaRecord) -> tuple[str, int]:
-        """Return ``(sequence, original_length)``; ``original_length`` counts residues before truncation."""
-        seq = record.sequence.upper()
-        if _WHITESPACE.search(seq):
-            seq = _WHITESPACE.sub("", seq)
-        if seq.endswith("*"):
-            seq = seq[:-1]
-        if not seq:
-            raise ValueError(f"{record.where} is empty; remove it from the input")
-        bad = _NOT_RESIDUE.search(seq)
-        if bad is not None:
-            if self.invalid == "raise":
-                raise ValueError(
-                    f"{record.where} has invalid residue {bad.group()!r} at position {bad.start() + 1}; "
-                    f"fix the input, or pass invalid='X' (CLI: --invalid X) to replace unknown residues with X"
-                )
-            seq, n = _NOT_RESIDUE.subn("X", seq)
-            self.replaced_residues += n
-        length = len(seq)
-        if length > self.max_length:
-            if self.on_overlength == "raise":
-                raise ValueError(
-                    f"{record.where} has {length} residues, more than max_length={self.max_length}; "
-                    f"pass on_overlength='truncate' (CLI: --truncate) to keep the first {self.max_length}"
-                )
-            seq = seq[: self.max_length]
-            self.truncated += 1
-        return seq, length

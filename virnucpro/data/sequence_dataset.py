@@ -4,7 +4,7 @@ Every DataLoader worker of every rank reads the whole input and normalises
 every record; that is cheap (see ``benchmarks/parse_cost.py``) and it means
 all workers agree, without talking, on each record's input position and on
 where every token-budgeted batch starts and ends. Each worker then keeps only
-its own share:
+its own share (``owns``):
 
 * with ``max_tokens``, batch ``j`` belongs to rank ``j % world_size`` and,
   within that rank, to worker ``(j // world_size) % num_workers``;
@@ -23,39 +23,39 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
-from virnucpro.data.duplicates import DuplicateIds
-from virnucpro.data.fasta import Normaliser, read_fasta
-from virnucpro.data.isolation import isolate_worker_from_cuda, resolve_rank
+from virnucpro.models.esm2 import VOCABULARY
+from virnucpro.models.family import Vocabulary
 
-__all__ = ["SequenceDataset", "Record", "SPECIAL_TOKENS_PER_SEQUENCE"]
+from .duplicates import DuplicateIds
+from .fasta import read_fasta, require_fasta_file
+from .isolation import isolate_worker_from_cuda, resolve_rank
+from .normalise import Normaliser
+from .records import Record
 
-#: ESM-2 adds BOS and EOS to every sequence: a record of n residues costs n + 2 tokens.
-SPECIAL_TOKENS_PER_SEQUENCE = 2
+__all__ = ["SequenceDataset", "owns"]
 
-#: A record as yielded: ``{"id": str, "sequence": str, "file": str, "index": int,
-#: "record": int, "length": int}``; ``index`` is the 0-based position in the whole
-#: input (files in the order given), ``record`` the 1-based number within ``file``,
-#: ``length`` the residue count before truncation (> ``len(sequence)`` iff truncated),
-#: ``replaced`` how many unknown residues ``invalid="X"`` replaced in it.
-Record = dict[str, Any]
+
+def owns(j: int, rank: int, world_size: int, worker: int, num_workers: int) -> bool:
+    """Whether item ``j`` of the stream (a batch, or a record) is this rank's and this worker's."""
+    return j % world_size == rank and (j // world_size) % num_workers == worker
 
 
 class SequenceDataset(IterableDataset):
-    """Protein FASTA files as a stream of normalised records, sharded across workers and ranks.
+    """Protein FASTA files as a stream of normalised ``Record``s, sharded across workers and ranks.
 
     Args:
         fasta_files: plain or gzip FASTA paths (format told by content), read in this order.
         max_length: residues kept per sequence; longer ones are truncated and counted,
-            or rejected with ``on_overlength="raise"``.
-        max_tokens: if set, yield lists of records whose tokens (n + 2 each) total
-            at most ``max_tokens``, for ``DataLoader(batch_size=None)``. A record
+            or rejected with ``on_overlength="raise"``. Default: the model's trained length.
+        max_tokens: if set, yield lists of records whose tokens (n + special tokens each)
+            total at most ``max_tokens``, for ``DataLoader(batch_size=None)``. A record
             alone over the budget forms a list of its own.
-        invalid: ``"raise"`` on a character outside ESM's alphabet, or ``"X"`` to replace it.
+        invalid: ``"raise"`` on a character outside the alphabet, or ``"X"`` to replace it.
         on_overlength: ``"truncate"`` (as esm-extract does) or ``"raise"``.
         skip: optional ``(M,)`` bool array; records at input positions ``i < M`` with
             ``skip[i]`` set are left out (to resume). Batch boundaries do not move:
@@ -64,6 +64,8 @@ class SequenceDataset(IterableDataset):
             or torchrun's ``RANK``/``WORLD_SIZE``, resolved here in the main process.
         report: warn once, at the end of the stream, about truncated, replaced and
             duplicate-id records (only rank 0's first worker warns; every worker sees them all).
+        vocabulary: the model family's residues, special tokens per sequence and default
+            ``max_length``; default ESM-2's.
 
     Raises ``FileNotFoundError`` for a missing file now, and ``ValueError`` naming the
     file, record and fix for bad input while iterating (in workers too: the DataLoader
@@ -73,7 +75,7 @@ class SequenceDataset(IterableDataset):
     def __init__(
         self,
         fasta_files: Sequence[str | os.PathLike] | str | os.PathLike,
-        max_length: int = 1022,
+        max_length: int | None = None,
         max_tokens: int | None = None,
         *,
         invalid: Literal["raise", "X"] = "raise",
@@ -82,6 +84,7 @@ class SequenceDataset(IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         report: bool = True,
+        vocabulary: Vocabulary = VOCABULARY,
     ) -> None:
         super().__init__()
         if isinstance(fasta_files, (str, os.PathLike)):
@@ -90,15 +93,18 @@ class SequenceDataset(IterableDataset):
         if not self.files:
             raise ValueError("fasta_files is empty: pass at least one FASTA path")
         for path in self.files:
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: no such FASTA file")
-        if max_tokens is not None and max_tokens < 1 + SPECIAL_TOKENS_PER_SEQUENCE:
-            raise ValueError(f"max_tokens must be at least 3 (one residue + BOS + EOS), got {max_tokens}")
-        Normaliser(max_length, on_overlength, invalid)  # validates the options now, not in a worker
-        self.max_length = max_length
+            require_fasta_file(path)
+        self.vocabulary = vocabulary
+        self.max_length = vocabulary.max_length if max_length is None else max_length
+        if max_tokens is not None and max_tokens < 1 + vocabulary.special_tokens_per_sequence:
+            raise ValueError(
+                f"max_tokens must be at least {1 + vocabulary.special_tokens_per_sequence} (one residue and the "
+                f"special tokens), got {max_tokens} (CLI: --max-tokens)"
+            )
         self.max_tokens = max_tokens
         self.invalid = invalid
         self.on_overlength = on_overlength
+        self._normaliser()  # validates the options now, not in a worker
         self.skip = None if skip is None else np.asarray(skip, dtype=bool)
         self.rank, self.world_size = resolve_rank(rank, world_size)
         self.report = report
@@ -123,17 +129,20 @@ class SequenceDataset(IterableDataset):
         report = self.report and self.rank == 0 and worker == 0
         stream = self._batches(report) if self.max_tokens is not None else self._unskipped(self._records(report))
         for j, item in enumerate(stream):
-            if j % self.world_size == self.rank and (j // self.world_size) % num_workers == worker:
+            if owns(j, self.rank, self.world_size, worker, num_workers):
                 yield item
 
+    def _normaliser(self) -> Normaliser:
+        return Normaliser(self.max_length, self.on_overlength, self.invalid, self.vocabulary.residues)
+
     def _skipped(self, record: Record) -> bool:
-        return self.skip is not None and record["index"] < self.skip.size and bool(self.skip[record["index"]])
+        return self.skip is not None and record.index < self.skip.size and bool(self.skip[record.index])
 
     def _unskipped(self, records: Iterator[Record]) -> Iterator[Record]:
         return (record for record in records if not self._skipped(record))
 
     def _records(self, report: bool) -> Iterator[Record]:
-        normalise = Normaliser(self.max_length, self.on_overlength, self.invalid)
+        normalise = self._normaliser()
         duplicates = DuplicateIds() if report else None
         index = -1
         for path in self.files:
@@ -143,15 +152,9 @@ class SequenceDataset(IterableDataset):
                 sequence, length = normalise(raw)
                 if duplicates is not None:
                     duplicates.add(raw.id)
-                yield {
-                    "id": raw.id,
-                    "sequence": sequence,
-                    "file": raw.path,
-                    "index": index,
-                    "record": raw.number,
-                    "length": length,
-                    "replaced": normalise.replaced_residues - replaced_before,
-                }
+                yield Record(
+                    raw.id, sequence, raw.path, index, raw.number, length, normalise.replaced_residues - replaced_before
+                )
         if duplicates is not None:
             self._warn(normalise, duplicates)
 
@@ -159,10 +162,11 @@ class SequenceDataset(IterableDataset):
         # Batch boundaries are drawn over the whole input and skipped records are
         # removed afterwards, so a resumed run (same max_tokens) packs the records
         # left to do exactly as the interrupted run would have.
+        special = self.vocabulary.special_tokens_per_sequence
         batch: list[Record] = []
         tokens = 0
         for record in self._records(report):
-            cost = len(record["sequence"]) + SPECIAL_TOKENS_PER_SEQUENCE
+            cost = len(record.sequence) + special
             if batch and tokens + cost > self.max_tokens:
                 if kept := list(self._unskipped(iter(batch))):
                     yield kept

@@ -1,23 +1,40 @@
-"""ESM-2 over packed sequences: loading fair-esm models, the packed forward, pooling."""
+"""Packed protein language models: the ESM-2 family, and the generic parts any family shares.
 
-from .attention import BACKENDS, select_attention
-from .kernels import KERNELS, select_kernels
-from .loading import ARCHITECTURES, load_model, save_checkpoint
-from .packed_esm2 import GELUS, PackedESM2, resolve_options
-from .pooling import bos_pool, mean_pool, residue_rows
-from .segments import segment_ids
+``common/`` holds what does not depend on the model (attention backends, Triton kernels,
+the matmul seam, pooling, segment maps); ``esm2/`` what does; ``registry`` maps a model
+spec to its family; ``options`` the forward's options.
+"""
+
+from .common.attention import BACKENDS, select_attention
+from .common.kernels import KERNELS, select_kernels
+from .common.pooling import POOLINGS, Pooling, bos_pool, get_pooling, mean_pool, residue_rows
+from .common.segments import segment_ids
+from .esm2 import ARCHITECTURES, PackedESM2, auto_max_tokens, load_model, resolve_layers, save_checkpoint
+from .family import ModelFamily, Vocabulary
+from .options import GELUS, MATMULS, ForwardOptions
+from .registry import FAMILIES, family_for
 
 __all__ = [
     "ARCHITECTURES",
     "BACKENDS",
+    "FAMILIES",
+    "ForwardOptions",
     "GELUS",
     "KERNELS",
+    "MATMULS",
+    "ModelFamily",
+    "POOLINGS",
     "PackedESM2",
+    "Pooling",
+    "Vocabulary",
+    "auto_max_tokens",
     "bos_pool",
+    "family_for",
+    "get_pooling",
     "load_model",
     "mean_pool",
     "residue_rows",
-    "resolve_options",
+    "resolve_layers",
     "save_checkpoint",
     "segment_ids",
     "select_attention",

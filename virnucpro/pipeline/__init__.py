@@ -1,6 +1,6 @@
 """The ``virnucpro embed`` job: FASTA to an HDF5 file of embeddings, async, resumable, exact-once."""
 
 from virnucpro.pipeline.config import DTYPES, EmbedConfig, EmbedSummary
-from virnucpro.pipeline.embed import auto_max_tokens, run_embed
+from virnucpro.pipeline.embed import run_embed
 
-__all__ = ["EmbedConfig", "EmbedSummary", "run_embed", "auto_max_tokens", "DTYPES"]
+__all__ = ["EmbedConfig", "EmbedSummary", "run_embed", "DTYPES"]

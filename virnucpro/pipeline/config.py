@@ -9,6 +9,8 @@ from typing import Literal
 
 import torch
 
+from virnucpro.models import ForwardOptions
+
 __all__ = ["EmbedConfig", "EmbedSummary", "DTYPES"]
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -37,11 +39,8 @@ class EmbedConfig:
             two feed any ESM-2 on one GPU; more only add start-up time (a fork each).
         device: ``cuda``, ``cuda:1``, ``cpu``; None = ``cuda`` when available. Under
             torchrun each rank uses ``cuda:LOCAL_RANK``.
-        attention: attention backend, ``auto`` or one of ``virnucpro.models`` backends.
-        kernels: the elementwise kernels between the matmuls, ``auto`` (Triton on CUDA),
-            ``triton`` or ``torch``.
-        gelu: ``auto`` (the tanh approximation in the fc1 matmul's epilogue when computing
-            in fp16/bf16 on CUDA, else exact erf as fair-esm), ``exact`` or ``tanh``.
+        forward: how the packed forward computes (``ForwardOptions``: attention backend,
+            kernels, GELU, matmul), validated when built.
         resume: continue from the committed results of an interrupted run.
         overwrite: replace an existing output (and discard partial results).
         progress: show a progress bar.
@@ -60,9 +59,7 @@ class EmbedConfig:
     invalid: Literal["raise", "X"] = "raise"
     workers: int = field(default_factory=lambda: min(2, max(1, (os.cpu_count() or 2) - 1)))
     device: str | None = None
-    attention: str = "auto"
-    kernels: str = "auto"
-    gelu: str = "auto"
+    forward: ForwardOptions = field(default_factory=ForwardOptions)
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
@@ -103,9 +100,7 @@ class EmbedSummary:
     replaced: int
     max_tokens: int
     peak_gpu_bytes: int
-    backend: str
-    kernels: str
-    gelu: str
+    options: ForwardOptions
     world_size: int
 
     @property
@@ -120,6 +115,6 @@ class EmbedSummary:
             f"(first batch after {self.startup_s:.1f} s; model set-up {self.setup_s:.1f} s, "
             f"final assembly {self.finish_s:.1f} s); truncated {self.truncated}; duplicate ids {self.duplicate_ids}; "
             f"{f'residues replaced with X {self.replaced}; ' if self.replaced else ''}"
-            f"attention {self.backend}, kernels {self.kernels}, GELU {self.gelu}, max_tokens {self.max_tokens} "
+            f"attention {self.options.attention}, kernels {self.options.kernels}, GELU {self.options.gelu}, max_tokens {self.max_tokens} "
             f"-> {self.output}"
         )

@@ -33,16 +33,18 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import virnucpro
-from virnucpro.data import SPECIAL_TOKENS_PER_SEQUENCE, SequenceDataset, VarlenCollator, read_fasta
-from virnucpro.models import PackedESM2, bos_pool, load_model, mean_pool, residue_rows, resolve_options
+from virnucpro.data import SequenceDataset, VarlenCollator, read_fasta
+from virnucpro.models import PackedESM2, auto_max_tokens, bos_pool, load_model, mean_pool, residue_rows
+from virnucpro.models.esm2 import alphabet
+from virnucpro.models.esm2.architecture import SPECIAL_TOKENS_PER_SEQUENCE
+from virnucpro.models import ForwardOptions
 from virnucpro.pipeline.config import DTYPES, EmbedConfig, EmbedSummary
 from virnucpro.pipeline.store import PartWriter, assemble, done_mask, parts_dir_for, read_parts, remove_parts
 
-__all__ = ["run_embed", "auto_max_tokens"]
+__all__ = ["run_embed"]
 
 _COMMIT_EVERY_S = 1.0
 _QUEUE_DEPTH = 4
-_CPU_MAX_TOKENS = 8192
 
 
 def run_embed(config: EmbedConfig, model: esm.model.esm2.ESM2 | None = None) -> EmbedSummary:
@@ -74,8 +76,8 @@ def run_embed(config: EmbedConfig, model: esm.model.esm2.ESM2 | None = None) -> 
         max_tokens = (
             config.max_tokens or (stored or {}).get("max_tokens") or auto_max_tokens(model, dtype, device, len(layers))
         )
-        options = resolve_options(device, dtype, config.attention, config.kernels, config.gelu)
-        fingerprint = _fingerprint(config, layers, dtype, max_tokens, *options)
+        options = config.forward.resolve(device, dtype)
+        fingerprint = _fingerprint(config, layers, dtype, max_tokens, options)
         skip = done_mask(read_parts(parts_dir, fingerprint)) if config.resume else None
         storage = np.dtype(config.storage)
         part = PartWriter(parts_dir / f"rank{rank}", (len(layers), model.embed_dim), storage, fingerprint)
@@ -96,8 +98,7 @@ def run_embed(config: EmbedConfig, model: esm.model.esm2.ESM2 | None = None) -> 
             # The workers start reading while the model is copied to the device.
             batches = iter(_loader(config, dataset, device.type == "cuda"))
             expected = _count_records(config) if rank == 0 else None  # forks are done: see _count_records
-            attention, kernels, gelu = options
-            packed = PackedESM2(model, dtype=dtype, device=device, attention=attention, kernels=kernels, gelu=gelu)
+            packed = PackedESM2(model, dtype=dtype, device=device, options=options)
             setup_s = time.perf_counter() - started
             stats = _run_batches(config, batches, packed, layers, part, rank)
         except BaseException:
@@ -130,31 +131,9 @@ def run_embed(config: EmbedConfig, model: esm.model.esm2.ESM2 | None = None) -> 
             replaced=counts["replaced"],
             max_tokens=max_tokens,
             peak_gpu_bytes=torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0,
-            backend=packed.backend,
-            kernels=packed.kernels,
-            gelu=packed.gelu,
+            options=packed.options,
             world_size=world_size,
         )
-
-
-def auto_max_tokens(model: esm.model.esm2.ESM2, dtype: torch.dtype, device: torch.device, num_layers_out: int) -> int:
-    """Tokens per batch that fit in the GPU's free memory with room to spare; 8192 on the CPU.
-
-    Per token, a block holds about 24 activations of width E in flight in the compute
-    dtype (residual, norms, fused QKV, rotated q/k, attention output, the 4E-wide MLP),
-    plus float32 copies for pooling of each stored layer. Half of the free memory is
-    used, after room for the model's copy in ``dtype`` (made after this is called),
-    capped at 131,072 tokens. ``benchmarks/results/h200.md`` gives the measured peak memory and
-    speed per budget.
-    """
-    if device.type != "cuda":
-        return _CPU_MAX_TOKENS
-    free, _ = torch.cuda.mem_get_info(device)
-    itemsize = torch.finfo(dtype).bits // 8
-    free -= sum(p.numel() for p in model.parameters()) * itemsize
-    per_token = model.embed_dim * (24 * itemsize + 4 * (num_layers_out + 2))
-    tokens = int(0.5 * max(free, 0) / per_token)
-    return max(4096, min(131072, tokens // 1024 * 1024))
 
 
 class _Background:
@@ -247,7 +226,7 @@ def _loader(config: EmbedConfig, dataset: SequenceDataset, on_gpu: bool) -> Data
     return DataLoader(
         dataset,
         batch_size=None,
-        collate_fn=VarlenCollator(esm.data.Alphabet.from_architecture("ESM-1b").get_batch_converter()),
+        collate_fn=VarlenCollator(alphabet().get_batch_converter()),
         num_workers=config.workers,
         pin_memory=on_gpu,
         prefetch_factor=4 if config.workers else None,
@@ -348,9 +327,7 @@ def _finish(
         "layers": fingerprint["layers"],
         "pooling": config.pooling,
         "compute_dtype": fingerprint["dtype"].removeprefix("torch."),
-        "attention": fingerprint["attention"],
-        "kernels": fingerprint["kernels"],
-        "gelu": fingerprint["gelu"],
+        **fingerprint["forward"],
         "storage_dtype": config.storage,
         "max_length": config.max_length,
         "truncated": truncated,
@@ -394,9 +371,7 @@ def _fingerprint(
     layers: tuple[int, ...],
     dtype: torch.dtype,
     max_tokens: int,
-    attention: str,
-    kernels: str,
-    gelu: str,
+    options: ForwardOptions,
 ) -> dict[str, Any]:
     """What must not change between an interrupted run and its resumption."""
     return {
@@ -410,9 +385,7 @@ def _fingerprint(
         "on_overlength": config.on_overlength,
         "invalid": config.invalid,
         "max_tokens": max_tokens,
-        "attention": attention,
-        "kernels": kernels,
-        "gelu": gelu,
+        "forward": options.as_dict(),
     }
 
 

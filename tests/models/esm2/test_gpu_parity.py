@@ -18,7 +18,7 @@ from conftest import requires_cuda, tiny_esm2
 from esm.model.esm2 import ESM2
 from esm_reference import pack, padded_forward, read_proteome, sample_sequences
 
-from virnucpro.models import ARCHITECTURES, PackedESM2, bos_pool, mean_pool, residue_rows
+from virnucpro.models import ARCHITECTURES, ForwardOptions, PackedESM2, bos_pool, mean_pool, residue_rows
 
 pytestmark = [pytest.mark.gpu, requires_cuda]
 
@@ -91,8 +91,9 @@ PATHS = [("triton", "tanh"), ("triton", "exact"), ("torch", "exact")]
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 def test_half_precision_matches_fair_esm_float32(reference, batch_converter, dtype, kernel, kernels, gelu):
-    packed = PackedESM2(reference.model, dtype=dtype, device="cuda", attention=kernel, kernels=kernels, gelu=gelu)
-    assert packed.backend == kernel
+    options = ForwardOptions(attention=kernel, kernels=kernels, gelu=gelu)
+    packed = PackedESM2(reference.model, dtype=dtype, device="cuda", options=options)
+    assert packed.options.attention == kernel
     cosines, worst = [], 0.0
     for group in reference.groups:
         input_ids, cu_seqlens, max_seqlen = pack(batch_converter, [reference.sequences[i] for i in group])
@@ -119,7 +120,9 @@ def test_half_precision_matches_fair_esm_float32(reference, batch_converter, dty
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_forward_and_pooling_sync_with_the_host_at_most_once(batch_converter, kernel):
-    packed = PackedESM2(tiny_esm2(2, 64, 4), dtype=torch.bfloat16, device="cuda", attention=kernel)
+    packed = PackedESM2(
+        tiny_esm2(2, 64, 4), dtype=torch.bfloat16, device="cuda", options=ForwardOptions(attention=kernel)
+    )
     input_ids, cu_seqlens, max_seqlen = pack(batch_converter, sample_sequences(16, seed=0))
     input_ids, cu_seqlens = input_ids.cuda(), cu_seqlens.cuda()
     packed(input_ids, cu_seqlens, max_seqlen)  # warm-up: first calls may initialise lazily
@@ -150,5 +153,5 @@ def test_forward_and_mean_pooling_are_bitwise_reproducible(batch_converter):
 def test_half_precision_on_cuda_defaults_to_the_fast_path():
     """What run_embed uses unless told otherwise is the path the parity test above checks first."""
     packed = PackedESM2(tiny_esm2(2, 64, 4), dtype=torch.bfloat16, device="cuda")
-    assert (packed.kernels, packed.gelu) == PATHS[0]
-    assert packed.backend == ("flash-attn" if importlib.util.find_spec("flash_attn") else "triton")
+    assert (packed.options.kernels, packed.options.gelu) == PATHS[0]
+    assert packed.options.attention == ("flash-attn" if importlib.util.find_spec("flash_attn") else "triton")

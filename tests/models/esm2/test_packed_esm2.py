@@ -8,7 +8,8 @@ import torch
 from conftest import tiny_esm2
 from esm_reference import diff, pack, padded_forward, sample_sequences
 
-from virnucpro.models import PackedESM2
+from virnucpro.data import VarlenCollator
+from virnucpro.models import ForwardOptions, PackedESM2
 
 # (layers, embed_dim, heads, with a 1022-residue protein): head_dim 16, 16, 12, 8.
 CONFIGS = [(1, 32, 2, True), (3, 64, 4, False), (2, 96, 8, False), (4, 128, 16, False)]
@@ -22,7 +23,7 @@ def test_every_layer_matches_fair_esm(batch_converter, num_layers, embed_dim, he
     expected = padded_forward(model, batch_converter, sequences, layers)
     input_ids, cu_seqlens, max_seqlen = pack(batch_converter, sequences)
 
-    packed = PackedESM2(model, attention="reference")
+    packed = PackedESM2(model, options=ForwardOptions(attention="reference"))
     actual = packed(input_ids, cu_seqlens, max_seqlen, repr_layers=layers)["representations"]
 
     assert sorted(actual) == layers
@@ -38,8 +39,8 @@ def test_tanh_gelu_matches_fair_esm_with_its_gelu_swapped_for_tanh(batch_convert
     model = tiny_esm2(3, 64, 4, seed=5)
     sequences = sample_sequences(12, seed=5)
     input_ids, cu_seqlens, max_seqlen = pack(batch_converter, sequences)
-    packed = PackedESM2(model, attention="reference", gelu="tanh")
-    assert packed.gelu == "tanh"
+    packed = PackedESM2(model, options=ForwardOptions(attention="reference", gelu="tanh"))
+    assert packed.options.gelu == "tanh"
     actual = packed(input_ids, cu_seqlens, max_seqlen)["representations"][3]
 
     exact = torch.cat(padded_forward(model, batch_converter, sequences, [3])[3])
@@ -51,12 +52,12 @@ def test_tanh_gelu_matches_fair_esm_with_its_gelu_swapped_for_tanh(batch_convert
 
 
 def test_gelu_auto_is_exact_outside_half_precision_on_cuda():
-    assert PackedESM2(tiny_esm2(1, 32, 2)).gelu == "exact"
-    assert PackedESM2(tiny_esm2(1, 32, 2), dtype=torch.bfloat16).gelu == "exact"  # on the CPU
+    assert PackedESM2(tiny_esm2(1, 32, 2)).options.gelu == "exact"
+    assert PackedESM2(tiny_esm2(1, 32, 2), dtype=torch.bfloat16).options.gelu == "exact"  # on the CPU
     with pytest.raises(ValueError, match="gelu='fast' is unknown"):
-        PackedESM2(tiny_esm2(1, 32, 2), gelu="fast")
+        ForwardOptions(gelu="fast")
     with pytest.raises(ValueError, match="kernels='triton' needs CUDA"):
-        PackedESM2(tiny_esm2(1, 32, 2), kernels="triton")
+        PackedESM2(tiny_esm2(1, 32, 2), options=ForwardOptions(kernels="triton"))
 
 
 def test_one_sequence_alone_equals_it_packed_with_others(batch_converter):
@@ -106,9 +107,30 @@ def test_copy_shares_nothing_with_the_model_and_refuses_to_be_moved(batch_conver
 def test_layers_beyond_the_model_are_rejected(batch_converter):
     packed = PackedESM2(tiny_esm2(2, 32, 2))
     inputs = pack(batch_converter, ["MKV"])
-    for layers in ([3], [-1], []):
+    for layers in ([3], [-4], []):
         with pytest.raises(ValueError, match=r"0\.\.2"):
             packed(*inputs, repr_layers=layers)
+
+
+def test_negative_layers_count_from_the_end_as_in_esm_extract(batch_converter):
+    model = tiny_esm2(2, 32, 2)
+    sequences = ["MKVLA", "QQ"]
+    # fair-esm's scripts/extract.py: repr_layers = [(i + model.num_layers + 1) % (model.num_layers + 1) for i in ...]
+    extract_layers = [(i + model.num_layers + 1) % (model.num_layers + 1) for i in (-1, -3)]
+    expected = padded_forward(model, batch_converter, sequences, extract_layers)
+    got = PackedESM2(model)(*pack(batch_converter, sequences), repr_layers=[-1, -3])["representations"]
+    assert sorted(got) == sorted(expected) == [0, 2]
+    for layer in (0, 2):
+        mx, mean = diff(got[layer], torch.cat(expected[layer]))
+        assert mx <= 1e-5, f"layer {layer}: max abs diff {mx:.1e}, mean {mean:.1e}"
+
+
+def test_a_packed_batch_runs_as_its_three_tensors(batch_converter):
+    packed = PackedESM2(tiny_esm2(2, 32, 2))
+    batch = VarlenCollator(batch_converter)([{"id": "a", "sequence": "MKVLA"}, {"id": "b", "sequence": "QQ"}])
+    whole = packed(batch)["representations"][2]
+    apart = packed(batch.input_ids, batch.cu_seqlens, batch.max_seqlen)["representations"][2]
+    assert torch.equal(whole, apart)
 
 
 def test_malformed_inputs_are_rejected(batch_converter):

@@ -15,11 +15,16 @@ Shared arguments:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .segments import segment_ids
+
+__all__ = ["POOLINGS", "Pooling", "bos_pool", "get_pooling", "mean_pool", "residue_rows"]
 
 
 def mean_pool(reps: Tensor, cu_seqlens: Tensor, *, bos: bool = True, eos: bool = True) -> Tensor:
@@ -84,3 +89,31 @@ def _check(reps: Tensor, cu_seqlens: Tensor) -> None:
         raise ValueError(
             f"cu_seqlens is on {cu_seqlens.device} but reps on {reps.device}; move cu_seqlens with .to(reps.device)"
         )
+
+
+class Pooling(NamedTuple):
+    """One pooling mode: ``pool(reps (T, E), cu_seqlens (N + 1,))`` gives N rows, or with
+    ``per_token`` the residue rows of all N sequences back to back (BOS and EOS excluded)."""
+
+    name: str
+    pool: Callable[[Tensor, Tensor], Tensor]
+    per_token: bool
+    help: str
+
+
+#: Every pooling mode, by the name the CLI, the config and the output's attributes use.
+POOLINGS: dict[str, Pooling] = {
+    p.name: p
+    for p in (
+        Pooling("mean", mean_pool, False, "mean over residues (BOS and EOS excluded), as esm-extract"),
+        Pooling("bos", bos_pool, False, "the BOS (<cls>) row"),
+        Pooling("per-token", lambda reps, cu_seqlens: residue_rows(reps, cu_seqlens)[0], True, "every residue row"),
+    )
+}
+
+
+def get_pooling(name: str) -> Pooling:
+    """The pooling mode ``name``; ``ValueError`` naming the known ones otherwise."""
+    if name not in POOLINGS:
+        raise ValueError(f"pooling={name!r} is unknown; choose one of {tuple(POOLINGS)} (CLI: --pooling)")
+    return POOLINGS[name]

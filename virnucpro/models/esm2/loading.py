@@ -18,15 +18,10 @@ import esm
 import torch
 from esm.model.esm2 import ESM2
 
-# fair-esm name => (layers, embed_dim, attention_heads)
-ARCHITECTURES: dict[str, tuple[int, int, int]] = {
-    "esm2_t6_8M_UR50D": (6, 320, 20),
-    "esm2_t12_35M_UR50D": (12, 480, 20),
-    "esm2_t30_150M_UR50D": (30, 640, 20),
-    "esm2_t33_650M_UR50D": (33, 1280, 20),
-    "esm2_t36_3B_UR50D": (36, 2560, 40),
-    "esm2_t48_15B_UR50D": (48, 5120, 40),
-}
+from .architecture import ALPHABET_NAME, ARCHITECTURES
+
+__all__ = ["MODEL_URL", "RANDOM_PREFIX", "load_model", "save_checkpoint"]
+
 MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 RANDOM_PREFIX = "random:"
 _ACCEPTED = (
@@ -114,7 +109,7 @@ def _random_model(name: str, seed: int, device: torch.device | str) -> ESM2:
     layers, embed_dim, heads = ARCHITECTURES[full_name]
     torch.manual_seed(seed)
     with torch.device(device):
-        return ESM2(layers, embed_dim, heads, alphabet="ESM-1b", token_dropout=True)
+        return ESM2(layers, embed_dim, heads, alphabet=ALPHABET_NAME, token_dropout=True)
 
 
 def _cached_checkpoint(name: str) -> Path:
@@ -152,7 +147,7 @@ def _read_model(path: Path) -> ESM2:
             num_layers=cfg.encoder_layers,
             embed_dim=cfg.encoder_embed_dim,
             attention_heads=cfg.encoder_attention_heads,
-            alphabet="ESM-1b",
+            alphabet=ALPHABET_NAME,
             token_dropout=cfg.token_dropout,
         )
     state = {_KEY_PREFIX.sub("", key): tensor.float() for key, tensor in data["model"].items()}

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from conftest import requires_cuda, tiny_esm2
 from esm_reference import pack, padded_forward, sample_sequences
 
-from virnucpro.models import PackedESM2
-from virnucpro.models.attention import reference_attention, select_attention
-from virnucpro.models.kernels import add_layer_norm_torch, rotary_torch, select_kernels
+from virnucpro.models import ForwardOptions, PackedESM2
+from virnucpro.models.common.attention import reference_attention, select_attention
+from virnucpro.models.common.kernels import add_layer_norm_torch, rotary_torch, select_kernels
 
 pytestmark = [pytest.mark.gpu, requires_cuda]
 
@@ -81,8 +81,8 @@ def test_triton_forward_matches_fair_esm_at_every_layer_in_float32(batch_convert
     torch.manual_seed(0)
     model = tiny_esm2(4, 64, 4).cuda()
     sequences = sample_sequences(12, seed=3, long=True)
-    packed = PackedESM2(model, attention="reference", kernels="triton", gelu="exact")
-    assert packed.kernels == "triton"
+    packed = PackedESM2(model, options=ForwardOptions(attention="reference", kernels="triton", gelu="exact"))
+    assert packed.options.kernels == "triton"
     layers = list(range(model.num_layers + 1))
     input_ids, cu_seqlens, max_seqlen = pack(batch_converter, sequences)
     got = packed(input_ids.cuda(), cu_seqlens.cuda(), max_seqlen, repr_layers=layers)["representations"]

@@ -3,9 +3,9 @@
 Two operations sit between the matmuls of every block, each in two implementations
 with the same signature: ``add_layer_norm`` (the residual add fused with the next
 LayerNorm) and ``rotary`` (rotary embedding of q and k, read straight from the fused
-QKV projection). ``*_torch`` run anywhere and are the reference; ``*_triton`` run on
-CUDA and make one pass over memory each, in float32 registers. ``select_kernels``
-picks a set.
+QKV projection). ``add_layer_norm_torch`` and ``rotary_torch`` run anywhere and are the
+reference; ``_triton.add_layer_norm`` and ``_triton.rotary`` run on CUDA and make one pass
+over memory each, in float32 registers. ``select_kernels`` picks a set.
 
 The Triton kernels replace ``torch.compile``-generated code that read the residual
 stream two or three times per LayerNorm (``benchmarks/results/forward_variants.json``).

@@ -7,12 +7,12 @@ import torch
 from conftest import tiny_esm2
 from esm_reference import diff
 
-from virnucpro.models import PackedESM2, select_attention
-from virnucpro.models.attention import reference_attention
+from virnucpro.models import ForwardOptions, PackedESM2, select_attention
+from virnucpro.models.common.attention import reference_attention
 
 
 def test_auto_picks_reference_on_cpu():
-    assert PackedESM2(tiny_esm2(1, 32, 2)).backend == "reference"
+    assert PackedESM2(tiny_esm2(1, 32, 2)).options.attention == "reference"
     for dtype in (torch.float32, torch.bfloat16, torch.float16):
         assert select_attention("auto", "cpu", dtype)[0] == "reference"
 
@@ -20,7 +20,7 @@ def test_auto_picks_reference_on_cpu():
 @pytest.mark.parametrize("name", ["triton", "torch-varlen", "flash-attn"])
 def test_gpu_kernels_refuse_the_cpu(name):
     with pytest.raises(ValueError, match="runs only on CUDA"):
-        PackedESM2(tiny_esm2(1, 32, 2), dtype=torch.bfloat16, attention=name)
+        PackedESM2(tiny_esm2(1, 32, 2), dtype=torch.bfloat16, options=ForwardOptions(attention=name))
 
 
 def test_unknown_backend_is_rejected():

@@ -10,7 +10,7 @@ import torch
 from conftest import tiny_esm2
 
 from virnucpro.models import ARCHITECTURES, load_model, save_checkpoint
-from virnucpro.models import loading
+from virnucpro.models.esm2 import loading
 
 TOKENS = torch.tensor([[0, 20, 15, 5, 4, 32, 23, 2]])  # <cls> M K A L <mask> X <eos>
 

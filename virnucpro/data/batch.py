@@ -1,0 +1,77 @@
+"""``PackedBatch``: a padding-free batch of token ids in FlashAttention's varlen layout, with its records.
+
+The packed tensors and their per-record metadata travel as one object from the
+collator (in a DataLoader worker) to the GPU and on to the output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["PackedBatch"]
+
+
+@dataclass(frozen=True)
+class PackedBatch:
+    """N sequences back to back.
+
+    Attributes:
+        input_ids: (T,) int64; sequence i is ``input_ids[cu_seqlens[i] : cu_seqlens[i + 1]]``,
+            BOS and EOS included.
+        cu_seqlens: (N + 1,) int32, ``cu_seqlens[0] == 0``, non-decreasing, ``cu_seqlens[-1] == T``.
+        max_seqlen: host int, the longest sequence in tokens (BOS and EOS included).
+        sequence_ids: N record ids.
+        indices: (N,) int64, each record's input position (-1 where the record had none).
+        lengths: (N,) int64, each record's residues before truncation.
+        num_truncated: how many of the N sequences are truncated.
+        num_replaced: residues replaced with X in these records.
+
+    ``batch["input_ids"]``, ``batch.keys()`` and ``for key in batch`` work as on the dict this
+    replaces (it is not a ``Mapping``, so that the DataLoader pins it with ``pin_memory()``).
+    """
+
+    input_ids: Tensor
+    cu_seqlens: Tensor
+    max_seqlen: int
+    sequence_ids: list[str]
+    indices: Tensor
+    lengths: Tensor
+    num_truncated: int = 0
+    num_replaced: int = 0
+
+    @property
+    def num_sequences(self) -> int:
+        return len(self.sequence_ids)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.input_ids.numel()
+
+    def keys(self) -> list[str]:
+        """The names ``batch[name]`` reads: the fields, and ``num_sequences``."""
+        return [f.name for f in fields(self)] + ["num_sequences"]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def pin_memory(self) -> PackedBatch:
+        """A copy in pinned host memory (the DataLoader calls this with ``pin_memory=True``)."""
+        return replace(self, input_ids=self.input_ids.pin_memory(), cu_seqlens=self.cu_seqlens.pin_memory())
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> PackedBatch:
+        """The packed tensors on ``device`` (the per-record metadata stays on the host)."""
+        return replace(
+            self,
+            input_ids=self.input_ids.to(device, non_blocking=non_blocking),
+            cu_seqlens=self.cu_seqlens.to(device, non_blocking=non_blocking),
+        )

@@ -1,0 +1,81 @@
+"""Residue normalisation: a raw FASTA record's sequence to exactly what the model is given.
+
+Upper-case, whitespace removed (Biopython already drops spaces, tabs and CR), one
+trailing ``*`` (a stop codon, as Prodigal and six-frame translation write it)
+removed. Every other character outside the model's alphabet is an error that names
+the file, the record and the fix, unless ``invalid="X"`` asks for it to be
+replaced, which is counted. Sequences over ``max_length`` are truncated (counted) or
+refused.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from virnucpro.models.esm2 import VOCABULARY
+
+from .fasta import FastaRecord
+
+__all__ = ["Normaliser"]
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass
+class Normaliser:
+    """Turns raw record sequences into model input, counting what it changes.
+
+    ``max_length``: residues kept per sequence (ESM-2 was trained on 1022 + BOS + EOS).
+    ``on_overlength``: ``"truncate"`` (as esm-extract does; counted) or ``"raise"``.
+    ``invalid``: ``"raise"``, or ``"X"`` to replace unknown residues with ``X`` (counted).
+    ``residues``: the characters a normalised sequence may hold (default ESM-2's).
+    """
+
+    max_length: int = VOCABULARY.max_length
+    on_overlength: Literal["truncate", "raise"] = "truncate"
+    invalid: Literal["raise", "X"] = "raise"
+    residues: str = VOCABULARY.residues
+    truncated: int = 0
+    replaced_residues: int = 0
+
+    def __post_init__(self) -> None:
+        self._not_residue = re.compile(f"[^{re.escape(self.residues)}]")
+        if self.max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {self.max_length} (CLI: --max-length)")
+        if self.on_overlength not in ("truncate", "raise"):
+            raise ValueError(
+                f"on_overlength must be 'truncate' or 'raise', got {self.on_overlength!r} (CLI: --on-overlength)"
+            )
+        if self.invalid not in ("raise", "X"):
+            raise ValueError(f"invalid must be 'raise' or 'X', got {self.invalid!r} (CLI: --invalid)")
+
+    def __call__(self, record: FastaRecord) -> tuple[str, int]:
+        """Return ``(sequence, original_length)``; ``original_length`` counts residues before truncation."""
+        seq = record.sequence.upper()
+        if _WHITESPACE.search(seq):
+            seq = _WHITESPACE.sub("", seq)
+        if seq.endswith("*"):
+            seq = seq[:-1]
+        if not seq:
+            raise ValueError(f"{record.where} is empty; remove it from the input")
+        bad = self._not_residue.search(seq)
+        if bad is not None:
+            if self.invalid == "raise":
+                raise ValueError(
+                    f"{record.where} has invalid residue {bad.group()!r} at position {bad.start() + 1}; "
+                    f"fix the input, or pass invalid='X' (CLI: --invalid X) to replace unknown residues with X"
+                )
+            seq, n = self._not_residue.subn("X", seq)
+            self.replaced_residues += n
+        length = len(seq)
+        if length > self.max_length:
+            if self.on_overlength == "raise":
+                raise ValueError(
+                    f"{record.where} has {length} residues, more than max_length={self.max_length}; "
+                    f"pass on_overlength='truncate' (CLI: --on-overlength truncate) to keep the first {self.max_length}"
+                )
+            seq = seq[: self.max_length]
+            self.truncated += 1
+        return seq, length

@@ -1,0 +1,228 @@
+"""fair-esm's ESM-2 forward over packed sequences: no padding, varlen attention.
+
+Same weights, same layers, same representation keys as ``esm.model.esm2.ESM2``:
+token embedding with token-dropout rescale, pre-LayerNorm blocks with rotary
+attention over the full head dimension and a GELU MLP, final LayerNorm.
+
+Per block on CUDA: four matmuls through the matmul seam (``common.matmul``; natively,
+cuBLAS with the bias and, by default in half precision, the GELU in the epilogue), one
+varlen attention kernel, and three one-pass Triton kernels: residual add + LayerNorm
+twice, rotary once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from esm.model.esm2 import ESM2
+from esm.modules import TransformerLayer
+from torch import Tensor, nn
+
+from ..common.attention import AttentionFn, select_attention
+from ..common.kernels import Kernels, select_kernels
+from ..common.matmul import Matmul, NativeMatmul, Norm, copy_tensor
+from ..common.segments import segment_ids
+from ..options import ForwardOptions
+from .architecture import MASK_RATIO_TRAIN, resolve_layers
+
+if TYPE_CHECKING:
+    from virnucpro.data import PackedBatch
+
+__all__ = ["PackedESM2"]
+
+
+class PackedESM2(nn.Module):
+    """Inference-only ESM-2 over packed batches, with its own copy of a fair-esm model's weights.
+
+    Args:
+        model: a fair-esm ESM-2. It is read, never modified: not its weights, dtype,
+            device nor mode.
+        dtype: dtype of the copied weights and of the computation; default the model's.
+            Rotary angles, token-dropout scales and the rotation itself are float32 always.
+        device: where the copy lives; default the model's. To move to another device or
+            dtype, build a new PackedESM2: the attention backend is chosen for these.
+        options: how to compute (``ForwardOptions``: attention backend, kernels, GELU,
+            matmul); default all "auto". ``self.options`` holds the resolved choice.
+    """
+
+    def __init__(
+        self,
+        model: ESM2,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        options: ForwardOptions | None = None,
+    ):
+        super().__init__()
+        if not isinstance(model, ESM2):
+            raise TypeError(f"model must be a fair-esm esm.model.esm2.ESM2, got {type(model).__name__}")
+        source = model.embed_tokens.weight
+        dtype = source.dtype if dtype is None else dtype
+        device = source.device if device is None else torch.device(device)
+        self.options = (options or ForwardOptions()).resolve(device, dtype)
+        self._attend: AttentionFn = select_attention(self.options.attention, device, dtype)[1]
+        self._kernels: Kernels = select_kernels(self.options.kernels, device)
+        self._matmul: Matmul = NativeMatmul(dtype, device, self._kernels, self.options.gelu)
+
+        self.num_layers = model.num_layers
+        self.embed_dim = model.embed_dim
+        self.mask_idx = model.mask_idx
+        self.token_dropout = model.token_dropout
+        # Weights are plain tensors copied one by one, not nn.Linear modules: building a
+        # module per layer cost more host time than the copy costs the GPU.
+        with torch.no_grad():
+            self.register_buffer("embed_weight", copy_tensor(source, dtype, device), persistent=False)
+            self.layers = nn.ModuleList(_Block(layer, self._matmul, dtype, device) for layer in model.layers)
+            self.final_norm = _copy_norm(model.emb_layer_norm_after, dtype, device)
+        head_dim = self.embed_dim // model.attention_heads
+        inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def _apply(self, fn, recurse=True):
+        raise RuntimeError(
+            "PackedESM2 holds a copy of the weights made for one device and dtype, which .to(), "
+            ".cuda() and .half() cannot move; build a new PackedESM2(model, dtype=..., device=...)"
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed_weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed_weight.dtype
+
+    @torch.no_grad()
+    def forward(
+        self,
+        input_ids: Tensor | PackedBatch,
+        cu_seqlens: Tensor | None = None,
+        max_seqlen: int | None = None,
+        repr_layers: Sequence[int] | None = None,
+    ) -> dict[str, dict[int, Tensor]]:
+        """Representations of packed sequences, keyed as fair-esm keys them. Runs without autograd.
+
+        Args:
+            input_ids: (T,) int64 on ``self.device``, the token ids (from fair-esm's alphabet,
+                BOS and EOS included) of N sequences back to back, no padding; or a
+                ``PackedBatch`` on ``self.device``, which carries all three tensors.
+            cu_seqlens: (N + 1,) int32 on ``self.device``, cu_seqlens[0] == 0, non-decreasing,
+                cu_seqlens[-1] == T; sequence i is input_ids[cu_seqlens[i] : cu_seqlens[i + 1]].
+            max_seqlen: host int, max(cu_seqlens.diff()); passed in so that nothing syncs. It
+                must be exact: attention kernels and the rotary tables are sized by it.
+            repr_layers: layers to return, each in -(num_layers + 1)..num_layers (negative
+                ones count from the end, as in fair-esm); default (num_layers,). 0 is the
+                embedding (after the token-dropout rescale), k the output of block k,
+                num_layers the last block's output after the final LayerNorm. Blocks past
+                the highest requested layer are not run.
+
+        Returns:
+            {"representations": {layer: (T, E) tensor in ``self.dtype``}}, keyed by the
+            non-negative layer numbers.
+        """
+        if cu_seqlens is None and max_seqlen is None and not isinstance(input_ids, Tensor):
+            input_ids, cu_seqlens, max_seqlen = input_ids.input_ids, input_ids.cu_seqlens, input_ids.max_seqlen
+        layers = resolve_layers(repr_layers, self.num_layers, argument="repr_layers")
+        self._check_inputs(input_ids, cu_seqlens, max_seqlen)
+        total = input_ids.numel()
+        seq = segment_ids(cu_seqlens, total)  # (T,)
+
+        x = F.embedding(input_ids, self.embed_weight)  # (T,) => (T, E)
+        if self.token_dropout:
+            x = self._rescale_for_masks(x, input_ids, cu_seqlens, seq)
+
+        # Rotary angles in float32: in half precision, positions above 256 (bf16) or
+        # 2048 (fp16) are not exact. Positions restart at 0 in every sequence.
+        positions = torch.arange(total, device=x.device) - cu_seqlens.long()[seq]  # (T,)
+        angles = torch.arange(max_seqlen, device=x.device, dtype=torch.float32)[:, None] * self.inv_freq
+        rotary = (positions.to(torch.int32), angles.cos(), angles.sin())  # tables (max_seqlen, D / 2)
+
+        # The residual stream is carried as (x, delta): the MLP's output is added to x by
+        # the next LayerNorm's kernel, or here when a layer's output is asked for.
+        representations = {0: x} if 0 in layers else {}
+        delta = None
+        for i, block in enumerate(self.layers[: max(layers)], start=1):
+            x, delta = block(x, delta, rotary, cu_seqlens, max_seqlen, self._attend, self._kernels)
+            if i == self.num_layers:
+                representations[i] = self._kernels.add_layer_norm(x, delta, *self.final_norm)[1]
+            elif i in layers:
+                x, delta = x + delta, None
+                representations[i] = x
+        return {"representations": representations}
+
+    def _rescale_for_masks(self, x: Tensor, input_ids: Tensor, cu_seqlens: Tensor, seq: Tensor) -> Tensor:
+        """Zero <mask> embeddings and scale each sequence by 0.88 / (1 - its <mask> fraction)."""
+        is_mask = input_ids == self.mask_idx  # (T,)
+        x = x.masked_fill(is_mask[:, None], 0.0)
+        masks = torch.zeros(cu_seqlens.numel() - 1, dtype=torch.float32, device=x.device)
+        masks.index_add_(0, seq, is_mask.float())  # (N,) <mask> count per sequence
+        scale = (1 - MASK_RATIO_TRAIN) / (1 - masks / cu_seqlens.diff())  # (N,) float32
+        return (x * scale[seq, None]).to(x.dtype)
+
+    def _check_inputs(self, input_ids: Tensor, cu_seqlens: Tensor, max_seqlen: int) -> None:
+        if input_ids.ndim != 1 or input_ids.dtype != torch.int64:
+            raise ValueError(
+                f"input_ids must be (T,) int64 packed token ids, got shape {tuple(input_ids.shape)} {input_ids.dtype}"
+            )
+        if cu_seqlens is None or cu_seqlens.ndim != 1 or cu_seqlens.dtype != torch.int32 or cu_seqlens.numel() < 2:
+            got = "None" if cu_seqlens is None else f"shape {tuple(cu_seqlens.shape)} {cu_seqlens.dtype}"
+            raise ValueError(f"cu_seqlens must be (N + 1,) int32 with N >= 1, got {got}")
+        if input_ids.device != self.device or cu_seqlens.device != self.device:
+            raise ValueError(
+                f"input_ids ({input_ids.device}) and cu_seqlens ({cu_seqlens.device}) must be on "
+                f"the model's device {self.device}; move them with .to({str(self.device)!r})"
+            )
+        if not isinstance(max_seqlen, int):
+            raise TypeError(
+                f"max_seqlen must be a host int, got {type(max_seqlen).__name__}; "
+                "compute it from the sequence lengths before moving them to the device"
+            )
+
+
+def _copy_norm(norm: nn.Module, dtype: torch.dtype, device: torch.device) -> Norm:
+    return Norm(copy_tensor(norm.weight, dtype, device), copy_tensor(norm.bias, dtype, device), norm.eps)
+
+
+class _Block(nn.Module):
+    """One pre-LayerNorm ESM-2 transformer block, with q, k and v fused in one projection."""
+
+    def __init__(self, layer: TransformerLayer, matmul: Matmul, dtype: torch.dtype, device: torch.device):
+        super().__init__()
+        attn = layer.self_attn
+        self.heads = attn.num_heads
+        self.matmul = matmul
+        self.attn_norm = _copy_norm(layer.self_attn_layer_norm, dtype, device)
+        # fair-esm scales q by head_dim ** -0.5 before rotary; folded into the weights
+        # (in float32, then rounded) here, so attention kernels run with scale 1.0.
+        self.qkv = matmul.prepare_weight(
+            (attn.q_proj.weight * attn.scaling, attn.k_proj.weight, attn.v_proj.weight),
+            (attn.q_proj.bias * attn.scaling, attn.k_proj.bias, attn.v_proj.bias),
+        )
+        self.out = matmul.prepare_weight((attn.out_proj.weight,), (attn.out_proj.bias,))
+        self.ffn_norm = _copy_norm(layer.final_layer_norm, dtype, device)
+        self.fc1 = matmul.prepare_weight((layer.fc1.weight,), (layer.fc1.bias,))
+        self.fc2 = matmul.prepare_weight((layer.fc2.weight,), (layer.fc2.bias,))
+
+    def forward(
+        self,
+        x: Tensor,
+        delta: Tensor | None,
+        rotary: tuple[Tensor, Tensor, Tensor],
+        cu_seqlens: Tensor,
+        max_seqlen: int,
+        attend: AttentionFn,
+        kernels: Kernels,
+    ) -> tuple[Tensor, Tensor]:
+        """(x, delta) => (x', delta'): the block's input is x + delta (delta None: x), its output x' + delta'.
+
+        x, delta: (T, E). rotary: positions (T,) int32 and the cos and sin tables.
+        """
+        mm = self.matmul
+        x, h = mm.add_layer_norm(x, delta, self.attn_norm)
+        q, k, v = kernels.rotary(mm.linear(h, self.qkv), *rotary, self.heads)  # 3 x (T, H, D)
+        attended = attend(q, k, v, cu_seqlens, max_seqlen)  # (T, H, D)
+        x, h = mm.add_layer_norm(x, mm.linear(attended.flatten(1), self.out), self.ffn_norm)
+        return x, mm.linear(mm.linear_gelu(h, self.fc1), self.fc2)
