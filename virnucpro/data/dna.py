@@ -12,7 +12,8 @@ frames without ``*`` and ``make_predictdata`` drops those left empty. Quirks kep
   chunk count, and the last chunk comes out short (L=501, size 500: [0, 500), [250, 501)).
 
 ``frames="all"`` is our rule, not VirNucPro's: every frame is kept, a final ``*``
-dropped, inner ones written ``X``. Translation is NumPy look-ups over ~1 Mbp blocks.
+dropped, inner ones written ``X``, the nucleotide side cut by the same rule from the
+protein kept. Translation is NumPy look-ups over ~1 Mbp blocks.
 """
 
 from __future__ import annotations
@@ -202,6 +203,7 @@ class Translator:
 
     @property
     def counts(self) -> TranslationCounts:
+        """A snapshot of the counts so far."""
         return TranslationCounts(**self._counts)
 
     def __call__(self, record: FastaRecord, source: int) -> Iterator[Protein]:
