@@ -1,16 +1,23 @@
 """Load fair-esm ESM-2 models (pretrained, local checkpoint or random) and save checkpoints.
 
-Checkpoints are read with ``torch.load(weights_only=True)``, allowing only
-``argparse.Namespace`` beyond tensors and containers: fair-esm's own loader calls
-``torch.load`` without it, which fails on torch >= 2.6 and would otherwise run
-arbitrary pickled code.
+A checkpoint is untrusted input. It is read with ``torch.load(weights_only=True)``,
+allowing only ``argparse.Namespace`` beyond tensors and containers: fair-esm's own loader
+unpickles whatever the file holds (and fails on torch >= 2.6). Everything the file claims
+is then checked before anything is built from it (``checkpoint_format``): its cfg, every
+key, dtype and shape. A malformed file is one ``ValueError`` line naming what is wrong.
+
+Zip-format files (what torch >= 1.6 writes) are memory-mapped, and the model is assembled
+on the meta device with ``load_state_dict(assign=True)``: with ``dtype=None`` its parameters
+are the mapped tensors themselves, so nothing is read until used and nothing is copied.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import re
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -19,6 +26,7 @@ import torch
 from esm.model.esm2 import ESM2
 
 from .architecture import ALPHABET_NAME, ARCHITECTURES
+from .checkpoint_format import CONTACT_REGRESSION, Config, checked_state, read_config, skeleton
 
 __all__ = ["MODEL_URL", "RANDOM_PREFIX", "load_model", "save_checkpoint"]
 
@@ -28,16 +36,19 @@ _ACCEPTED = (
     f"pass one of {sorted(ARCHITECTURES)}, '{RANDOM_PREFIX}<name>' (e.g. '{RANDOM_PREFIX}esm2_t6_8M'), "
     "or the path of a fair-esm ESM-2 checkpoint (.pt)"
 )
-
-_CONFIG_FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_attention_heads", "token_dropout")
-# fair-esm's upgrade_state_dict strips these; lm_head and contact_head sit under "encoder.".
-_KEY_PREFIX = re.compile(r"^(encoder\.sentence_encoder\.|encoder\.)")
-# Contact prediction only, shipped by fair-esm in separate files; embeddings don't need it.
-_OPTIONAL_KEYS = "contact_head.regression."
+# The first bytes of a zip archive: torch's format since 1.6, the only one torch can mmap.
+_ZIP_MAGIC = b"PK\x03\x04"
+# What torch's weights-only unpickler names when it refuses a global (a class or function).
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*([^\n]+)")
 
 
 def load_model(
-    spec: str | os.PathLike, *, seed: int = 0, device: torch.device | str = "cpu"
+    spec: str | os.PathLike,
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = torch.float32,
 ) -> tuple[ESM2, esm.data.Alphabet]:
     """A fair-esm ESM-2 model and its alphabet.
 
@@ -51,26 +62,33 @@ def load_model(
               weights, meaningless for biology, for benchmarks and offline demos only.
         seed: seeds torch's global RNG before a random initialisation; unused otherwise.
         device: where a random model is built (fast for large ones on a GPU) or a loaded
-            one is moved.
+            one's weights are put.
+        dtype: the parameters' dtype. A dtype (default float32, as before this argument
+            existed) gives a model that owns its memory, whatever the file holds. None keeps
+            each tensor's stored dtype and, on the CPU, copies nothing: the parameters ARE
+            the file's memory-mapped tensors (a private, copy-on-write mapping: writing to
+            one never reaches the file). That is the fast start for a model read only once,
+            e.g. by ``PackedESM2``, which copies the weights to the GPU in its own dtype;
+            such a model reads the file's pages until it is freed, so replace the file by
+            renaming a new one over it, never by rewriting it in place.
+            Random models are built in float32 and then converted (None: float32).
 
     Returns:
-        (model in eval mode, float32, on ``device``; fair-esm's ESM-1b alphabet).
+        (model in eval mode on ``device``; fair-esm's ESM-1b alphabet).
 
     Raises:
-        ValueError: unknown name; a file that is not an ESM-2 checkpoint or lacks weights.
+        ValueError: unknown name; a directory; a file that is not a well-formed ESM-2
+            checkpoint (each case one line naming the file, the field or key, its value
+            and what was expected).
         FileNotFoundError: a checkpoint path that does not exist.
         RuntimeError: a pretrained model neither cached nor downloadable.
     """
+    device = torch.device(device)
     if isinstance(spec, str) and spec.startswith(RANDOM_PREFIX):
         model = _random_model(spec[len(RANDOM_PREFIX) :], seed, device)
-    elif spec in ARCHITECTURES:
-        model = _read_model(_cached_checkpoint(spec)).to(device)
-    elif Path(spec).is_file():
-        model = _read_model(Path(spec)).to(device)
-    elif isinstance(spec, os.PathLike) or spec.endswith(".pt") or os.sep in spec:
-        raise FileNotFoundError(f"model checkpoint {os.fspath(spec)!r} does not exist")
+        model = model if dtype is None else model.to(dtype)
     else:
-        raise ValueError(f"unknown model {spec!r}; {_ACCEPTED}")
+        model = _read_model(_checkpoint_path(spec), dtype, device)
     return model.eval(), model.alphabet
 
 
@@ -97,7 +115,7 @@ def save_checkpoint(model: ESM2, path: str | os.PathLike) -> None:
     torch.save({"model": state, "cfg": {"model": cfg}}, path)
 
 
-def _random_model(name: str, seed: int, device: torch.device | str) -> ESM2:
+def _random_model(name: str, seed: int, device: torch.device) -> ESM2:
     full_name = name if name in ARCHITECTURES else f"{name}_UR50D"
     if full_name not in ARCHITECTURES:
         raise ValueError(f"unknown model {RANDOM_PREFIX + name!r}; {_ACCEPTED}")
@@ -110,6 +128,24 @@ def _random_model(name: str, seed: int, device: torch.device | str) -> ESM2:
     torch.manual_seed(seed)
     with torch.device(device):
         return ESM2(layers, embed_dim, heads, alphabet=ALPHABET_NAME, token_dropout=True)
+
+
+def _checkpoint_path(spec: str | os.PathLike) -> Path:
+    """The checkpoint file ``spec`` names: a pretrained name's cached file, or a path."""
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"model must be a str or os.PathLike, got {type(spec).__name__}; {_ACCEPTED}")
+    if isinstance(spec, str) and spec in ARCHITECTURES:
+        return _cached_checkpoint(spec)
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, not a checkpoint; pass the path of the fair-esm .pt file in it")
+    if path.exists():
+        raise ValueError(f"{path}: not a regular file (a device, socket or pipe); pass a fair-esm .pt file")
+    if isinstance(spec, os.PathLike) or spec.endswith(".pt") or os.sep in spec:
+        raise FileNotFoundError(f"model checkpoint {os.fspath(spec)!r} does not exist")
+    raise ValueError(f"unknown model {spec!r}; {_ACCEPTED}")
 
 
 def _cached_checkpoint(name: str) -> Path:
@@ -129,65 +165,67 @@ def _cached_checkpoint(name: str) -> Path:
     return path
 
 
-def _read_model(path: Path) -> ESM2:
-    """Build an ESM-2 from a fair-esm checkpoint file, checking its structure and weights."""
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:  # an unreadable file says so itself
-        raise
-    except Exception as err:  # UnpicklingError, RuntimeError, EOFError, KeyError...: not a torch checkpoint
-        raise ValueError(
-            f"{path}: not a readable fair-esm checkpoint (read with torch.load(weights_only=True), "
-            f"allowing argparse.Namespace): {type(err).__name__}: {err}"
-        ) from err
-    cfg = _config(data, path)
-    with torch.device("meta"):  # no random initialisation (minutes for large models): weights come from the file
-        model = ESM2(
-            num_layers=cfg.encoder_layers,
-            embed_dim=cfg.encoder_embed_dim,
-            attention_heads=cfg.encoder_attention_heads,
-            alphabet=ALPHABET_NAME,
-            token_dropout=cfg.token_dropout,
-        )
-    state = {_KEY_PREFIX.sub("", key): tensor.float() for key, tensor in data["model"].items()}
-    expected = model.state_dict().keys()
-    absent = expected - state.keys()
-    missing = sorted(key for key in absent if not key.startswith(_OPTIONAL_KEYS))
-    if missing:
-        raise ValueError(
-            f"{path}: checkpoint lacks {len(missing)} weight(s) of its ESM-2 architecture: {_few(missing)}"
-        )
-    unexpected = sorted(state.keys() - expected)
-    if unexpected:
-        warnings.warn(f"{path}: ignoring {len(unexpected)} unexpected weight(s): {_few(unexpected)}", stacklevel=3)
-    try:
-        model.load_state_dict(state, strict=False, assign=True)
-    except RuntimeError as err:  # shape mismatches
-        raise ValueError(f"{path}: weights do not fit the architecture in its cfg: {err}") from err
-    if absent:  # only the contact regression, which fair-esm ships apart: give it memory, random weights
-        model.contact_head.regression.to_empty(device="cpu").reset_parameters()
+def _read_model(path: Path, dtype: torch.dtype | None, device: torch.device) -> ESM2:
+    """An ESM-2 from a fair-esm checkpoint file, checked in full before anything is built."""
+    data = _load_file(path)
+    cfg: Config = read_config(data, path)
+    state = checked_state(data["model"], cfg, path)
+    model = skeleton(cfg, cfg.layers, ALPHABET_NAME)
+    state = {name: _placed(tensor, dtype, device) for name, tensor in state.items()}
+    # assign=True: the module's parameters become these tensors (the mmapped ones for
+    # dtype=None on the CPU) instead of being copied into; every one was checked.
+    model.load_state_dict(state, strict=False, assign=True)
+    if CONTACT_REGRESSION[0] not in state:  # fair-esm ships it apart; embeddings don't use it
+        regression = model.contact_head.regression.to_empty(device=device)
+        regression.reset_parameters()  # random: it needs memory and finite values, not meaning
+        regression.to(dtype or state["embed_tokens.weight"].dtype)
     return model
 
 
-def _config(data: object, path: Path) -> argparse.Namespace:
-    """The ``cfg["model"]`` of an ESM-2 checkpoint, or a ValueError saying what is wrong."""
-    shape = "{'model': state_dict, 'cfg': {'model': argparse.Namespace(...)}}"
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: not a fair-esm ESM-2 checkpoint: expected {shape}, got a {type(data).__name__}")
-    if "args" in data and "cfg" not in data:
-        raise ValueError(f"{path}: this is an ESM-1/ESM-1b checkpoint ('args', no 'cfg'); only ESM-2 is supported")
-    cfg = data.get("cfg")
-    cfg = cfg.get("model") if isinstance(cfg, dict) else None
-    if not isinstance(data.get("model"), dict) or not isinstance(cfg, argparse.Namespace):
+def _placed(tensor: torch.Tensor, dtype: torch.dtype | None, device: torch.device) -> torch.Tensor:
+    """``tensor`` itself for dtype None on the CPU, else a copy in ``dtype`` on ``device`` owning its memory."""
+    if dtype is None and device.type == "cpu":
+        return tensor
+    return tensor.to(device=device, dtype=dtype or tensor.dtype, copy=True)
+
+
+def _load_file(path: Path) -> object:
+    """What ``torch.load`` reads from ``path``, tensors memory-mapped when the file is a zip archive."""
+    with path.open("rb") as handle:  # an unreadable file raises OSError, which says so itself
+        magic = handle.read(len(_ZIP_MAGIC))
+    if not magic:
+        raise ValueError(f"{path}: empty file (0 bytes), not a fair-esm checkpoint; re-download or re-save it")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=magic == _ZIP_MAGIC)
+    except OSError:
+        raise
+    except pickle.UnpicklingError as err:  # weights_only refused something, or this is no pickle at all
+        raise ValueError(_refusal(path, err)) from err
+    except Exception as err:  # RuntimeError (bad zip), EOFError (truncated legacy file), ...
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         raise ValueError(
-            f"{path}: not a fair-esm ESM-2 checkpoint: expected {shape}, got keys {sorted(map(str, data))}"
-        )
-    absent = [field for field in _CONFIG_FIELDS if not hasattr(cfg, field)]
-    if absent:
-        raise ValueError(f"{path}: checkpoint cfg['model'] lacks {absent}")
-    return cfg
+            f"{path}: not a readable fair-esm checkpoint: torch.load failed with {type(err).__name__}: "
+            f"{textwrap.shorten(lines[0], 200) if lines else 'no detail'}; if it is a checkpoint, it is "
+            "truncated or corrupt: re-download or re-save it"
+        ) from err
 
 
-def _few(keys: list[str], limit: int = 8) -> str:
-    return ", ".join(keys[:limit]) + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+def _refusal(path: Path, err: pickle.UnpicklingError) -> str:
+    """One line for a file torch's weights-only unpickler refused.
+
+    Torch's own message advises retrying with ``weights_only=False``, which is what would
+    run a malicious payload: only the refused global (or the unpickler's detail) is kept.
+    """
+    text = str(err)
+    refused = _REFUSED_GLOBAL.search(text)
+    detail = _UNPICKLER_DETAIL.search(text)
+    if refused:
+        what = f"it asks to unpickle {refused[1]}, which was refused"
+    else:
+        what = f"torch's weights-only unpickler refused it ({detail[1].strip()[:200] if detail else 'no detail'})"
+    return (
+        f"{path}: not a readable fair-esm checkpoint: {what}; virnucpro never unpickles code: only "
+        "tensors, containers and argparse.Namespace are allowed (if you wrote this file, save just the "
+        "state dict and cfg, as virnucpro.models.save_checkpoint does)"
+    )

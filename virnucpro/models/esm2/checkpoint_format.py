@@ -1,0 +1,274 @@
+"""What a fair-esm ESM-2 checkpoint must hold, checked before anything is built from it.
+
+A checkpoint is ``{"model": state_dict, "cfg": {"model": argparse.Namespace(encoder_layers,
+encoder_embed_dim, encoder_attention_heads, token_dropout)}}``. The cfg is checked first
+(types, bounds, divisibility), then every key of the state dict against the shapes fair-esm's
+modules have for that cfg: those come from one block built on the meta device, so a file
+claiming 100000 layers is refused in microseconds instead of building them for minutes.
+Every failure is one ``ValueError`` line: the file, the field or key, its value, what was
+expected. Nothing is asserted; no AttributeError, TypeError or KeyError escapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import reprlib
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import esm
+import torch
+from esm.model.esm2 import ESM2
+from esm.modules import ContactPredictionHead
+from torch import Tensor
+from torch.overrides import TorchFunctionMode
+
+from .architecture import alphabet as esm2_alphabet
+
+__all__ = ["CONTACT_REGRESSION", "MAX_EMBED_DIM", "MAX_LAYERS", "Config", "checked_state", "read_config", "skeleton"]
+
+#: Bounds on what a cfg may claim. The largest ESM-2 (15B) has 48 layers of width 5120;
+#: 256 and 65536 leave room for any model that fits a machine (a 65536-wide block alone
+#: holds 51 G parameters) while a corrupt or hostile number reads as what it is.
+MAX_LAYERS = 256
+MAX_EMBED_DIM = 65536
+#: The contact regression, which fair-esm ships in separate files: a checkpoint may lack
+#: both (embeddings don't use it), not one.
+CONTACT_REGRESSION = ("contact_head.regression.weight", "contact_head.regression.bias")
+
+_SHAPE = "{'model': state_dict, 'cfg': {'model': argparse.Namespace(...)}}"
+_FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_attention_heads", "token_dropout")
+# The dtypes fair-esm's modules compute in; float8 and the like cannot run its forward.
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# fair-esm's upgrade_state_dict strips these; lm_head and contact_head sit under "encoder.".
+_KEY_PREFIX = re.compile(r"^(encoder\.sentence_encoder\.|encoder\.)")
+_LAYER_KEY = re.compile(r"layers\.([^.]*)\.(.+)", re.DOTALL)
+# File-sourced strings are shown through repr: clipped, and escaped so a message stays one line.
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother = 120, 60
+
+
+class Config(NamedTuple):
+    """A checked cfg: 1 <= layers <= MAX_LAYERS, 1 <= embed_dim <= MAX_EMBED_DIM,
+    heads dividing embed_dim into an even head dimension (rotary rotates pairs)."""
+
+    layers: int
+    embed_dim: int
+    heads: int
+    token_dropout: bool
+
+
+def read_config(data: object, path: Path) -> Config:
+    """The checked ``cfg["model"]`` of what ``torch.load`` read from ``path``; ``data["model"]`` is a dict."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a fair-esm ESM-2 checkpoint: expected {_SHAPE}, got a {type(data).__name__}")
+    if "args" in data and "cfg" not in data:
+        raise ValueError(f"{path}: this is an ESM-1/ESM-1b checkpoint ('args', no 'cfg'); only ESM-2 is supported")
+    if "model" not in data or "cfg" not in data:
+        keys = _few([_show(key) for key in sorted(data, key=str)])
+        raise ValueError(f"{path}: not a fair-esm ESM-2 checkpoint: expected {_SHAPE}, got keys [{keys}]")
+    if not isinstance(data["model"], dict):
+        raise ValueError(f"{path}: 'model' is a {type(data['model']).__name__}, expected the state dict (a dict)")
+    outer = data["cfg"]
+    cfg = outer.get("model") if isinstance(outer, dict) else outer
+    if not isinstance(cfg, argparse.Namespace):
+        where = "cfg['model']" if isinstance(outer, dict) else "'cfg'"
+        got = "absent" if isinstance(outer, dict) and "model" not in outer else f"a {type(cfg).__name__}"
+        raise ValueError(
+            f"{path}: {where} is {got}, expected 'cfg' to be {{'model': argparse.Namespace("
+            f"{', '.join(_FIELDS)})}} as fair-esm writes it"
+        )
+    values = vars(cfg)
+    absent = [field for field in _FIELDS if field not in values]
+    if absent:
+        raise ValueError(f"{path}: checkpoint cfg['model'] lacks {absent}; fair-esm's ESM-2 cfg has {list(_FIELDS)}")
+    layers = _bounded(values, "encoder_layers", MAX_LAYERS, path)
+    embed_dim = _bounded(values, "encoder_embed_dim", MAX_EMBED_DIM, path)
+    heads = _bounded(values, "encoder_attention_heads", embed_dim, path)
+    if embed_dim % heads or embed_dim // heads % 2:
+        raise ValueError(
+            f"{path}: cfg['model'].encoder_attention_heads = {heads} does not split encoder_embed_dim = "
+            f"{embed_dim} into an even head dimension; expected a divisor leaving an even quotient "
+            "(rotary embeddings rotate pairs of dimensions)"
+        )
+    if not isinstance(values["token_dropout"], bool):
+        raise ValueError(
+            f"{path}: cfg['model'].token_dropout = {_show(values['token_dropout'])}, expected True or False"
+        )
+    return Config(layers, embed_dim, heads, values["token_dropout"])
+
+
+def checked_state(raw: dict, cfg: Config, path: Path) -> dict[str, Tensor]:
+    """The state dict's weights, keyed as ``ESM2.state_dict()`` keys them.
+
+    Every weight of ``ESM2`` for ``cfg`` is present (the contact regression may lack both
+    its tensors, not one), is a dense CPU tensor of a float dtype and has the shape ``cfg``
+    implies; the block indices are exactly 0..layers-1. Keys of no ESM-2 weight are left
+    out, with a warning naming them.
+    """
+    outside, block = _expected_shapes(cfg)
+    named = _named(raw, path)
+    _check_layer_indices(named, cfg.layers, path)
+    state, unexpected = {}, []
+    for name, (key, value) in named.items():
+        layer = _LAYER_KEY.fullmatch(name)
+        shape = block.get(layer[2]) if layer else outside.get(name)
+        if shape is None:
+            unexpected.append(_show(key))
+            continue
+        _check_tensor(key, value, shape, cfg, path)
+        state[name] = value
+    expected = set(outside) | {f"layers.{i}.{suffix}" for i in range(cfg.layers) for suffix in block}
+    missing = expected - state.keys()
+    if set(CONTACT_REGRESSION) <= missing:
+        missing -= set(CONTACT_REGRESSION)
+    if missing:
+        raise ValueError(
+            f"{path}: checkpoint lacks {len(missing)} weight(s) of its ESM-2 architecture: {_few(sorted(missing))}"
+        )
+    if unexpected:  # stacklevel: the caller of load_model
+        warnings.warn(f"{path}: ignoring {len(unexpected)} unexpected weight(s): {_few(unexpected)}", stacklevel=4)
+    return state
+
+
+def skeleton(cfg: Config, layers: int, alphabet: esm.data.Alphabet | str) -> ESM2:
+    """An ESM2 with ``cfg``'s sizes and ``layers`` blocks, its parameters on the meta device.
+
+    Structure, no values (~5 ms a block): every parameter and buffer is to be replaced by
+    ``load_state_dict(assign=True)``; until then the rotary tables ((head_dim / 2,) each)
+    are on the CPU and everything else is on the meta device.
+    """
+    with torch.device("meta"), _NoInit():
+        return ESM2(
+            num_layers=layers,
+            embed_dim=cfg.embed_dim,
+            attention_heads=cfg.heads,
+            alphabet=alphabet,
+            token_dropout=cfg.token_dropout,
+        )
+
+
+def _expected_shapes(cfg: Config) -> tuple[dict[str, torch.Size], dict[str, torch.Size]]:
+    """(shape of each weight outside the blocks by its name, shape of each block weight by its name in a block).
+
+    Taken from fair-esm's modules: an ESM2 of one block on the meta device, and its contact
+    head rebuilt for ``cfg.layers`` blocks (it reads the attention maps of layers x heads).
+    """
+    model = skeleton(cfg, 1, esm2_alphabet())
+    with torch.device("meta"), _NoInit():
+        contacts = ContactPredictionHead(
+            cfg.layers * cfg.heads, model.prepend_bos, model.append_eos, eos_idx=model.eos_idx
+        )
+    outside = {
+        name: tensor.shape
+        for name, tensor in model.state_dict().items()
+        if not name.startswith(("layers.", "contact_head."))
+    }
+    outside |= {f"contact_head.{name}": tensor.shape for name, tensor in contacts.state_dict().items()}
+    return outside, {name: tensor.shape for name, tensor in model.layers[0].state_dict().items()}
+
+
+def _named(raw: dict, path: Path) -> dict[str, tuple[str, object]]:
+    """{name as ``ESM2.state_dict()`` keys it: (the file's key, its value)}: fair-esm's prefixes stripped."""
+    named: dict[str, tuple[str, object]] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str):
+            raise ValueError(
+                f"{path}: state dict key {_show(key)} is a {type(key).__name__}, expected a str "
+                "such as 'encoder.sentence_encoder.embed_tokens.weight'"
+            )
+        name = _KEY_PREFIX.sub("", key)
+        if name in named:
+            raise ValueError(
+                f"{path}: state dict keys {_show(named[name][0])} and {_show(key)} both name the weight "
+                f"{_show(name)}; expected one"
+            )
+        named[name] = (key, value)
+    return named
+
+
+def _check_layer_indices(names: dict[str, object], layers: int, path: Path) -> None:
+    """Raise unless the block indices in ``names`` ("layers.<i>.*") are exactly 0..layers-1, written as ints."""
+    found = {match[1] for name in names if (match := _LAYER_KEY.fullmatch(name))}
+    wanted = {str(i) for i in range(layers)}
+    if found == wanted:
+        return
+    problems = []
+    if wanted - found:
+        problems.append(f"no weights for block(s) {_few(sorted(wanted - found, key=int))}")
+    if found - wanted:
+        extra = sorted(found - wanted, key=lambda index: (len(index), index))
+        shown = [index if re.fullmatch(r"[1-9][0-9]{0,8}", index) else _show(index) for index in extra]
+        problems.append(f"weights for block(s) {_few(shown)}")
+    raise ValueError(
+        f"{path}: cfg['model'].encoder_layers = {layers} means blocks 0..{layers - 1}, but the state dict "
+        f"has {' and '.join(problems)}; the cfg and the weights disagree"
+    )
+
+
+def _check_tensor(key: str, value: object, shape: torch.Size, cfg: Config, path: Path) -> None:
+    """Raise unless ``value`` is a dense CPU tensor of a float dtype and of ``shape``."""
+    if not isinstance(value, Tensor):
+        raise ValueError(f"{path}: {_show(key)} is a {type(value).__name__}, expected a tensor of shape {tuple(shape)}")
+    if value.dtype not in _FLOAT_DTYPES or value.layout != torch.strided or value.device.type != "cpu":
+        raise ValueError(
+            f"{path}: {_show(key)} is a {value.dtype} tensor ({value.layout}, on {value.device}), "
+            "expected a dense tensor of float16, bfloat16, float32 or float64"
+        )
+    if value.shape != shape:
+        raise ValueError(
+            f"{path}: {_show(key)} has shape {tuple(value.shape)}, but cfg['model'] (encoder_layers={cfg.layers}, "
+            f"encoder_embed_dim={cfg.embed_dim}, encoder_attention_heads={cfg.heads}) implies {tuple(shape)}"
+        )
+
+
+def _bounded(values: dict[str, object], field: str, high: int, path: Path) -> int:
+    """``values[field]``, raising unless it is an int (not a bool) in 1..high."""
+    value = values[field]
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise ValueError(f"{path}: cfg['model'].{field} = {_show(value)}, expected an int in 1..{high}")
+    return value
+
+
+def _show(value: object) -> str:
+    return _REPR.repr(value)
+
+
+def _few(items: list[str], limit: int = 8) -> str:
+    return ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+class _NoInit(TorchFunctionMode):
+    """Builds modules on the meta device without computing values ``load_state_dict(assign=True)`` replaces.
+
+    On meta tensors, torch runs initialisers and arithmetic through its Python reference
+    ops, whose first call imports torch._dynamo: ~2 s of start-up spent on values that are
+    thrown away. Here random initialisers do nothing on meta tensors and ``torch.arange``
+    (the source of the rotary tables, (head_dim / 2,) each) runs on the CPU.
+    """
+
+    _INITIALISERS = frozenset(
+        {
+            torch.nn.init.normal_,
+            torch.nn.init.uniform_,
+            torch.nn.init.trunc_normal_,
+            torch.nn.init.kaiming_uniform_,
+            torch.nn.init.kaiming_normal_,
+            torch.nn.init.xavier_uniform_,
+            torch.nn.init.xavier_normal_,
+            Tensor.normal_,
+            Tensor.uniform_,
+        }
+    )
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self._INITIALISERS:
+            tensor = args[0] if args else kwargs["tensor"]
+            if tensor.is_meta:
+                return tensor
+        elif func is torch.arange:
+            kwargs = {**kwargs, "device": "cpu"}
+        return func(*args, **kwargs)
