@@ -31,8 +31,8 @@ same values to float32 rounding):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -172,9 +172,8 @@ def run_model(name: str, args: argparse.Namespace, records, batches, results: di
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = esm.model.esm2.ESM2(layers, dim, heads, alphabet="ESM-1b").eval()
-    t0 = time.perf_counter()
-    expected = reference_means(model, records, batches)
-    print(f"{name}: fair-esm fp32 reference in {time.perf_counter() - t0:.1f} s", flush=True)
+    expected, seconds = wall_seconds(functools.partial(reference_means, model, records, batches), "cuda")
+    print(f"{name}: fair-esm fp32 reference in {seconds:.1f} s", flush=True)
     results["fc1"][name] = fc1_bench(dim, args.max_tokens)
     print(json.dumps(results["fc1"][name], indent=1), flush=True)
     results["forward"][name] = {}

@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 
 from bench_data import proteome, repeat, vnp500, write_fasta
-from timing import timed_runs, wall_seconds
+from timing import best_seconds
 
 from virnucpro.data import SequenceDataset
 from virnucpro.models.esm2 import VOCABULARY
@@ -55,9 +55,7 @@ def parse_once(path: Path) -> tuple[int, int, int]:
 
 
 def measure(name: str, path: Path, rounds: int) -> dict:
-    # The best of the rounds: the one least disturbed by other load.
-    (n, residues, tokens), runs = timed_runs(functools.partial(parse_once, path), rounds, wall_seconds, warmup=0)
-    seconds = min(runs)
+    (n, residues, tokens), seconds = best_seconds(functools.partial(parse_once, path), rounds)
     row = {
         "data": name,
         "file": path.name,

@@ -2,7 +2,8 @@
 
 ``wall_seconds`` (host clock, the device drained before both reads) for what includes
 host work: input pipelines, files, fair-esm's loop. ``cuda_seconds`` (CUDA events on the
-current stream) for GPU work alone. ``timed_runs`` repeats either after a warm-up.
+current stream) for GPU work alone. ``timed_runs`` repeats either after a warm-up;
+``median_seconds`` and ``best_seconds`` reduce the repeats.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["Clock", "cuda_seconds", "median_seconds", "synchronize", "timed_runs", "wall_seconds"]
+__all__ = ["Clock", "best_seconds", "cuda_seconds", "median_seconds", "synchronize", "timed_runs", "wall_seconds"]
 
 T = TypeVar("T")
 #: A clock runs ``fn`` once and returns its result and the seconds it took.
@@ -70,3 +71,10 @@ def timed_runs(fn: Callable[[], T], repeats: int, clock: Clock, warmup: int = 1)
 def median_seconds(fn: Callable[[], Any], repeats: int, clock: Clock = cuda_seconds, warmup: int = 1) -> float:
     """The median seconds of ``repeats`` timed calls of ``fn`` after ``warmup`` untimed ones."""
     return statistics.median(timed_runs(fn, repeats, clock, warmup)[1])
+
+
+def best_seconds(fn: Callable[[], T], rounds: int) -> tuple[T, float]:
+    """The last result and the shortest wall time of ``rounds`` calls, no warm-up: for host work, where
+    the shortest is the run least disturbed by other load."""
+    result, seconds = timed_runs(fn, rounds, wall_seconds, warmup=0)
+    return result, min(seconds)

@@ -21,16 +21,11 @@ from pathlib import Path
 import esm
 import torch
 from bench_data import proteome, repeat, write_fasta
-from timing import timed_runs, wall_seconds
+from timing import best_seconds
 
 from virnucpro.data import SequenceDataset, VarlenCollator
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def best_time(fn, rounds: int) -> float:
-    """Shortest wall time of ``rounds`` calls (the least disturbed by other load)."""
-    return min(timed_runs(fn, rounds, wall_seconds, warmup=0)[1])
 
 
 def main() -> None:
@@ -63,8 +58,8 @@ def main() -> None:
             if not torch.equal(packed.input_ids[cu[i] : cu[i + 1]], padded[i, : len(seq) + 2]):
                 raise SystemExit(f"tokens differ for {raw[i][0]!r}: the comparison would be meaningless")
 
-    converter_s = best_time(lambda: [converter(raw) for raw in pairs], args.rounds)
-    collator_s = best_time(lambda: [collator(batch) for batch in batches], args.rounds)
+    converter_s = best_seconds(lambda: [converter(raw) for raw in pairs], args.rounds)[1]
+    collator_s = best_seconds(lambda: [collator(batch) for batch in batches], args.rounds)[1]
     result = {
         "data": f"proteome x{args.repeat}",
         "sequences": sum(len(b) for b in batches),
