@@ -4,12 +4,13 @@ For each head layout (ESM-2 3B: 40 heads of 64; 650M: 20 heads of 64) and each d
 set (3 copies, as in throughput.py), the packed batches (131,072-token budget) get
 random bf16 q, k, v laid out as PackedESM2 lays them out: q and k contiguous (T, H, D),
 v a view of the fused (T, 3, H, D) projection. Each attention backend of
-``virnucpro.models.attention`` that is installed is then
+``virnucpro.models.common.attention`` that is installed is then
 
 - checked against exact float32 attention per sequence: max abs error, and the
   largest per-sequence relative error (Frobenius norm);
-- timed: the first call on each batch (the first of all includes loading or
-  compiling the kernel), then the median of ``--repeat`` passes over all batches.
+- timed with CUDA events (``timing.cuda_seconds``): the first call on each batch (the
+  first of all includes loading or compiling the kernel), then the median of
+  ``--repeat`` passes over all batches.
 
 One pass is one layer's attention over the whole data set. Writes ``--out`` (JSON)
 and a markdown table beside it.
@@ -20,16 +21,16 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import statistics
 import tempfile
 from pathlib import Path
 
 import esm
 import torch
 from bench_data import DATASETS, repeat, write_fasta
+from timing import cuda_seconds, median_seconds
 
 from virnucpro.data import SequenceDataset, VarlenCollator
-from virnucpro.models.attention import BACKENDS, reference_attention, select_attention
+from virnucpro.models.common.attention import BACKENDS, reference_attention, select_attention
 
 LAYOUTS = {"esm2_t36_3B": (40, 64), "esm2_t33_650M": (20, 64)}
 
@@ -40,7 +41,7 @@ def packed_lengths(name: str, copies: int, max_tokens: int, tmp: Path) -> list[t
     write_fasta(repeat(DATASETS[name](), copies), fasta)
     dataset = SequenceDataset([fasta], max_tokens=max_tokens, report=False)
     collator = VarlenCollator(esm.data.Alphabet.from_architecture("ESM-1b").get_batch_converter())
-    return [(b["cu_seqlens"].cuda(), b["max_seqlen"]) for b in map(collator, dataset)]
+    return [(b.cu_seqlens.cuda(), b.max_seqlen) for b in map(collator, dataset)]
 
 
 def qkv(total: int, heads: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -58,19 +59,10 @@ def errors(out: torch.Tensor, q, k, v, cu_seqlens: torch.Tensor) -> dict[str, fl
     return {"max_abs": (out.float() - want).abs().max().item(), "max_rel": rel.item()}
 
 
-def elapsed(fn) -> float:
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    fn()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / 1000
-
-
 def measure(backend: str, batches, heads: int, dim: int, repeat: int) -> dict:
     _, attend = select_attention(backend, "cuda", torch.bfloat16)
     inputs = [(qkv(int(cu[-1]), heads, dim, seed=i), cu, m) for i, (cu, m) in enumerate(batches)]
-    first = [elapsed(functools.partial(attend, q, k, v, cu, m)) for (q, k, v), cu, m in inputs]
+    first = [cuda_seconds(functools.partial(attend, q, k, v, cu, m))[1] for (q, k, v), cu, m in inputs]
     worst = {"max_abs": 0.0, "max_rel": 0.0}
     for (q, k, v), cu, m in inputs:
         for key, value in errors(attend(q, k, v, cu, m), q, k, v, cu).items():
@@ -80,7 +72,7 @@ def measure(backend: str, batches, heads: int, dim: int, repeat: int) -> dict:
         for (q, k, v), cu, m in inputs:
             attend(q, k, v, cu, m)
 
-    seconds = statistics.median(elapsed(one_pass) for _ in range(repeat))
+    seconds = median_seconds(one_pass, repeat, warmup=0)  # the calls above warmed every shape up
     tokens = sum(int(cu[-1]) for cu, _ in batches)
     return {
         "backend": backend,
@@ -89,6 +81,26 @@ def measure(backend: str, batches, heads: int, dim: int, repeat: int) -> dict:
         "first_call_s": first,
         **worst,
     }
+
+
+def table(doc: dict) -> str:
+    """The rows as a markdown table."""
+    lines = [
+        f"# Varlen attention on {doc['device']} (torch {doc['torch']})",
+        "",
+        "| model | dataset | backend | ms per pass | tokens/s | first call per shape, ms | max abs err | max rel err |",
+        "|---|---|---|---:|---:|---|---:|---:|",
+    ]
+    for r in doc["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['dataset']} | {r['backend']} | {r['error']} | | | | |")
+            continue
+        first = ", ".join(f"{s * 1e3:.1f}" for s in r["first_call_s"])
+        lines.append(
+            f"| {r['model']} | {r['dataset']} | {r['backend']} | {r['seconds'] * 1e3:.2f} | "
+            f"{r['tokens_per_s']:,.0f} | {first} | {r['max_abs']:.2e} | {r['max_rel']:.2e} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -113,23 +125,9 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
     doc = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
-    lines = [
-        f"# Varlen attention on {doc['device']} (torch {doc['torch']})",
-        "",
-        "| model | dataset | backend | ms per pass | tokens/s | first call per shape, ms | max abs err | max rel err |",
-        "|---|---|---|---:|---:|---|---:|---:|",
-    ]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['model']} | {r['dataset']} | {r['backend']} | {r['error']} | | | | |")
-            continue
-        first = ", ".join(f"{s * 1e3:.1f}" for s in r["first_call_s"])
-        lines.append(
-            f"| {r['model']} | {r['dataset']} | {r['backend']} | {r['seconds'] * 1e3:.2f} | "
-            f"{r['tokens_per_s']:,.0f} | {first} | {r['max_abs']:.2e} | {r['max_rel']:.2e} |"
-        )
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    markdown = table(doc)
+    args.out.with_suffix(".md").write_text(markdown)
+    print(markdown, end="")
 
 
 if __name__ == "__main__":

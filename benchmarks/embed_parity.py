@@ -2,7 +2,8 @@
 
 Runs the CLI (bf16 by default) on the real proteome with ``random:<arch>`` weights,
 then rebuilds the same random model (same seed), runs fair-esm's padded fp32
-forward on the GPU with esm-extract's mean pooling, and reports the per-sequence
+forward on the GPU batched and pooled as esm-extract does (``tests/esm_reference.py``,
+8192 tokens per batch), and reports the per-sequence
 cosine of the two embeddings. Writes ``--out`` (JSON) with the summary line.
 
     python benchmarks/embed_parity.py --arch esm2_t33_650M_UR50D --out results.json
@@ -17,9 +18,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+import _paths  # noqa: F401  (tests/ on sys.path: the fair-esm reference loop)
 import h5py
 import numpy as np
 import torch
+from esm.data import FastaBatchedDataset
+from esm_reference import esm_extract_batches, esm_extract_means, in_input_order
 
 from virnucpro.data import SequenceDataset
 from virnucpro.models import load_model
@@ -28,26 +32,16 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
 
 
 def fair_esm_means(arch: str, records: list[tuple[str, str]], toks_per_batch: int = 8192) -> np.ndarray:
-    """esm-extract's mean embeddings from fair-esm's padded forward in fp32 on the GPU."""
+    """esm-extract's mean embeddings from fair-esm's padded forward in fp32 on the GPU, in input order.
+
+    The model is built as the CLI builds ``random:<arch>`` (on the CPU, seeded), then moved.
+    """
     model, alphabet = load_model(f"random:{arch}")
     model = model.cuda().eval()
-    convert = alphabet.get_batch_converter()
-    order = sorted(range(len(records)), key=lambda i: len(records[i][1]))
-    batches, batch = [], []
-    for i in order:  # ascending lengths: the padded size is (count) x (this record's length + 2)
-        if batch and (len(batch) + 1) * (len(records[i][1]) + 2) > toks_per_batch:
-            batches.append(batch)
-            batch = []
-        batch.append(i)
-    batches.append(batch)
-    ordered = torch.empty(len(records), model.embed_dim)
-    with torch.no_grad():
-        for batch in batches:
-            _, strs, tokens = convert([records[i] for i in batch])
-            reps = model(tokens.cuda(), repr_layers=[model.num_layers])["representations"][model.num_layers]
-            for row, (i, seq) in enumerate(zip(batch, strs)):
-                ordered[i] = reps[row, 1 : len(seq) + 1].mean(0).cpu()
-    return ordered.numpy()
+    dataset = FastaBatchedDataset(*zip(*records))
+    batches = esm_extract_batches(dataset, toks_per_batch)
+    means = esm_extract_means(model, alphabet.get_batch_converter(), dataset, batches, model.num_layers)
+    return in_input_order(means, batches).numpy()
 
 
 def main() -> None:
@@ -73,7 +67,7 @@ def main() -> None:
             ids = f["ids"].asstr()[:].tolist()
             ours = f["embeddings"][:]
 
-    records = [(r["id"], r["sequence"]) for r in SequenceDataset([args.fasta], report=False).records()]
+    records = [(r.id, r.sequence) for r in SequenceDataset([args.fasta], report=False).records()]
     assert ids == [rid for rid, _ in records], "ids differ from the input order"
     reference = fair_esm_means(args.arch, records)
     cos = np.sum(ours * reference, 1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(reference, axis=1))

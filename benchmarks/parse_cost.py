@@ -10,26 +10,26 @@ workers on each of ``r`` ranks, the machine spends ``w * r`` times that.
 
     python benchmarks/parse_cost.py [--repeat 10] [--rounds 3]
 
-Writes ``benchmarks/results/parse_cost.json``.
+Writes ``--out``, by default ``benchmarks/results/parse_cost.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import json
 import platform
 import shutil
-import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_data import proteome, repeat, vnp500, write_fasta  # noqa: E402
+from bench_data import proteome, repeat, vnp500, write_fasta
+from timing import best_seconds
 
-from virnucpro.data import SPECIAL_TOKENS_PER_SEQUENCE, SequenceDataset  # noqa: E402
+from virnucpro.data import SequenceDataset
+from virnucpro.models.esm2 import VOCABULARY
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -42,23 +42,20 @@ GPU_RATES = {
 }
 
 
-def parse_once(path: Path) -> tuple[float, int, int, int]:
-    """Seconds for one full pass of ``records()``, and the records, raw residues and GPU tokens it gave."""
+def parse_once(path: Path) -> tuple[int, int, int]:
+    """One full pass of ``records()``: the records, raw residues and GPU tokens it gave."""
     n = residues = tokens = 0
-    start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # over-long proteins are truncated and reported; not what is timed
         for record in SequenceDataset(path).records():
             n += 1
-            residues += record["length"]
-            tokens += len(record["sequence"]) + SPECIAL_TOKENS_PER_SEQUENCE
-    return time.perf_counter() - start, n, residues, tokens
+            residues += record.length
+            tokens += len(record.sequence) + VOCABULARY.special_tokens_per_sequence
+    return n, residues, tokens
 
 
 def measure(name: str, path: Path, rounds: int) -> dict:
-    runs = [parse_once(path) for _ in range(rounds)]
-    seconds = min(r[0] for r in runs)
-    _, n, residues, tokens = runs[0]
+    (n, residues, tokens), seconds = best_seconds(functools.partial(parse_once, path), rounds)
     row = {
         "data": name,
         "file": path.name,
@@ -79,6 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=10, help="copies of the proteome (vnp500 is repeated 3x)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=RESULTS / "parse_cost.json", help="default: the committed results")
     args = parser.parse_args()
 
     rows = []
@@ -114,8 +112,8 @@ def main() -> None:
         "python": platform.python_version(),
         "rows": rows,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "parse_cost.json").write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Both get the same token-budgeted batches of the proteome repeated ``--repeat``
 times (records as ``SequenceDataset`` yields them: normalised, at most 1022
 residues). Tokens count n + 2 per sequence. Before timing, every packed
 sequence is checked against the converter's unpadded row, so the two are timed
-doing the same work. Writes ``benchmarks/results/tokenize_speed.json``.
+doing the same work. Writes ``--out``, by default ``benchmarks/results/tokenize_speed.json``.
 
     python benchmarks/tokenize_speed.py [--repeat 10] [--max-tokens 16384] [--rounds 3]
 """
@@ -14,31 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import esm
 import torch
+from bench_data import proteome, repeat, write_fasta
+from timing import best_seconds
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_data import proteome, repeat, write_fasta  # noqa: E402
-
-from virnucpro.data import SequenceDataset, VarlenCollator  # noqa: E402
+from virnucpro.data import SequenceDataset, VarlenCollator
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def best_time(fn, rounds: int) -> float:
-    """Shortest wall time of ``rounds`` calls (the least disturbed by other load)."""
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -46,6 +33,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--max-tokens", type=int, default=16384)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS / "tokenize_speed.json", help="default: the committed results"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -58,18 +48,18 @@ def main() -> None:
     alphabet = esm.data.Alphabet.from_architecture("ESM-1b")
     converter = alphabet.get_batch_converter(truncation_seq_length=1022)
     collator = VarlenCollator(converter)
-    pairs = [[(r["id"], r["sequence"]) for r in b] for b in batches]
-    tokens = sum(len(r["sequence"]) + 2 for b in batches for r in b)
+    pairs = [[(r.id, r.sequence) for r in b] for b in batches]
+    tokens = sum(len(r.sequence) + 2 for b in batches for r in b)
 
     for batch, raw in zip(batches, pairs):
         packed, (_, _, padded) = collator(batch), converter(raw)
-        cu = packed["cu_seqlens"]
+        cu = packed.cu_seqlens
         for i, (_, seq) in enumerate(raw):
-            if not torch.equal(packed["input_ids"][cu[i] : cu[i + 1]], padded[i, : len(seq) + 2]):
+            if not torch.equal(packed.input_ids[cu[i] : cu[i + 1]], padded[i, : len(seq) + 2]):
                 raise SystemExit(f"tokens differ for {raw[i][0]!r}: the comparison would be meaningless")
 
-    converter_s = best_time(lambda: [converter(raw) for raw in pairs], args.rounds)
-    collator_s = best_time(lambda: [collator(batch) for batch in batches], args.rounds)
+    converter_s = best_seconds(lambda: [converter(raw) for raw in pairs], args.rounds)[1]
+    collator_s = best_seconds(lambda: [collator(batch) for batch in batches], args.rounds)[1]
     result = {
         "data": f"proteome x{args.repeat}",
         "sequences": sum(len(b) for b in batches),
@@ -91,8 +81,8 @@ def main() -> None:
         f"  VarlenCollator   {result['varlen_collator_tokens_per_s']:>14,.0f} tokens/s\n"
         f"  ratio            {result['speedup']:>14.1f}x"
     )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "tokenize_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

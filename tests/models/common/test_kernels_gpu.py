@@ -1,4 +1,4 @@
-"""The Triton kernels against the torch path they replace, and inside the whole forward against fair-esm."""
+"""The Triton kernels against the torch path they replace and against fair-esm; inside the forward against fair-esm."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import requires_cuda, tiny_esm2
+from esm.rotary_embedding import RotaryEmbedding
 from esm_reference import pack, padded_forward, sample_sequences
 
 from virnucpro.models import ForwardOptions, PackedESM2
@@ -30,8 +31,11 @@ def assert_within_one_rounding(got: torch.Tensor, want: torch.Tensor, dtype: tor
     they may differ by one unit in the last place of ``dtype``, plus float32 noise."""
     got, want = got.float(), want.float()
     slack = ulp(want, dtype) + 1e-6 * want.abs().max()
-    excess = ((got - want).abs() - slack).max().item()
-    assert excess <= 0, f"{what}: max abs diff {(got - want).abs().max().item():.3g} beyond one {dtype} ulp"
+    d = (got - want).abs()
+    excess = (d - slack).max().item()
+    assert excess <= 0, (
+        f"{what}: max abs diff {d.max().item():.3g} (mean {d.mean().item():.3g}) beyond one {dtype} ulp by {excess:.3g}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,22 +61,48 @@ def test_add_layer_norm_matches_torch(triton_kernels, dtype, embed_dim, with_del
     assert_within_one_rounding(normed, want_normed, dtype, "LayerNorm")
 
 
+def fair_esm_rotary(qkv: torch.Tensor, lengths: list[int], heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """q and k of the fused (T, 3E) projection rotated by fair-esm's own ``RotaryEmbedding``, sequence by
+    sequence (positions from 0 in each), as (T, H, D) float64.
+
+    fair-esm builds its tables in its module's dtype: built on this device in float32, as in a float32
+    model, they are the tables PackedESM2 uses; the rotation itself runs in float64, on float64 inputs,
+    so that only the final rounding to the kernel's dtype remains between this and an exact kernel.
+    """
+    total = qkv.shape[0]
+    q, k, _ = qkv.double().view(total, 3, heads, -1).unbind(1)  # (T, H, D) each
+    with torch.device(qkv.device):
+        rotary = RotaryEmbedding(q.shape[-1])
+    # fair-esm rotates (batch * heads, length, head dim): here one sequence's heads at a time.
+    pairs = [rotary(a.transpose(0, 1), b.transpose(0, 1)) for a, b in zip(q.split(lengths), k.split(lengths))]
+    return torch.cat([a.transpose(0, 1) for a, _ in pairs]), torch.cat([b.transpose(0, 1) for _, b in pairs])
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("embed_dim,heads", SHAPES)
-def test_rotary_matches_torch(triton_kernels, dtype, embed_dim, heads):
+def test_rotary_matches_fair_esm_and_torch(triton_kernels, dtype, embed_dim, heads):
     g = torch.Generator("cuda").manual_seed(heads)
     lengths = [1, 2, 1024, 37, 600]
     positions = torch.cat([torch.arange(n) for n in lengths]).to(device="cuda", dtype=torch.int32)
-    qkv = torch.randn(positions.numel(), 3 * embed_dim, device="cuda", generator=g).to(dtype)
-    head_dim = embed_dim // heads
+    total, head_dim = positions.numel(), embed_dim // heads
+    qkv = torch.randn(total, 3 * embed_dim, device="cuda", generator=g).to(dtype)
+    original = qkv.clone()  # what v must hold, made before any kernel runs
     inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device="cuda") / head_dim))
     angles = torch.arange(max(lengths), device="cuda", dtype=torch.float32)[:, None] * inv_freq
     args = (qkv, positions, angles.cos(), angles.sin(), heads)
-    (q, k, v), (want_q, want_k, want_v) = triton_kernels.rotary(*args), rotary_torch(*args)
-    assert_within_one_rounding(q, want_q, dtype, "rotated q")
-    assert_within_one_rounding(k, want_k, dtype, "rotated k")
-    assert torch.equal(v, want_v)
-    assert q.is_contiguous() and k.is_contiguous() and q.shape == (positions.numel(), heads, head_dim)
+    (q, k, v), (torch_q, torch_k, torch_v) = triton_kernels.rotary(*args), rotary_torch(*args)
+    fair_q, fair_k = (t.to(dtype) for t in fair_esm_rotary(original, lengths, heads))
+    assert_within_one_rounding(q, fair_q, dtype, "rotated q vs fair-esm")
+    assert_within_one_rounding(k, fair_k, dtype, "rotated k vs fair-esm")
+    assert_within_one_rounding(torch_q, fair_q, dtype, "torch rotary q vs fair-esm")
+    assert_within_one_rounding(torch_k, fair_k, dtype, "torch rotary k vs fair-esm")
+    assert_within_one_rounding(q, torch_q, dtype, "rotated q vs torch")
+    assert_within_one_rounding(k, torch_k, dtype, "rotated k vs torch")
+    want_v = original[:, 2 * embed_dim :].reshape(total, heads, head_dim)
+    assert torch.equal(qkv, original), "rotary wrote into its input"
+    assert torch.equal(v, want_v) and torch.equal(torch_v, want_v), "v is not the third block of qkv"
+    assert v.data_ptr() == qkv[:, 2 * embed_dim :].data_ptr(), "v is a copy, not a view of qkv"
+    assert q.is_contiguous() and k.is_contiguous() and q.shape == (total, heads, head_dim)
 
 
 def test_triton_forward_matches_fair_esm_at_every_layer_in_float32(batch_converter):
