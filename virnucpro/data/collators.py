@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .batch import PackedBatch
-from .records import Record
+from .records import Record, quote_id
 
 __all__ = ["VarlenCollator"]
 
@@ -171,7 +171,7 @@ class VarlenCollator:
     @staticmethod
     def _unknown_message(record_id: str, char: str, position: int) -> str:
         return (
-            f"record {record_id!r}: character {char!r} at position {position} is not in ESM's alphabet; "
+            f"record {quote_id(record_id)}: character {char!r} at position {position} is not in ESM's alphabet; "
             "read FASTA through SequenceDataset (invalid='X' replaces unknown residues) or fix the sequence"
         )
 

@@ -16,6 +16,8 @@ from typing import TextIO
 
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
+from .records import quote_id
+
 __all__ = ["FastaRecord", "open_fasta", "read_fasta", "require_fasta_file"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -36,8 +38,8 @@ class FastaRecord:
 
     @property
     def where(self) -> str:
-        """``"file: record 12 ('WP_0123')"``, the prefix of every error about this record."""
-        return f"{self.path}: record {self.number} ({self.id!r})"
+        """``"file: record 12 ('WP_0123')"``, the prefix of every error about this record (id cut by ``quote_id``)."""
+        return f"{self.path}: record {self.number} ({quote_id(self.id)})"
 
 
 def require_fasta_file(path: str | os.PathLike) -> Path:
