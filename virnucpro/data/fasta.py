@@ -1,13 +1,15 @@
-"""FASTA reading: plain or gzip files, streamed record by record.
+"""FASTA reading: plain, gzip, bzip2 or xz files, streamed record by record.
 
-Files are told apart by their first bytes (not their name) and streamed through
-Biopython's FASTA parser: no file is ever held in memory whole.
+Files are told apart by their first bytes (not their name, see ``compression``)
+and streamed through Biopython's FASTA parser: no file is ever held in memory
+whole. Corrupt or truncated compressed data is one line naming the file and
+how far reading got.
 """
 
 from __future__ import annotations
 
-import gzip
 import io
+import itertools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,11 +18,13 @@ from typing import TextIO
 
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
+from .compression import DECOMPRESSION_ERRORS, open_decompressed
 from .records import quote_id
 
 __all__ = ["FastaRecord", "open_fasta", "read_fasta", "require_fasta_file"]
 
-_GZIP_MAGIC = b"\x1f\x8b"
+#: Characters read while looking for the first header: a binary file may hold no line break at all.
+_PEEK_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -51,16 +55,12 @@ def require_fasta_file(path: str | os.PathLike) -> Path:
 
 
 def open_fasta(path: str | os.PathLike) -> TextIO:
-    """Open ``path`` as text, decompressing when its content starts with the gzip magic bytes.
+    """Open ``path`` as UTF-8 text, decompressing gzip, bzip2 or xz (told by content).
 
     Raises ``FileNotFoundError`` naming the path when it does not exist.
     """
-    path = require_fasta_file(path)
-    with open(path, "rb") as raw:
-        magic = raw.read(2)
-    if magic == _GZIP_MAGIC:
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
-    return open(path, encoding="utf-8-sig")
+    binary, _ = open_decompressed(require_fasta_file(path))
+    return io.TextIOWrapper(binary, encoding="utf-8-sig")
 
 
 def read_fasta(path: str | os.PathLike) -> Iterator[FastaRecord]:
@@ -71,28 +71,52 @@ def read_fasta(path: str | os.PathLike) -> Iterator[FastaRecord]:
     matter here because every worker reads the whole input; ids are taken as
     ``SeqIO`` takes them (the header up to the first whitespace). Blank lines
     before the first header are allowed. An empty (or whitespace-only) file
-    yields nothing; a file whose content is not FASTA raises ``ValueError``
-    naming the file.
+    yields nothing. Raises ``ValueError`` naming the file (and how far reading
+    got) for content that is not FASTA, bytes that are not UTF-8, and corrupt or
+    truncated compressed data.
     """
     path_str = str(path)
-    with open_fasta(path) as handle:
-        try:
-            head = handle.read(4096).lstrip()
-        except (UnicodeDecodeError, EOFError, OSError) as err:
-            raise ValueError(f"{path_str}: not a FASTA file (cannot be read as text: {err})") from err
-    if not head:
-        return
-    if not head.startswith(">"):
-        raise ValueError(
-            f"{path_str}: not a FASTA file: it should start with a '>' header line, "
-            f"but starts with {head.splitlines()[0][:60]!r}"
-        )
     number = 0
-    with open_fasta(path) as handle:
+    binary, compression = open_decompressed(require_fasta_file(path))
+    with io.TextIOWrapper(binary, encoding="utf-8-sig") as handle:
         try:
-            for title, sequence in SimpleFastaParser(handle):
+            lines = _from_first_header(handle, path_str)
+            for title, sequence in SimpleFastaParser(lines):
                 number += 1
                 record_id = title.split(None, 1)[0] if title.strip() else ""
                 yield FastaRecord(path_str, number, record_id, sequence)
-        except (UnicodeDecodeError, EOFError, OSError) as err:
-            raise ValueError(f"{path_str}: unreadable after record {number}: {err}") from err
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path_str}: not UTF-8 text {_after(number)}: {err}") from err
+        except DECOMPRESSION_ERRORS as err:
+            if compression is None:
+                raise ValueError(f"{path_str}: cannot read {_after(number)}: {err}") from err
+            raise ValueError(
+                f"{path_str}: corrupt or truncated {compression} data {_after(number)}: {err}; "
+                "re-download or re-compress the file"
+            ) from err
+
+
+def _from_first_header(handle: TextIO, path: str) -> Iterator[str]:
+    """The lines of ``handle`` from its first header on, after blank lines; none for a blank file.
+
+    ``SimpleFastaParser`` alone would skip any text before the first header, so
+    a file that is not FASTA at all would silently yield nothing.
+    """
+    while line := handle.readline(_PEEK_CHARS):
+        if line.strip():
+            break
+    else:
+        return iter(())
+    line = line.lstrip()
+    if not line.startswith(">"):
+        raise ValueError(
+            f"{path}: not a FASTA file: it should start with a '>' header line, but starts with {line[:60]!r}"
+        )
+    if not line.endswith("\n"):
+        line += handle.readline()  # the rest of a header longer than the peek
+    return itertools.chain((line,), handle)
+
+
+def _after(number: int) -> str:
+    """How far reading got: records 1..``number`` were read whole."""
+    return f"after record {number}" if number else "before the first record"
