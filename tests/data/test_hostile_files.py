@@ -10,15 +10,17 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import os
 import random
 import re
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from torch.utils.data import DataLoader
 
-from virnucpro.data import SequenceDataset, read_fasta
+from virnucpro.data import SequenceDataset, read_fasta, require_fasta_file
 
 pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")
 
@@ -49,6 +51,117 @@ def error_of(call: Callable[[], object]) -> BaseException:
 
 def read_all(path: Path, **kwargs) -> list[tuple[str, str]]:
     return [(r.id, r.sequence) for r in SequenceDataset(path, **kwargs).records()]
+
+
+# --- what the path names -------------------------------------------------------------------
+
+
+def test_a_directory_is_named_as_one(tmp_path):
+    folder = tmp_path / "proteins"
+    folder.mkdir()
+    err = error_of(lambda: SequenceDataset(folder))
+    assert isinstance(err, IsADirectoryError), repr(err)
+    assert str(err).startswith(f"{folder}: is a directory") and "not a FASTA file" in str(err), str(err)
+
+
+def test_a_link_to_a_directory_says_both(tmp_path):
+    folder = tmp_path / "proteins"
+    folder.mkdir()
+    (tmp_path / "link.faa").symlink_to(folder)
+    err = error_of(lambda: SequenceDataset(tmp_path / "link.faa"))
+    assert isinstance(err, IsADirectoryError) and "is a directory" in str(err) and "symbolic link" in str(err), err
+
+
+def test_a_fifo_is_refused_without_reading_it(tmp_path):
+    fifo = tmp_path / "stream.faa"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer comes: it must not be opened
+    err = error_of(lambda: SequenceDataset(fifo))
+    assert isinstance(err, ValueError), repr(err)
+    assert str(err).startswith(f"{fifo}: is not a regular file (a FIFO)"), str(err)
+    err = error_of(lambda: list(read_fasta(fifo)))
+    assert "(a FIFO)" in str(err), str(err)
+
+
+def test_a_character_device_is_refused():
+    err = error_of(lambda: SequenceDataset("/dev/null"))
+    assert isinstance(err, ValueError) and "is not a regular file (a character device)" in str(err), err
+
+
+def test_a_link_to_a_regular_file_is_read(tmp_path):
+    target = write(tmp_path / "real.faa.gz", gzip.compress(b">a\nMKV\n>b\nQQ\n"))
+    link = tmp_path / "link.faa"
+    link.symlink_to(target)
+    assert read_all(link) == [("a", "MKV"), ("b", "QQ")]
+
+
+def test_a_dangling_link_says_it_is_one(tmp_path):
+    link = tmp_path / "gone.faa"
+    link.symlink_to(tmp_path / "deleted.faa")
+    err = error_of(lambda: SequenceDataset(link))
+    assert isinstance(err, FileNotFoundError) and "no such FASTA file" in str(err), repr(err)
+    assert "symbolic link" in str(err) and "deleted.faa" in str(err), str(err)
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder any user can enter (pytest's own tmp_path is private to its owner)."""
+    path = Path(tempfile.mkdtemp(prefix="virnucpro-perm-"))
+    path.chmod(0o755)
+    yield path
+    for child in path.iterdir():
+        child.unlink()
+    path.rmdir()
+
+
+def outcome_without_privileges(call: Callable[[], object]) -> str:
+    """``"Type: message"`` of what ``call()`` raises, run as user nobody when we are root.
+
+    Root reads any file whatever its mode, so an unreadable file can only be
+    tested from a process that dropped root: a forked child, which already has
+    virnucpro imported and so needs to read nothing else.
+    """
+    if os.geteuid() != 0:
+        try:
+            call()
+        except Exception as err:
+            return f"{type(err).__name__}: {err}"
+        return "no error"
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop root, run, report through the pipe, exit without cleanup
+        try:
+            os.close(read_end)
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                call()
+                result = "no error"
+            except Exception as err:
+                result = f"{type(err).__name__}: {err}"
+            os.write(write_end, result.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        result = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return result
+
+
+def test_an_unreadable_file_is_one_line(shared_dir):
+    path = write(shared_dir / "secret.faa", ">a\nMKV\n")
+    path.chmod(0)
+    got = outcome_without_privileges(lambda: SequenceDataset(path))
+    assert got == f"PermissionError: {path}: cannot read: Permission denied", got
+    got = outcome_without_privileges(lambda: list(read_fasta(path)))
+    assert got == f"PermissionError: {path}: cannot read: Permission denied", got
+
+
+def test_require_fasta_file_accepts_a_readable_file_and_names_a_missing_one(tmp_path):
+    path = write(tmp_path / "ok.faa", ">a\nMKV\n")
+    assert require_fasta_file(str(path)) == path
+    err = error_of(lambda: require_fasta_file(tmp_path / "missing.faa"))
+    assert isinstance(err, FileNotFoundError) and str(err) == f"{tmp_path / 'missing.faa'}: no such FASTA file"
 
 
 # --- compression ---------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Files are told apart by their first bytes (not their name, see ``compression``)
 and streamed through Biopython's FASTA parser: no file is ever held in memory
-whole. Corrupt or truncated compressed data is one line naming the file and
-how far reading got.
+whole. Whatever goes wrong while reading (not a regular file, unreadable,
+corrupt compressed data, bytes that are not UTF-8) is one line naming the
+file and how far reading got.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,13 @@ __all__ = ["FastaRecord", "open_fasta", "read_fasta", "require_fasta_file"]
 
 #: Characters read while looking for the first header: a binary file may hold no line break at all.
 _PEEK_CHARS = 4096
+
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 @dataclass(frozen=True)
@@ -47,17 +56,46 @@ class FastaRecord:
 
 
 def require_fasta_file(path: str | os.PathLike) -> Path:
-    """``path`` as a Path if it names an existing file; ``FileNotFoundError`` naming it otherwise."""
+    """``path`` as a Path if it names a regular file this process can read; else one error line naming it.
+
+    A symbolic link to a regular file is followed. Raises ``FileNotFoundError``
+    (nothing there, or a dangling link), ``IsADirectoryError``, ``PermissionError``,
+    or ``ValueError`` (a FIFO, socket or device: every DataLoader worker reads the
+    whole input, so it must be a file that can be read more than once).
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such FASTA file")
-    return path
+    try:
+        info = path.stat()
+        if stat.S_ISREG(info.st_mode):
+            with open(path, "rb"):  # the permission that matters is the one open() checks
+                return path
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{path}: no such FASTA file{_link(path)}") from err
+    except PermissionError as err:
+        raise PermissionError(f"{path}: cannot read: {err.strerror}{_link(path)}") from err
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read: {err.strerror}{_link(path)}") from err
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(f"{path}: is a directory{_link(path)}, not a FASTA file; pass the FASTA files in it")
+    kind = next((name for test, name in _NOT_REGULAR if test(info.st_mode)), "of an unknown kind")
+    raise ValueError(
+        f"{path}: is not a regular file ({kind}){_link(path)}; every worker reads the input in full, "
+        "so save the stream to a file and pass that"
+    )
+
+
+def _link(path: Path) -> str:
+    """`` (a symbolic link to 'target')`` when ``path`` is one, so that errors say what was followed."""
+    try:
+        return f" (a symbolic link to {os.readlink(path)!r})" if path.is_symlink() else ""
+    except OSError:
+        return ""
 
 
 def open_fasta(path: str | os.PathLike) -> TextIO:
     """Open ``path`` as UTF-8 text, decompressing gzip, bzip2 or xz (told by content).
 
-    Raises ``FileNotFoundError`` naming the path when it does not exist.
+    Raises as ``require_fasta_file`` does when ``path`` is not a readable regular file.
     """
     binary, _ = open_decompressed(require_fasta_file(path))
     return io.TextIOWrapper(binary, encoding="utf-8-sig")
