@@ -8,6 +8,8 @@ a letter that ``str.upper`` turned into two) disagrees.
 
 from __future__ import annotations
 
+import gzip
+import re
 import warnings
 from pathlib import Path
 
@@ -30,6 +32,48 @@ def error_message(path: Path, **kwargs) -> str:
     message = str(info.value)
     assert "\n" not in message and len(message) < 500, f"not one short line: {message[:600]!r}"
     return message
+
+
+# --- bytes that are not UTF-8 --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
+def test_a_byte_that_is_not_utf8_is_placed_by_byte_offset_and_line(tmp_path, compressed):
+    # Multi-byte characters before it (2, 3 and 4 bytes) make byte and character offsets differ.
+    good = "".join(f">r{i} protéine ∆ 🧬\nMKVLAAQQRRST\nMKV\n" for i in range(3000))  # past any read-ahead
+    content = good.encode() + b">bad\nMK\xff\xfeVL\n>after\nMKV\n"
+    offset = content.index(b"\xff")
+    line = content[:offset].count(b"\n") + 1
+    path = write(tmp_path / "proteins.faa", gzip.compress(content) if compressed else content)
+    message = error_message(path)
+    where = "of the decompressed data" if compressed else "of the file"
+    assert message.startswith(f"{path}: not UTF-8 text: byte 0xff at byte offset {offset} {where} (line {line})"), (
+        f"expected byte offset {offset}, line {line}: {message}"
+    )
+    reported = int(re.search(r"after record (\d+)", message).group(1))
+    assert 0 < reported <= 3000, f"records before the bad byte: 3000; reported {reported}: {message}"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            ">caf\xe9\nMKV\n".encode("latin-1"),
+            "byte 0xe9 at byte offset 4 of the file (line 1), before the first record",
+        ),
+        (
+            ">a\nMKV\n".encode("utf-16"),
+            "byte 0xff at byte offset 0 of the file (line 1), before the first record; "
+            "it looks like UTF-16: save it as UTF-8",
+        ),
+        (b">a\nMKV\n>b\nMK\xc3", "byte 0xc3 at byte offset 12 of the file (line 4)"),  # a character cut short at EOF
+    ],
+    ids=["latin-1", "utf-16", "cut-short"],
+)
+def test_encoding_errors_say_where_and_what(tmp_path, content, expected):
+    path = write(tmp_path / "odd.faa", content)
+    message = error_message(path)
+    assert message.startswith(f"{path}: not UTF-8 text: {expected}"), message
 
 
 # --- huge ids ------------------------------------------------------------------------------

@@ -10,14 +10,15 @@ recognised, to say what they are instead of reporting binary garbage.
 from __future__ import annotations
 
 import bz2
+import codecs
 import gzip
 import lzma
 import os
 import zlib
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
-__all__ = ["DECOMPRESSION_ERRORS", "compression_of", "open_decompressed"]
+__all__ = ["DECOMPRESSION_ERRORS", "InvalidUtf8", "compression_of", "first_invalid_utf8", "open_decompressed"]
 
 _SNIFF_BYTES = 6
 
@@ -64,3 +65,34 @@ def open_decompressed(path: str | os.PathLike) -> tuple[BinaryIO, str | None]:
         if name == compression:
             return opener(path), compression
     return open(path, "rb"), None
+
+
+class InvalidUtf8(NamedTuple):
+    """Where a byte stream stops being UTF-8: ``offset`` (0-based byte), ``line`` (1-based), ``value`` (the byte)."""
+
+    offset: int
+    line: int
+    value: int
+
+
+def first_invalid_utf8(stream: BinaryIO, chunk_bytes: int = 1 << 20) -> InvalidUtf8 | None:
+    """Find the first byte of ``stream`` that is not UTF-8, reading it in chunks; None if all are.
+
+    Only called once decoding has already failed: a text decoder reports the
+    failure's position within its own buffer, not within the file.
+    """
+    offset = lines = 0
+    pending = b""
+    while True:
+        chunk = stream.read(chunk_bytes)
+        data = pending + chunk
+        try:
+            # final=not chunk: at the end, a multi-byte character cut short is an error too.
+            _, used = codecs.utf_8_decode(data, "strict", not chunk)
+        except UnicodeDecodeError as err:
+            return InvalidUtf8(offset + err.start, lines + data.count(b"\n", 0, err.start) + 1, data[err.start])
+        if not chunk:
+            return None
+        lines += data.count(b"\n", 0, used)
+        offset += used
+        pending = data[used:]

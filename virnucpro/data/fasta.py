@@ -20,7 +20,7 @@ from typing import TextIO
 
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
-from .compression import DECOMPRESSION_ERRORS, open_decompressed
+from .compression import DECOMPRESSION_ERRORS, first_invalid_utf8, open_decompressed
 from .records import quote_id
 
 __all__ = ["FastaRecord", "open_fasta", "read_fasta", "require_fasta_file"]
@@ -124,7 +124,7 @@ def read_fasta(path: str | os.PathLike) -> Iterator[FastaRecord]:
                 record_id = title.split(None, 1)[0] if title.strip() else ""
                 yield FastaRecord(path_str, number, record_id, sequence)
         except UnicodeDecodeError as err:
-            raise ValueError(f"{path_str}: not UTF-8 text {_after(number)}: {err}") from err
+            raise _not_utf8(path_str, number, compression, err) from err
         except DECOMPRESSION_ERRORS as err:
             if compression is None:
                 raise ValueError(f"{path_str}: cannot read {_after(number)}: {err}") from err
@@ -158,3 +158,22 @@ def _from_first_header(handle: TextIO, path: str) -> Iterator[str]:
 def _after(number: int) -> str:
     """How far reading got: records 1..``number`` were read whole."""
     return f"after record {number}" if number else "before the first record"
+
+
+def _not_utf8(path: str, number: int, compression: str | None, err: UnicodeDecodeError) -> ValueError:
+    """The error for a byte that is not UTF-8, placed in the file (the decoder only knows its buffer)."""
+    try:
+        binary, _ = open_decompressed(path)
+        with binary:
+            found = first_invalid_utf8(binary)
+    except DECOMPRESSION_ERRORS:
+        found = None
+    if found is None:  # the file changed since, or its compressed data is also corrupt
+        return ValueError(f"{path}: not UTF-8 text {_after(number)}: {err}")
+    where = "of the decompressed data" if compression else "of the file"
+    utf16 = found.offset < 2 and found.value in (0xFE, 0xFF)
+    fix = "it looks like UTF-16: save it as UTF-8" if utf16 else "if it is FASTA, save it as UTF-8 (or ASCII)"
+    return ValueError(
+        f"{path}: not UTF-8 text: byte 0x{found.value:02x} at byte offset {found.offset} {where} "
+        f"(line {found.line}), {_after(number)}; {fix}"
+    )
