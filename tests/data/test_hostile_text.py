@@ -76,6 +76,28 @@ def test_encoding_errors_say_where_and_what(tmp_path, content, expected):
     assert message.startswith(f"{path}: not UTF-8 text: {expected}"), message
 
 
+# --- control characters --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x1b", "\x7f", "\x85", "\x0c"])
+@pytest.mark.parametrize("in_id", [False, True], ids=["description", "id"])
+def test_control_character_in_a_header_is_refused_while_parsing(tmp_path, char, in_id):
+    header = f"WP_2{char}x desc" if in_id else f"WP_2 desc{char}ription"
+    path = write(tmp_path / "proteins.faa", f">WP_1\nMKV\n>{header}\nMKV\n>WP_3\nMKV\n")
+    message = error_message(path)
+    record_id = header.split(None, 1)[0]  # Biopython's id; \x0c and \x85 are whitespace to str.split
+    column = header.index(char) + 1
+    assert message.startswith(
+        f"{path}: record 2 ({record_id!r}): header holds control character {char!r} at character {column}"
+    ), message
+    assert char not in message, "the raw character must not reach the terminal"
+
+
+def test_a_tab_in_a_header_is_text(tmp_path):
+    path = write(tmp_path / "tabs.faa", ">WP_1\tprotein\tone\nMKV\n")
+    assert [(r.id, r.sequence) for r in SequenceDataset(path).records()] == [("WP_1", "MKV")]
+
+
 # --- huge ids ------------------------------------------------------------------------------
 
 HUGE_ID = "WP_" + "A" * 1_000_000
@@ -94,6 +116,12 @@ def test_a_huge_id_is_cut_in_every_message(tmp_path, sequence, kwargs):
     path = write(tmp_path / "huge.faa", f">short\nMKV\n>{HUGE_ID} description\n{sequence}\n")
     message = error_message(path, **kwargs)
     assert f"record 2 ({HUGE_ID[:60]!r}... (1,000,003 characters))" in message, message[:300]
+
+
+def test_a_huge_id_with_a_control_character_in_its_header_is_cut(tmp_path):
+    path = write(tmp_path / "huge.faa", f">{HUGE_ID}\x00\nMKV\n")
+    message = error_message(path)
+    assert message.startswith(f"{path}: record 1 ({HUGE_ID[:60]!r}... (1,000,004 characters))"), message[:300]
 
 
 def test_the_collator_cuts_a_huge_id(batch_converter):

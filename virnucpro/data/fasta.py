@@ -3,8 +3,8 @@
 Files are told apart by their first bytes (not their name, see ``compression``)
 and streamed through Biopython's FASTA parser: no file is ever held in memory
 whole. Whatever goes wrong while reading (not a regular file, unreadable,
-corrupt compressed data, bytes that are not UTF-8) is one line naming the
-file and how far reading got.
+corrupt compressed data, bytes that are not UTF-8, control characters in a
+header) is one line naming the file and how far reading got.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,10 @@ __all__ = ["FastaRecord", "open_fasta", "read_fasta", "require_fasta_file"]
 
 #: Characters read while looking for the first header: a binary file may hold no line break at all.
 _PEEK_CHARS = 4096
+
+#: C0 and C1 control characters and DEL, except tab (a common separator in headers). They
+#: are binary data, not text, and an id holding NUL cannot be stored as an HDF5 string.
+_HEADER_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 _NOT_REGULAR = (
     (stat.S_ISFIFO, "a FIFO"),
@@ -110,8 +115,8 @@ def read_fasta(path: str | os.PathLike) -> Iterator[FastaRecord]:
     ``SeqIO`` takes them (the header up to the first whitespace). Blank lines
     before the first header are allowed. An empty (or whitespace-only) file
     yields nothing. Raises ``ValueError`` naming the file (and how far reading
-    got) for content that is not FASTA, bytes that are not UTF-8, and corrupt or
-    truncated compressed data.
+    got) for content that is not FASTA, bytes that are not UTF-8, corrupt or
+    truncated compressed data, and control characters in a header.
     """
     path_str = str(path)
     number = 0
@@ -122,6 +127,13 @@ def read_fasta(path: str | os.PathLike) -> Iterator[FastaRecord]:
             for title, sequence in SimpleFastaParser(lines):
                 number += 1
                 record_id = title.split(None, 1)[0] if title.strip() else ""
+                # isprintable() is a C loop; the regex only runs on headers with tabs or rarer characters.
+                if not title.isprintable() and (bad := _HEADER_CONTROL.search(title)):
+                    raise ValueError(
+                        f"{FastaRecord(path_str, number, record_id, '').where}: header holds control character "
+                        f"{bad.group()!r} at character {bad.start() + 1}; a header must be text: "
+                        "is the file corrupt, or binary?"
+                    )
                 yield FastaRecord(path_str, number, record_id, sequence)
         except UnicodeDecodeError as err:
             raise _not_utf8(path_str, number, compression, err) from err
