@@ -98,6 +98,43 @@ def test_a_tab_in_a_header_is_text(tmp_path):
     assert [(r.id, r.sequence) for r in SequenceDataset(path).records()] == [("WP_1", "MKV")]
 
 
+@pytest.mark.parametrize("invalid", ["raise", "X"])
+@pytest.mark.parametrize("char", ["\x00", "\x1c", "\x1f", "\x07"])
+def test_control_character_in_a_sequence_is_refused_even_with_invalid_x(tmp_path, char, invalid):
+    # \x1c-\x1f count as whitespace for str.isspace() and were silently dropped; NUL became 'X'.
+    path = write(tmp_path / "proteins.faa", f">WP_1\nMKV\n>WP_2\nMK V\nL{char}AQ\n")
+    message = error_message(path, invalid=invalid)
+    assert message.startswith(f"{path}: record 2 ('WP_2') has control character {char!r} at position 5"), message
+
+
+# --- non-ASCII characters in sequences -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "char",
+    ["ß", "ı", "ſ", "ﬀ", "é", "Ａ", "\u00a0", "\u200b", "\u2028", "🧬"],
+    ids=["sharp-s", "dotless-i", "long-s", "ff-ligature", "e-acute", "fullwidth-A", "nbsp", "zwsp", "lsep", "emoji"],
+)
+@pytest.mark.parametrize("invalid", ["raise", "X"])
+def test_non_ascii_in_a_sequence_is_refused_before_case_folding(tmp_path, char, invalid):
+    # str.upper() turns 'ß' into 'SS' and 'ı'/'ſ' into 'I'/'S'; Unicode spaces were removed as whitespace.
+    # Residue 5 counts M, K, V, L: the line break and the space are not residues.
+    text = f">WP_1\nMKV\n>WP_0123 protéine\nMKV\nL {char}AQJ\n>WP_3\nMKV\n"
+    path = write(tmp_path / "proteins.faa", text)
+    message = error_message(path, invalid=invalid)
+    expected = f"{path}: record 2 ('WP_0123') has non-ASCII character {char!r} at position 5;"
+    assert message.startswith(expected), message
+    assert "invalid='X'" not in message, f"replacing would not help: {message}"
+
+
+def test_residue_positions_after_multibyte_characters_elsewhere_are_right(tmp_path):
+    # Multi-byte characters in headers and earlier records shift byte offsets, never residue positions.
+    text = ">WP_ü protéine ∆ 🧬\nMKV\n>WP_0123 ∆∆∆ 🧬🧬\nMK\nVLAJQ\n"
+    path = write(tmp_path / "proteins.faa.gz", gzip.compress(text.encode()))
+    message = error_message(path)
+    assert message.startswith(f"{path}: record 2 ('WP_0123') has invalid residue 'J' at position 6;"), message
+
+
 # --- huge ids ------------------------------------------------------------------------------
 
 HUGE_ID = "WP_" + "A" * 1_000_000
@@ -107,10 +144,12 @@ HUGE_ID = "WP_" + "A" * 1_000_000
     ("sequence", "kwargs"),
     [
         ("MKVJ", {}),
+        ("MKVß", {}),
+        ("MK\x00V", {}),
         ("*", {}),
         ("MKVLAAQQ", {"max_length": 4, "on_overlength": "raise"}),
     ],
-    ids=["invalid", "empty", "overlength"],
+    ids=["invalid", "non-ascii", "control", "empty", "overlength"],
 )
 def test_a_huge_id_is_cut_in_every_message(tmp_path, sequence, kwargs):
     path = write(tmp_path / "huge.faa", f">short\nMKV\n>{HUGE_ID} description\n{sequence}\n")
