@@ -148,8 +148,9 @@ HUGE_ID = "WP_" + "A" * 1_000_000
         ("MK\x00V", {}),
         ("*", {}),
         ("MKVLAAQQ", {"max_length": 4, "on_overlength": "raise"}),
+        ("ACGT" * 20, {}),
     ],
-    ids=["invalid", "non-ascii", "control", "empty", "overlength"],
+    ids=["invalid", "non-ascii", "control", "empty", "overlength", "nucleotide"],
 )
 def test_a_huge_id_is_cut_in_every_message(tmp_path, sequence, kwargs):
     path = write(tmp_path / "huge.faa", f">short\nMKV\n>{HUGE_ID} description\n{sequence}\n")

@@ -49,7 +49,7 @@ class SequenceDataset(IterableDataset):
     """Protein FASTA files as a stream of normalised ``Record``s, sharded across workers and ranks.
 
     Args:
-        fasta_files: plain or gzip FASTA paths (format told by content), read in this order.
+        fasta_files: plain, gzip, bzip2 or xz FASTA paths (format told by content), read in this order.
         max_length: residues kept per sequence; longer ones are truncated and counted,
             or rejected with ``on_overlength="raise"``. Default: the model's trained length.
         max_tokens: if set, yield lists of records whose tokens (n + special tokens each)
@@ -57,6 +57,8 @@ class SequenceDataset(IterableDataset):
             alone over the budget forms a list of its own.
         invalid: ``"raise"`` on a character outside the alphabet, or ``"X"`` to replace it.
         on_overlength: ``"truncate"`` (as esm-extract does) or ``"raise"``.
+        allow_nucleotide_like: accept records that read as DNA or RNA (long, and all
+            nucleotide codes), which are refused by default: they are almost surely not protein.
         skip: optional ``(M,)`` bool array; records at input positions ``i < M`` with
             ``skip[i]`` set are left out (to resume). Batch boundaries do not move:
             they are drawn before skipped records are removed.
@@ -67,9 +69,11 @@ class SequenceDataset(IterableDataset):
         vocabulary: the model family's residues, special tokens per sequence and default
             ``max_length``; default ESM-2's.
 
-    Raises ``FileNotFoundError`` for a missing file now, and ``ValueError`` naming the
-    file, record and fix for bad input while iterating (in workers too: the DataLoader
-    re-raises it in the main process).
+    Raises now, for a path that is not a readable regular file, what ``require_fasta_file``
+    raises (``FileNotFoundError``, ``IsADirectoryError``, ``PermissionError``, ``ValueError``),
+    and ``ValueError`` for a bad option; while iterating, ``ValueError`` naming the file,
+    record and fix for bad input (in workers too: the DataLoader re-raises it in the main
+    process).
     """
 
     def __init__(
@@ -80,6 +84,7 @@ class SequenceDataset(IterableDataset):
         *,
         invalid: Literal["raise", "X"] = "raise",
         on_overlength: Literal["truncate", "raise"] = "truncate",
+        allow_nucleotide_like: bool = False,
         skip: np.ndarray | None = None,
         rank: int | None = None,
         world_size: int | None = None,
@@ -104,6 +109,7 @@ class SequenceDataset(IterableDataset):
         self.max_tokens = max_tokens
         self.invalid = invalid
         self.on_overlength = on_overlength
+        self.allow_nucleotide_like = allow_nucleotide_like
         self._normaliser()  # validates the options now, not in a worker
         self.skip = None if skip is None else np.asarray(skip, dtype=bool)
         self.rank, self.world_size = resolve_rank(rank, world_size)
@@ -133,7 +139,13 @@ class SequenceDataset(IterableDataset):
                 yield item
 
     def _normaliser(self) -> Normaliser:
-        return Normaliser(self.max_length, self.on_overlength, self.invalid, self.vocabulary.residues)
+        return Normaliser(
+            self.max_length,
+            self.on_overlength,
+            self.invalid,
+            self.vocabulary.residues,
+            allow_nucleotide_like=self.allow_nucleotide_like,
+        )
 
     def _skipped(self, record: Record) -> bool:
         return self.skip is not None and record.index < self.skip.size and bool(self.skip[record.index])
