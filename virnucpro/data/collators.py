@@ -180,6 +180,18 @@ def _as_record(record: RecordLike) -> Record:
     """A ``Record``; a mapping's absent ``index`` is -1, its absent ``length`` -1 (= its own length)."""
     if isinstance(record, Record):
         return record
+    if isinstance(record, (list, tuple)):
+        if record and all(isinstance(r, (Record, Mapping)) for r in record):
+            # DataLoader(batch_size=k) over SequenceDataset(max_tokens=...) hands over k whole batches.
+            raise ValueError(
+                f"VarlenCollator got a batch of lists ({len(record)} records in the first): "
+                "SequenceDataset(max_tokens=...) already yields whole batches; use DataLoader(batch_size=None) "
+                "so that each is collated as it is"
+            )
+        raise ValueError(
+            f"VarlenCollator takes Records or mappings with 'id' and 'sequence', got a {type(record).__name__}; "
+            "pass (id, sequence) pairs as {'id': ..., 'sequence': ...}"
+        )
     return Record(
         id=str(record["id"]),
         sequence=record["sequence"],
