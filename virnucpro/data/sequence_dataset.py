@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -45,6 +45,39 @@ def owns(j: int, rank: int, world_size: int, worker: int, num_workers: int) -> b
     return j % world_size == rank and (j // world_size) % num_workers == worker
 
 
+def _skip_positions(skip: np.ndarray | Collection[int] | None) -> np.ndarray | frozenset[int] | None:
+    """``skip`` as a bool mask over input positions (a copy), or as a set of int positions.
+
+    Told apart by dtype, never by value, so ``[3, 5]`` can only mean positions 3 and 5.
+    Positions stay a set, not a mask: a mask's size would be the largest position given.
+    """
+    if skip is None:
+        return None
+    if isinstance(skip, (set, frozenset)):
+        skip = sorted(skip)
+    elif isinstance(skip, Iterator):
+        skip = list(skip)
+    values = np.asarray(skip)
+    if values.size == 0:
+        return None  # np.asarray([]) is float64: an empty collection skips nothing, whatever its dtype
+    if values.ndim != 1:
+        raise ValueError(
+            f"skip must be 1-D, a boolean mask or a collection of input positions, got shape {values.shape}"
+        )
+    if values.dtype == bool:
+        return values.copy()
+    if values.dtype.kind not in "iu":
+        raise ValueError(
+            f"skip must be a boolean mask (a numpy bool array) or a collection of int input positions, "
+            f"got {values.dtype} values such as {values.tolist()[0]!r}"
+        )
+    if (negative := values < 0).any():
+        raise ValueError(
+            f"skip holds the negative position {int(values[negative.argmax()])}; input positions count from 0"
+        )
+    return frozenset(values.tolist())
+
+
 class SequenceDataset(IterableDataset):
     """Protein FASTA files as a stream of normalised ``Record``s, sharded across workers and ranks.
 
@@ -59,9 +92,11 @@ class SequenceDataset(IterableDataset):
         on_overlength: ``"truncate"`` (as esm-extract does) or ``"raise"``.
         allow_nucleotide_like: accept records that read as DNA or RNA (long, and all
             nucleotide codes), which are refused by default: they are almost surely not protein.
-        skip: optional ``(M,)`` bool array; records at input positions ``i < M`` with
-            ``skip[i]`` set are left out (to resume). Batch boundaries do not move:
-            they are drawn before skipped records are removed.
+        skip: input positions to leave out (to resume), either as a boolean mask, an
+            ``(M,)`` bool array whose ``skip[i]`` set leaves out position ``i < M``, or as
+            a collection of non-negative int positions (``[3, 5]``). Positions past the
+            end of the input are ignored. Batch boundaries do not move: they are drawn
+            before skipped records are removed.
         rank, world_size: the distributed shard; default from ``torch.distributed``
             or torchrun's ``RANK``/``WORLD_SIZE``, resolved here in the main process.
         report: warn once, at the end of the stream, about truncated, replaced and
@@ -85,7 +120,7 @@ class SequenceDataset(IterableDataset):
         invalid: Literal["raise", "X"] = "raise",
         on_overlength: Literal["truncate", "raise"] = "truncate",
         allow_nucleotide_like: bool = False,
-        skip: np.ndarray | None = None,
+        skip: np.ndarray | Collection[int] | None = None,
         rank: int | None = None,
         world_size: int | None = None,
         report: bool = True,
@@ -111,7 +146,7 @@ class SequenceDataset(IterableDataset):
         self.on_overlength = on_overlength
         self.allow_nucleotide_like = allow_nucleotide_like
         self._normaliser()  # validates the options now, not in a worker
-        self.skip = None if skip is None else np.asarray(skip, dtype=bool)
+        self.skip = _skip_positions(skip)
         self.rank, self.world_size = resolve_rank(rank, world_size)
         self.report = report
 
@@ -148,7 +183,11 @@ class SequenceDataset(IterableDataset):
         )
 
     def _skipped(self, record: Record) -> bool:
-        return self.skip is not None and record.index < self.skip.size and bool(self.skip[record.index])
+        if self.skip is None:
+            return False
+        if isinstance(self.skip, frozenset):
+            return record.index in self.skip
+        return record.index < self.skip.size and bool(self.skip[record.index])
 
     def _unskipped(self, records: Iterator[Record]) -> Iterator[Record]:
         return (record for record in records if not self._skipped(record))
