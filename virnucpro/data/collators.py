@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .batch import PackedBatch
-from .records import Record
+from .records import Record, quote_id
 
 __all__ = ["VarlenCollator"]
 
@@ -171,7 +171,7 @@ class VarlenCollator:
     @staticmethod
     def _unknown_message(record_id: str, char: str, position: int) -> str:
         return (
-            f"record {record_id!r}: character {char!r} at position {position} is not in ESM's alphabet; "
+            f"record {quote_id(record_id)}: character {char!r} at position {position} is not in ESM's alphabet; "
             "read FASTA through SequenceDataset (invalid='X' replaces unknown residues) or fix the sequence"
         )
 
@@ -180,6 +180,18 @@ def _as_record(record: RecordLike) -> Record:
     """A ``Record``; a mapping's absent ``index`` is -1, its absent ``length`` -1 (= its own length)."""
     if isinstance(record, Record):
         return record
+    if isinstance(record, (list, tuple)):
+        if record and all(isinstance(r, (Record, Mapping)) for r in record):
+            # DataLoader(batch_size=k) over SequenceDataset(max_tokens=...) hands over k whole batches.
+            raise ValueError(
+                f"VarlenCollator got a batch of lists ({len(record)} records in the first): "
+                "SequenceDataset(max_tokens=...) already yields whole batches; use DataLoader(batch_size=None) "
+                "so that each is collated as it is"
+            )
+        raise ValueError(
+            f"VarlenCollator takes Records or mappings with 'id' and 'sequence', got a {type(record).__name__}; "
+            "pass (id, sequence) pairs as {'id': ..., 'sequence': ...}"
+        )
     return Record(
         id=str(record["id"]),
         sequence=record["sequence"],

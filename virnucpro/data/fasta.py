@@ -1,14 +1,19 @@
-"""FASTA reading: plain or gzip files, streamed record by record.
+"""FASTA reading: plain, gzip, bzip2 or xz files, streamed record by record.
 
-Files are told apart by their first bytes (not their name) and streamed through
-Biopython's FASTA parser: no file is ever held in memory whole.
+Files are told apart by their first bytes (not their name, see ``compression``)
+and streamed through Biopython's FASTA parser: no file is ever held in memory
+whole. Whatever goes wrong while reading (not a regular file, unreadable,
+corrupt compressed data, bytes that are not UTF-8, control characters in a
+header) is one line naming the file and how far reading got.
 """
 
 from __future__ import annotations
 
-import gzip
 import io
+import itertools
 import os
+import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +21,24 @@ from typing import TextIO
 
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
+from .compression import DECOMPRESSION_ERRORS, first_invalid_utf8, open_decompressed
+from .records import quote_id
+
 __all__ = ["FastaRecord", "open_fasta", "read_fasta", "require_fasta_file"]
 
-_GZIP_MAGIC = b"\x1f\x8b"
+#: Characters read while looking for the first header: a binary file may hold no line break at all.
+_PEEK_CHARS = 4096
+
+#: C0 and C1 control characters and DEL, except tab (a common separator in headers). They
+#: are binary data, not text, and an id holding NUL cannot be stored as an HDF5 string.
+_HEADER_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 @dataclass(frozen=True)
@@ -36,29 +56,54 @@ class FastaRecord:
 
     @property
     def where(self) -> str:
-        """``"file: record 12 ('WP_0123')"``, the prefix of every error about this record."""
-        return f"{self.path}: record {self.number} ({self.id!r})"
+        """``"file: record 12 ('WP_0123')"``, the prefix of every error about this record (id cut by ``quote_id``)."""
+        return f"{self.path}: record {self.number} ({quote_id(self.id)})"
 
 
 def require_fasta_file(path: str | os.PathLike) -> Path:
-    """``path`` as a Path if it names an existing file; ``FileNotFoundError`` naming it otherwise."""
+    """``path`` as a Path if it names a regular file this process can read; else one error line naming it.
+
+    A symbolic link to a regular file is followed. Raises ``FileNotFoundError``
+    (nothing there, or a dangling link), ``IsADirectoryError``, ``PermissionError``,
+    or ``ValueError`` (a FIFO, socket or device: every DataLoader worker reads the
+    whole input, so it must be a file that can be read more than once).
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such FASTA file")
-    return path
+    try:
+        info = path.stat()
+        if stat.S_ISREG(info.st_mode):
+            with open(path, "rb"):  # the permission that matters is the one open() checks
+                return path
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{path}: no such FASTA file{_link(path)}") from err
+    except PermissionError as err:
+        raise PermissionError(f"{path}: cannot read: {err.strerror}{_link(path)}") from err
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read: {err.strerror}{_link(path)}") from err
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(f"{path}: is a directory{_link(path)}, not a FASTA file; pass the FASTA files in it")
+    kind = next((name for test, name in _NOT_REGULAR if test(info.st_mode)), "of an unknown kind")
+    raise ValueError(
+        f"{path}: is not a regular file ({kind}){_link(path)}; every worker reads the input in full, "
+        "so save the stream to a file and pass that"
+    )
+
+
+def _link(path: Path) -> str:
+    """`` (a symbolic link to 'target')`` when ``path`` is one, so that errors say what was followed."""
+    try:
+        return f" (a symbolic link to {os.readlink(path)!r})" if path.is_symlink() else ""
+    except OSError:
+        return ""
 
 
 def open_fasta(path: str | os.PathLike) -> TextIO:
-    """Open ``path`` as text, decompressing when its content starts with the gzip magic bytes.
+    """Open ``path`` as UTF-8 text, decompressing gzip, bzip2 or xz (told by content).
 
-    Raises ``FileNotFoundError`` naming the path when it does not exist.
+    Raises as ``require_fasta_file`` does when ``path`` is not a readable regular file.
     """
-    path = require_fasta_file(path)
-    with open(path, "rb") as raw:
-        magic = raw.read(2)
-    if magic == _GZIP_MAGIC:
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
-    return open(path, encoding="utf-8-sig")
+    binary, _ = open_decompressed(require_fasta_file(path))
+    return io.TextIOWrapper(binary, encoding="utf-8-sig")
 
 
 def read_fasta(path: str | os.PathLike) -> Iterator[FastaRecord]:
@@ -69,28 +114,78 @@ def read_fasta(path: str | os.PathLike) -> Iterator[FastaRecord]:
     matter here because every worker reads the whole input; ids are taken as
     ``SeqIO`` takes them (the header up to the first whitespace). Blank lines
     before the first header are allowed. An empty (or whitespace-only) file
-    yields nothing; a file whose content is not FASTA raises ``ValueError``
-    naming the file.
+    yields nothing. Raises ``ValueError`` naming the file (and how far reading
+    got) for content that is not FASTA, bytes that are not UTF-8, corrupt or
+    truncated compressed data, and control characters in a header.
     """
     path_str = str(path)
-    with open_fasta(path) as handle:
-        try:
-            head = handle.read(4096).lstrip()
-        except (UnicodeDecodeError, EOFError, OSError) as err:
-            raise ValueError(f"{path_str}: not a FASTA file (cannot be read as text: {err})") from err
-    if not head:
-        return
-    if not head.startswith(">"):
-        raise ValueError(
-            f"{path_str}: not a FASTA file: it should start with a '>' header line, "
-            f"but starts with {head.splitlines()[0][:60]!r}"
-        )
     number = 0
-    with open_fasta(path) as handle:
+    binary, compression = open_decompressed(require_fasta_file(path))
+    with io.TextIOWrapper(binary, encoding="utf-8-sig") as handle:
         try:
-            for title, sequence in SimpleFastaParser(handle):
+            lines = _from_first_header(handle, path_str)
+            for title, sequence in SimpleFastaParser(lines):
                 number += 1
                 record_id = title.split(None, 1)[0] if title.strip() else ""
+                # isprintable() is a C loop; the regex only runs on headers with tabs or rarer characters.
+                if not title.isprintable() and (bad := _HEADER_CONTROL.search(title)):
+                    raise ValueError(
+                        f"{FastaRecord(path_str, number, record_id, '').where}: header holds control character "
+                        f"{bad.group()!r} at character {bad.start() + 1}; a header must be text: "
+                        "is the file corrupt, or binary?"
+                    )
                 yield FastaRecord(path_str, number, record_id, sequence)
-        except (UnicodeDecodeError, EOFError, OSError) as err:
-            raise ValueError(f"{path_str}: unreadable after record {number}: {err}") from err
+        except UnicodeDecodeError as err:
+            raise _not_utf8(path_str, number, compression, err) from err
+        except DECOMPRESSION_ERRORS as err:
+            if compression is None:
+                raise ValueError(f"{path_str}: cannot read {_after(number)}: {err}") from err
+            raise ValueError(
+                f"{path_str}: corrupt or truncated {compression} data {_after(number)}: {err}; "
+                "re-download or re-compress the file"
+            ) from err
+
+
+def _from_first_header(handle: TextIO, path: str) -> Iterator[str]:
+    """The lines of ``handle`` from its first header on, after blank lines; none for a blank file.
+
+    ``SimpleFastaParser`` alone would skip any text before the first header, so
+    a file that is not FASTA at all would silently yield nothing.
+    """
+    while line := handle.readline(_PEEK_CHARS):
+        if line.strip():
+            break
+    else:
+        return iter(())
+    line = line.lstrip()
+    if not line.startswith(">"):
+        raise ValueError(
+            f"{path}: not a FASTA file: it should start with a '>' header line, but starts with {line[:60]!r}"
+        )
+    if not line.endswith("\n"):
+        line += handle.readline()  # the rest of a header longer than the peek
+    return itertools.chain((line,), handle)
+
+
+def _after(number: int) -> str:
+    """How far reading got: records 1..``number`` were read whole."""
+    return f"after record {number}" if number else "before the first record"
+
+
+def _not_utf8(path: str, number: int, compression: str | None, err: UnicodeDecodeError) -> ValueError:
+    """The error for a byte that is not UTF-8, placed in the file (the decoder only knows its buffer)."""
+    try:
+        binary, _ = open_decompressed(path)
+        with binary:
+            found = first_invalid_utf8(binary)
+    except DECOMPRESSION_ERRORS:
+        found = None
+    if found is None:  # the file changed since, or its compressed data is also corrupt
+        return ValueError(f"{path}: not UTF-8 text {_after(number)}: {err}")
+    where = "of the decompressed data" if compression else "of the file"
+    utf16 = found.offset < 2 and found.value in (0xFE, 0xFF)
+    fix = "it looks like UTF-16: save it as UTF-8" if utf16 else "if it is FASTA, save it as UTF-8 (or ASCII)"
+    return ValueError(
+        f"{path}: not UTF-8 text: byte 0x{found.value:02x} at byte offset {found.offset} {where} "
+        f"(line {found.line}), {_after(number)}; {fix}"
+    )

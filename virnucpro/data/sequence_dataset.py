@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -45,11 +45,44 @@ def owns(j: int, rank: int, world_size: int, worker: int, num_workers: int) -> b
     return j % world_size == rank and (j // world_size) % num_workers == worker
 
 
+def _skip_positions(skip: np.ndarray | Collection[int] | None) -> np.ndarray | frozenset[int] | None:
+    """``skip`` as a bool mask over input positions (a copy), or as a set of int positions.
+
+    Told apart by dtype, never by value, so ``[3, 5]`` can only mean positions 3 and 5.
+    Positions stay a set, not a mask: a mask's size would be the largest position given.
+    """
+    if skip is None:
+        return None
+    if isinstance(skip, (set, frozenset)):
+        skip = sorted(skip)
+    elif isinstance(skip, Iterator):
+        skip = list(skip)
+    values = np.asarray(skip)
+    if values.size == 0:
+        return None  # np.asarray([]) is float64: an empty collection skips nothing, whatever its dtype
+    if values.ndim != 1:
+        raise ValueError(
+            f"skip must be 1-D, a boolean mask or a collection of input positions, got shape {values.shape}"
+        )
+    if values.dtype == bool:
+        return values.copy()
+    if values.dtype.kind not in "iu":
+        raise ValueError(
+            f"skip must be a boolean mask (a numpy bool array) or a collection of int input positions, "
+            f"got {values.dtype} values such as {values.tolist()[0]!r}"
+        )
+    if (negative := values < 0).any():
+        raise ValueError(
+            f"skip holds the negative position {int(values[negative.argmax()])}; input positions count from 0"
+        )
+    return frozenset(values.tolist())
+
+
 class SequenceDataset(IterableDataset):
     """Protein FASTA files as a stream of normalised ``Record``s, sharded across workers and ranks.
 
     Args:
-        fasta_files: plain or gzip FASTA paths (format told by content), read in this order.
+        fasta_files: plain, gzip, bzip2 or xz FASTA paths (format told by content), read in this order.
         max_length: residues kept per sequence; longer ones are truncated and counted,
             or rejected with ``on_overlength="raise"``. Default: the model's trained length.
         max_tokens: if set, yield lists of records whose tokens (n + special tokens each)
@@ -57,9 +90,13 @@ class SequenceDataset(IterableDataset):
             alone over the budget forms a list of its own.
         invalid: ``"raise"`` on a character outside the alphabet, or ``"X"`` to replace it.
         on_overlength: ``"truncate"`` (as esm-extract does) or ``"raise"``.
-        skip: optional ``(M,)`` bool array; records at input positions ``i < M`` with
-            ``skip[i]`` set are left out (to resume). Batch boundaries do not move:
-            they are drawn before skipped records are removed.
+        allow_nucleotide_like: accept records that read as DNA or RNA (long, and all
+            nucleotide codes), which are refused by default: they are almost surely not protein.
+        skip: input positions to leave out (to resume), either as a boolean mask, an
+            ``(M,)`` bool array whose ``skip[i]`` set leaves out position ``i < M``, or as
+            a collection of non-negative int positions (``[3, 5]``). Positions past the
+            end of the input are ignored. Batch boundaries do not move: they are drawn
+            before skipped records are removed.
         rank, world_size: the distributed shard; default from ``torch.distributed``
             or torchrun's ``RANK``/``WORLD_SIZE``, resolved here in the main process.
         report: warn once, at the end of the stream, about truncated, replaced and
@@ -67,9 +104,11 @@ class SequenceDataset(IterableDataset):
         vocabulary: the model family's residues, special tokens per sequence and default
             ``max_length``; default ESM-2's.
 
-    Raises ``FileNotFoundError`` for a missing file now, and ``ValueError`` naming the
-    file, record and fix for bad input while iterating (in workers too: the DataLoader
-    re-raises it in the main process).
+    Raises now, for a path that is not a readable regular file, what ``require_fasta_file``
+    raises (``FileNotFoundError``, ``IsADirectoryError``, ``PermissionError``, ``ValueError``),
+    and ``ValueError`` for a bad option; while iterating, ``ValueError`` naming the file,
+    record and fix for bad input (in workers too: the DataLoader re-raises it in the main
+    process).
     """
 
     def __init__(
@@ -80,7 +119,8 @@ class SequenceDataset(IterableDataset):
         *,
         invalid: Literal["raise", "X"] = "raise",
         on_overlength: Literal["truncate", "raise"] = "truncate",
-        skip: np.ndarray | None = None,
+        allow_nucleotide_like: bool = False,
+        skip: np.ndarray | Collection[int] | None = None,
         rank: int | None = None,
         world_size: int | None = None,
         report: bool = True,
@@ -104,8 +144,9 @@ class SequenceDataset(IterableDataset):
         self.max_tokens = max_tokens
         self.invalid = invalid
         self.on_overlength = on_overlength
+        self.allow_nucleotide_like = allow_nucleotide_like
         self._normaliser()  # validates the options now, not in a worker
-        self.skip = None if skip is None else np.asarray(skip, dtype=bool)
+        self.skip = _skip_positions(skip)
         self.rank, self.world_size = resolve_rank(rank, world_size)
         self.report = report
 
@@ -133,10 +174,20 @@ class SequenceDataset(IterableDataset):
                 yield item
 
     def _normaliser(self) -> Normaliser:
-        return Normaliser(self.max_length, self.on_overlength, self.invalid, self.vocabulary.residues)
+        return Normaliser(
+            self.max_length,
+            self.on_overlength,
+            self.invalid,
+            self.vocabulary.residues,
+            allow_nucleotide_like=self.allow_nucleotide_like,
+        )
 
     def _skipped(self, record: Record) -> bool:
-        return self.skip is not None and record.index < self.skip.size and bool(self.skip[record.index])
+        if self.skip is None:
+            return False
+        if isinstance(self.skip, frozenset):
+            return record.index in self.skip
+        return record.index < self.skip.size and bool(self.skip[record.index])
 
     def _unskipped(self, records: Iterator[Record]) -> Iterator[Record]:
         return (record for record in records if not self._skipped(record))
