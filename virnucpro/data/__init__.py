@@ -4,12 +4,17 @@ from virnucpro.data.batch import PackedBatch
 from virnucpro.data.collators import VarlenCollator
 from virnucpro.data.duplicates import DuplicateIds
 from virnucpro.data.fasta import FastaRecord, read_fasta, require_fasta_file
+from virnucpro.data.inputs import PROTEIN, DnaInput, InputKind, ProteinInput
 from virnucpro.data.normalise import Normaliser
 from virnucpro.data.records import Record
 from virnucpro.data.sequence_dataset import SequenceDataset
 
 __all__ = [
+    "PROTEIN",
+    "DnaInput",
     "DuplicateIds",
+    "InputKind",
+    "ProteinInput",
     "FastaRecord",
     "Normaliser",
     "PackedBatch",

@@ -7,7 +7,7 @@ collator (in a DataLoader worker) to the GPU and on to the output.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -28,8 +28,11 @@ class PackedBatch:
         sequence_ids: N record ids.
         indices: (N,) int64, each record's input position (-1 where the record had none).
         lengths: (N,) int64, each record's residues before truncation.
+        residues: (N,) int64, the residues embedded of each record (its tokens without the
+            special tokens; fewer than ``lengths`` where truncated).
         num_truncated: how many of the N sequences are truncated.
         num_replaced: residues replaced with X in these records.
+        columns: (N,) int64 per column its records' input kind adds, by name.
 
     ``batch["input_ids"]``, ``batch.keys()`` and ``for key in batch`` work as on the dict this
     replaces (it is not a ``Mapping``, so that the DataLoader pins it with ``pin_memory()``).
@@ -41,8 +44,10 @@ class PackedBatch:
     sequence_ids: list[str]
     indices: Tensor
     lengths: Tensor
+    residues: Tensor
     num_truncated: int = 0
     num_replaced: int = 0
+    columns: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def num_sequences(self) -> int:

@@ -51,6 +51,7 @@ class VarlenCollator:
     * ``indices``: ``(N,)`` int64, each record's ``index`` (input position), -1 where absent;
     * ``lengths``: ``(N,)`` int64, each record's ``length`` (residues before truncation),
       else its token count before any truncation;
+    * ``residues``: ``(N,)`` int64, residues embedded per record (after any truncation);
     * ``num_replaced``: residues that ``SequenceDataset(invalid="X")`` replaced in these records;
     * ``num_truncated``: how many sequences are truncated: by ``SequenceDataset`` (its
       ``length`` exceeds the sequence) or by the converter's ``truncation_seq_length``.
@@ -115,8 +116,13 @@ class VarlenCollator:
             sequence_ids=ids,
             indices=torch.tensor([r.index for r in batch], dtype=torch.int64),
             lengths=torch.from_numpy(original),
+            residues=torch.from_numpy(lengths),
             num_truncated=int(truncated.sum()),
             num_replaced=sum(r.replaced for r in batch),
+            columns={
+                name: torch.tensor([r.columns[name] for r in batch], dtype=torch.int64)
+                for name in (batch[0].columns if batch else ())
+            },
         )
 
     def _encode(self, ids: list[str], seqs: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -8,12 +8,18 @@ the cut holds.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import signal
+import sys
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["isolate_worker_from_cuda", "resolve_rank"]
+__all__ = ["die_with_parent", "isolate_worker_from_cuda", "resolve_rank"]
+
+_PR_SET_PDEATHSIG = 1
 
 
 def isolate_worker_from_cuda(worker_id: int) -> None:
@@ -34,6 +40,23 @@ def isolate_worker_from_cuda(worker_id: int) -> None:
             "dataset could isolate it. Workers must stay CPU-only: remove CUDA calls from "
             "worker_init_fn and from code imported by the workers, or use num_workers=0."
         )
+
+
+def die_with_parent() -> None:
+    """Have the kernel end this DataLoader worker when the process that started it dies.
+
+    A worker blocked writing a batch into a full pipe never notices that its parent was
+    killed (``kill -9``), and would hold its memory and shared-memory segments forever.
+    Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere PyTorch's own parent watchdog remains.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 __all__ = ["Record", "quote_id"]
 
@@ -34,6 +35,8 @@ class Record:
         number: its 1-based record number within ``file``.
         length: residues before truncation (> ``len(sequence)`` iff truncated).
         replaced: unknown residues that ``invalid="X"`` replaced in it.
+        columns: the int64 columns its input kind adds (``inputs.py``), e.g. the DNA
+            record, chunk and frame a translated protein came from.
     """
 
     id: str
@@ -43,6 +46,7 @@ class Record:
     number: int
     length: int
     replaced: int = 0
+    columns: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def truncated(self) -> bool:

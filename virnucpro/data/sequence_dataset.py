@@ -3,18 +3,19 @@
 Every DataLoader worker of every rank reads the whole input and normalises
 every record; that is cheap (see ``benchmarks/parse_cost.py``) and it means
 all workers agree, without talking, on each record's input position and on
-where every token-budgeted batch starts and ends. Each worker then keeps only
-its own share (``owns``):
+where every token-budgeted batch starts and ends. Each keeps only its share:
 
-* with ``max_tokens``, batch ``j`` belongs to rank ``j % world_size`` and,
-  within that rank, to worker ``(j // world_size) % num_workers``;
-* without, record ``j`` is shared out the same way.
+* record ``i`` (its input position) belongs to rank ``i % world_size``: records,
+  never batches, are shared out between ranks (and between ``--shard`` tasks,
+  which are ranks that never meet), so that ranks sizing their batches for
+  different GPUs still split the input exactly;
+* each rank draws its batches over its own records (with ``max_tokens``), and
+  its k-th item (batch or record) goes to worker ``k % num_workers``.
 
-PyTorch's DataLoader takes batches from its workers round-robin, so with
-``max_tokens`` and ``batch_size=None`` a single process receives the batches in
-input order, and rank ``r`` receives batches ``r, r + W, r + 2W, ...``. Each
-record also carries ``index``, its position in the whole input, so that a
-consumer can key rows by position whatever the order.
+PyTorch's DataLoader takes items from its workers round-robin, so a rank
+receives its items in input order. Each record also carries ``index``, its
+position in the whole input, so that a consumer can key rows by position
+whatever the order.
 """
 
 from __future__ import annotations
@@ -32,17 +33,27 @@ from virnucpro.models.esm2 import VOCABULARY
 from virnucpro.models.family import Vocabulary
 
 from .duplicates import DuplicateIds
-from .fasta import read_fasta, require_fasta_file
-from .isolation import isolate_worker_from_cuda, resolve_rank
+from .fasta import require_fasta_file
+from .inputs import PROTEIN, InputKind
+from .isolation import die_with_parent, isolate_worker_from_cuda, resolve_rank
 from .normalise import Normaliser
 from .records import Record
 
-__all__ = ["SequenceDataset", "owns"]
+__all__ = ["SequenceDataset", "worker_slot"]
 
 
-def owns(j: int, rank: int, world_size: int, worker: int, num_workers: int) -> bool:
-    """Whether item ``j`` of the stream (a batch, or a record) is this rank's and this worker's."""
-    return j % world_size == rank and (j // world_size) % num_workers == worker
+def worker_slot() -> tuple[int, int]:
+    """(this DataLoader worker's id, the number of workers); (0, 1) outside workers.
+
+    In a worker, first cuts it off from CUDA (``isolate_worker_from_cuda``) and ties its
+    life to its parent's (``die_with_parent``).
+    """
+    info = get_worker_info()
+    if info is None:
+        return 0, 1
+    isolate_worker_from_cuda(info.id)
+    die_with_parent()
+    return info.id, info.num_workers
 
 
 def _skip_positions(skip: np.ndarray | Collection[int] | None) -> np.ndarray | frozenset[int] | None:
@@ -97,8 +108,9 @@ class SequenceDataset(IterableDataset):
             a collection of non-negative int positions (``[3, 5]``). Positions past the
             end of the input are ignored. Batch boundaries do not move: they are drawn
             before skipped records are removed.
-        rank, world_size: the distributed shard; default from ``torch.distributed``
-            or torchrun's ``RANK``/``WORLD_SIZE``, resolved here in the main process.
+        rank, world_size: this rank keeps the records at positions ``i % world_size == rank``;
+            default from ``torch.distributed`` or torchrun's ``RANK``/``WORLD_SIZE``, resolved
+            here in the main process.
         report: warn once, at the end of the stream, about truncated, replaced and
             duplicate-id records (only rank 0's first worker warns; every worker sees them all).
         vocabulary: the model family's residues, special tokens per sequence and default
@@ -125,8 +137,10 @@ class SequenceDataset(IterableDataset):
         world_size: int | None = None,
         report: bool = True,
         vocabulary: Vocabulary = VOCABULARY,
+        kind: InputKind = PROTEIN,
     ) -> None:
         super().__init__()
+        self.kind = kind
         if isinstance(fasta_files, (str, os.PathLike)):
             fasta_files = [fasta_files]
         self.files = tuple(Path(f) for f in fasta_files)
@@ -158,20 +172,20 @@ class SequenceDataset(IterableDataset):
         """All token-budgeted batches, in input order, unsharded. Needs ``max_tokens``."""
         if self.max_tokens is None:
             raise ValueError("batches() needs max_tokens; pass SequenceDataset(..., max_tokens=...)")
-        return self._batches(self.report)
+        return self._budget(self._records(self.report))
 
     def __iter__(self) -> Iterator[Record] | Iterator[list[Record]]:
-        info = get_worker_info()
-        if info is None:
-            worker, num_workers = 0, 1
-        else:
-            isolate_worker_from_cuda(info.id)
-            worker, num_workers = info.id, info.num_workers
-        report = self.report and self.rank == 0 and worker == 0
-        stream = self._batches(report) if self.max_tokens is not None else self._unskipped(self._records(report))
-        for j, item in enumerate(stream):
-            if owns(j, self.rank, self.world_size, worker, num_workers):
+        worker, num_workers = worker_slot()
+        for k, item in enumerate(self.rank_stream(report=self.report and worker == 0)):
+            if k % num_workers == worker:
                 yield item
+
+    def rank_stream(self, report: bool = False) -> Iterator[Record] | Iterator[list[Record]]:
+        """This rank's items (batches with ``max_tokens``, else records), in order, before the
+        DataLoader workers share them out (``__iter__`` gives worker w the k-th with k % K == w).
+        ``report``: warn at the end as ``report=True`` describes (rank 0 only)."""
+        records = (r for r in self._records(report and self.rank == 0) if r.index % self.world_size == self.rank)
+        return self._unskipped(records) if self.max_tokens is None else self._budget(records)
 
     def _normaliser(self) -> Normaliser:
         return Normaliser(
@@ -179,7 +193,7 @@ class SequenceDataset(IterableDataset):
             self.on_overlength,
             self.invalid,
             self.vocabulary.residues,
-            allow_nucleotide_like=self.allow_nucleotide_like,
+            allow_nucleotide_like=self.allow_nucleotide_like or self.kind.nucleotide_like_ok,
         )
 
     def _skipped(self, record: Record) -> bool:
@@ -195,28 +209,24 @@ class SequenceDataset(IterableDataset):
     def _records(self, report: bool) -> Iterator[Record]:
         normalise = self._normaliser()
         duplicates = DuplicateIds() if report else None
-        index = -1
-        for path in self.files:
-            for raw in read_fasta(path):
-                index += 1
-                replaced_before = normalise.replaced_residues
-                sequence, length = normalise(raw)
-                if duplicates is not None:
-                    duplicates.add(raw.id)
-                yield Record(
-                    raw.id, sequence, raw.path, index, raw.number, length, normalise.replaced_residues - replaced_before
-                )
+        for index, (raw, columns) in enumerate(self.kind.records(self.files)):
+            replaced_before = normalise.replaced_residues
+            sequence, length = normalise(raw)
+            if duplicates is not None:
+                duplicates.add(raw.id)
+            replaced = normalise.replaced_residues - replaced_before
+            yield Record(raw.id, sequence, raw.path, index, raw.number, length, replaced, columns)
         if duplicates is not None:
             self._warn(normalise, duplicates)
 
-    def _batches(self, report: bool) -> Iterator[list[Record]]:
-        # Batch boundaries are drawn over the whole input and skipped records are
-        # removed afterwards, so a resumed run (same max_tokens) packs the records
-        # left to do exactly as the interrupted run would have.
+    def _budget(self, records: Iterator[Record]) -> Iterator[list[Record]]:
+        # Batch boundaries are drawn over all the records given and skipped records are
+        # removed afterwards, so a resumed run (same max_tokens) packs the records left
+        # to do exactly as the interrupted run would have.
         special = self.vocabulary.special_tokens_per_sequence
         batch: list[Record] = []
         tokens = 0
-        for record in self._records(report):
+        for record in records:
             cost = len(record.sequence) + special
             if batch and tokens + cost > self.max_tokens:
                 if kept := list(self._unskipped(iter(batch))):

@@ -28,7 +28,7 @@ from esm.model.esm2 import ESM2
 from .architecture import ALPHABET_NAME, ARCHITECTURES
 from .checkpoint_format import CONTACT_REGRESSION, Config, checked_state, read_config, skeleton
 
-__all__ = ["MODEL_URL", "RANDOM_PREFIX", "load_model", "save_checkpoint"]
+__all__ = ["MODEL_URL", "RANDOM_PREFIX", "checkpoint_path", "load_model", "save_checkpoint"]
 
 MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 RANDOM_PREFIX = "random:"
@@ -229,3 +229,11 @@ def _refusal(path: Path, err: pickle.UnpicklingError) -> str:
         "tensors, containers and argparse.Namespace are allowed (if you wrote this file, save just the "
         "state dict and cfg, as virnucpro.models.save_checkpoint does)"
     )
+
+
+def checkpoint_path(spec: str | os.PathLike) -> Path | None:
+    """The file ``load_model(spec)`` reads (a pretrained name's cached file, or the path itself);
+    None for ``random:`` specs, which read no file."""
+    if isinstance(spec, str) and spec.startswith(RANDOM_PREFIX):
+        return None
+    return _checkpoint_path(spec)

@@ -95,6 +95,21 @@ class PackedESM2(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.embed_weight.dtype
 
+    def warm_up(self) -> None:
+        """Run tiny batches so that every kernel is compiled (or read from the on-disk cache) and
+        cuBLAS is set up before the first real batch, which then runs at full speed.
+
+        Batches of 1, 17 and 32 sequences cover the integer specialisations Triton compiles
+        (an argument equal to 1, divisible by 16, or neither).
+        """
+        for n in (1, 17, 32):
+            lengths = torch.arange(n, dtype=torch.int32) % 7 + 3
+            cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0)).to(self.device)
+            input_ids = torch.zeros(
+                int(lengths.sum()), dtype=torch.int64, device=self.device
+            )  # token values do not matter
+            self(input_ids, cu_seqlens, int(lengths.max()), repr_layers=range(self.num_layers + 1))
+
     @torch.no_grad()
     def forward(
         self,
@@ -198,8 +213,8 @@ class _Block(nn.Module):
         # fair-esm scales q by head_dim ** -0.5 before rotary; folded into the weights
         # (in float32, then rounded) here, so attention kernels run with scale 1.0.
         self.qkv = matmul.prepare_weight(
-            (attn.q_proj.weight * attn.scaling, attn.k_proj.weight, attn.v_proj.weight),
-            (attn.q_proj.bias * attn.scaling, attn.k_proj.bias, attn.v_proj.bias),
+            (attn.q_proj.weight.float() * attn.scaling, attn.k_proj.weight, attn.v_proj.weight),
+            (attn.q_proj.bias.float() * attn.scaling, attn.k_proj.bias, attn.v_proj.bias),
         )
         self.out = matmul.prepare_weight((attn.out_proj.weight,), (attn.out_proj.bias,))
         self.ffn_norm = _copy_norm(layer.final_layer_norm, dtype, device)

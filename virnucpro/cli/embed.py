@@ -1,0 +1,140 @@
+"""``virnucpro embed``: protein FASTA in, one embeddings file per output."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+
+from virnucpro.data import DnaInput
+from virnucpro.data.dna import FRAMES
+from virnucpro.models import BACKENDS, KERNELS, POOLINGS, ForwardOptions
+from virnucpro.models.esm2.architecture import MAX_LENGTH
+from virnucpro.models.options import GELUS
+from virnucpro.pipeline import DTYPES, STORAGE, EmbedConfig, Shard, run_embed
+from virnucpro.pipeline.jobs import STDIN, spooled_stdin
+
+__all__ = ["DETAILS", "RESUME_HINT", "add_arguments", "run"]
+
+RESUME_HINT = "rerun the same command with --resume to continue from the results committed so far"
+
+
+DETAILS = (
+    "protein FASTA (plain, gzip, bz2 or xz) with ESM-2, one row per record in input order. Run under "
+    "torchrun for several GPUs, or with --shard for independent scheduler tasks."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="protein FASTA files; - reads standard input")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("-o", "--output", type=Path, help="the file to write (.h5); it appears only when complete")
+    out.add_argument("--output-dir", type=Path, help="write DIR/<input name>.h5 for each input, through one model")
+    p.add_argument("--parents", action="store_true", help="create the output folder if it does not exist")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="fair-esm name (e.g. esm2_t33_650M_UR50D), a local fair-esm .pt file, "
+        "or random:<name> (random weights, only for trying the tool)",
+    )
+    dna = p.add_argument_group("DNA input (VirNucPro's chunking and six-frame translation)")
+    dna.add_argument("--dna", action="store_true", help="the inputs are nucleotide FASTA: chunk and translate them")
+    dna.add_argument("--chunk-size", type=int, help="bases per chunk with --dna (default 500; VirNucPro: 300 or 500)")
+    dna.add_argument(
+        "--frames",
+        choices=FRAMES,
+        help="with --dna: stop-free (VirNucPro's, default) or all (every frame; not VirNucPro's)",
+    )
+    p.add_argument(
+        "--allow-nucleotide-like", action="store_true",
+        help="embed protein records that read as DNA or RNA (refused by default; --dna translates DNA)",
+    )  # fmt: skip
+    p.add_argument("--layers", type=int, nargs="+", help="layers to store, fair-esm numbering, -1 = last (default)")
+    p.add_argument(
+        "--pooling", choices=POOLINGS, default="mean",
+        help="; ".join(f"{name}: {mode.help}" for name, mode in POOLINGS.items()) + " (default: mean)",
+    )  # fmt: skip
+    p.add_argument("--dtype", choices=DTYPES, help="compute precision (default: bf16 on GPU, fp32 on CPU)")
+    p.add_argument("--storage", choices=STORAGE, default="float32", help="stored embedding dtype")
+    p.add_argument("--max-tokens", type=int, help="tokens per packed batch (default: sized from free GPU memory)")
+    p.add_argument(
+        "--max-length", type=int, default=MAX_LENGTH, help=f"residues kept per sequence (default {MAX_LENGTH})"
+    )
+    p.add_argument(
+        "--on-overlength", choices=("truncate", "raise"), default="truncate",
+        help="longer sequences: truncate (counted) or fail",
+    )  # fmt: skip
+    p.add_argument(
+        "--invalid", choices=("raise", "X"), default="raise", help="unknown residues: fail, or replace with X"
+    )
+    p.add_argument(
+        "--workers", type=int, help="DataLoader workers that parse and tokenise (default: 2, or 1 on 2 cores)"
+    )
+    p.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")
+    p.add_argument("--attention", choices=("auto", *BACKENDS), default="auto", help="attention backend (default auto)")
+    p.add_argument(
+        "--kernels", choices=("auto", *KERNELS), default="auto",
+        help="kernels between the matmuls: auto (Triton on CUDA), triton, torch",
+    )  # fmt: skip
+    p.add_argument(
+        "--gelu", choices=("auto", *GELUS), default="auto",
+        help="MLP activation: auto (tanh approximation fused into the matmul in fp16/bf16 on CUDA, "
+        "else exact erf as fair-esm), exact, tanh",
+    )  # fmt: skip
+    p.add_argument("--shard", metavar="I/N", help="embed only shard I of N (0 <= I < N); then run virnucpro assemble")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an interrupted run from its committed results")
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing output and discard partial results")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+
+
+def _shard(text: str | None) -> Shard:
+    if text is None:
+        return Shard()
+    index, sep, count = text.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit():
+        raise ValueError(f"--shard must be I/N (e.g. --shard 3/10, 0 <= I < N), got {text!r}")
+    return Shard(int(index), int(count))
+
+
+def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    if STDIN in args.inputs and (args.output_dir is not None or args.shard is not None):
+        raise ValueError("standard input (-) needs -o, and cannot be split with --shard: save it to a file first")
+    folder = args.output.parent if args.output is not None else args.output_dir
+    with spooled_stdin(args.inputs, folder if folder.is_dir() else Path(".")) as inputs:
+        return _embed(args, argv, inputs)
+
+
+def _embed(args: argparse.Namespace, argv: Sequence[str], inputs: tuple[Path, ...]) -> int:
+    options = {"workers": args.workers} if args.workers is not None else {}
+    if not args.dna and (args.chunk_size is not None or args.frames is not None):
+        raise ValueError("--chunk-size and --frames apply to DNA input: add --dna")
+    config = EmbedConfig(
+        inputs=inputs,
+        output=args.output,
+        output_dir=args.output_dir,
+        model=args.model,
+        layers=tuple(args.layers) if args.layers else None,
+        pooling=args.pooling,
+        dtype=args.dtype,
+        storage=args.storage,
+        max_tokens=args.max_tokens,
+        max_length=args.max_length,
+        on_overlength=args.on_overlength,
+        invalid=args.invalid,
+        dna=DnaInput(args.chunk_size or 500, args.frames or "stop-free") if args.dna else None,
+        allow_nucleotide_like=args.allow_nucleotide_like,
+        device=args.device,
+        forward=ForwardOptions(attention=args.attention, kernels=args.kernels, gelu=args.gelu),
+        shard=_shard(args.shard),
+        resume=args.resume,
+        overwrite=args.overwrite,
+        parents=args.parents,
+        progress=not (args.no_progress or args.quiet),
+        command=shlex.join(argv),
+        **options,
+    )
+    summary = run_embed(config)
+    print(summary.line())
+    return 0

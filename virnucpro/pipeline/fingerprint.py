@@ -1,0 +1,95 @@
+"""The resume fingerprint: what must not change between an interrupted run and its continuation.
+
+Files are identified by content (SHA-256 and size), not by name or time: a checkpoint
+copied over the model's path is caught, while the same checkpoint reached through
+another path, or touched, still resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from virnucpro.models import ForwardOptions, ModelFamily
+from virnucpro.models.esm2.loading import RANDOM_PREFIX, checkpoint_path
+
+from .config import EmbedConfig
+from .digests import FileIdentity, identify
+
+__all__ = [
+    "FORMAT",
+    "check_fingerprint",
+    "input_identities",
+    "job_fingerprint",
+    "model_identity",
+    "same_job",
+]
+
+FORMAT = 2
+# May differ between the shards of one output (each sizes its batches for its own GPU).
+_PER_SHARD = ("max_tokens",)
+
+
+def model_identity(model: str) -> FileIdentity | None:
+    """SHA-256 and size of the model's checkpoint file; None for ``random:`` specs."""
+    path = None if model.startswith(RANDOM_PREFIX) else checkpoint_path(model)
+    return None if path is None else identify(path)
+
+
+def input_identities(inputs: Sequence[Path]) -> list[FileIdentity]:
+    """SHA-256 and size of every input, in order."""
+    return [identify(path) for path in inputs]
+
+
+def _content(identity: FileIdentity) -> dict[str, Any]:
+    return {"sha256": identity.sha256, "size": identity.size}
+
+
+def job_fingerprint(
+    config: EmbedConfig,
+    family: ModelFamily,
+    inputs: Sequence[FileIdentity],
+    model: FileIdentity | None,
+    layers: Sequence[int],
+    dtype: torch.dtype,
+    max_tokens: int,
+    options: ForwardOptions,
+) -> dict[str, Any]:
+    """What a job's partial results depend on."""
+    return {
+        "format": FORMAT,
+        "family": family.name,
+        "inputs": [_content(identity) for identity in inputs],
+        "model": {"random": config.model, "seed": 0} if model is None else _content(model),
+        "layers": list(layers),
+        "pooling": config.pooling,
+        "dtype": str(dtype),
+        "storage": config.storage,
+        "max_length": config.max_length,
+        "on_overlength": config.on_overlength,
+        "invalid": config.invalid,
+        "allow_nucleotide_like": config.allow_nucleotide_like,
+        "input_kind": config.kind.describe(),
+        "max_tokens": max_tokens,
+        "forward": options.as_dict(),
+        "shards": config.shard.count,
+    }
+
+
+def same_job(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two shards' fingerprints describe one job (their batch budgets may differ)."""
+    return {k: v for k, v in a.items() if k not in _PER_SHARD} == {k: v for k, v in b.items() if k not in _PER_SHARD}
+
+
+def check_fingerprint(where: Path, found: dict[str, Any], wanted: dict[str, Any]) -> None:
+    """Refuse, naming every difference, partial results whose job differs from this one."""
+    differing = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
+    if differing:
+        details = "; ".join(f"{k}: stored {found.get(k)!r}, now {wanted.get(k)!r}" for k in differing)
+        raise ValueError(
+            f"{where}: the partial results come from a different job ({details}); "
+            "rerun with the same inputs and options to resume, or pass --overwrite to start over"
+        )

@@ -1,0 +1,109 @@
+"""Finishing an output from its parts: by the run that wrote them all, or by ``virnucpro assemble``
+after independent ``--shard`` runs.
+
+Everything needed is in the parts themselves (each stores the job's fingerprint, its
+inputs, its output layout and attributes), so assembly needs no options repeated.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from virnucpro.data.inputs import kind_from
+
+from .assemble import assemble
+from .background import count_records
+from .claim import Shard
+from .config import JobResult
+from .digests import identify
+from .fingerprint import same_job
+from .jobs import Job
+from .lock import JobLock
+from .parts import DamagedPartsError, NeverCommittedError, Part, part_directories, read_part
+
+__all__ = ["assemble_output", "finish_job"]
+
+
+def finish_job(job: Job, expected: int | None = None) -> JobResult:
+    """Verify ``job``'s parts, check they are one job covering its inputs exactly once, write its output.
+
+    ``expected``: the number of input records, when the caller counted them; otherwise the
+    inputs recorded in the parts are checked to be unchanged (by SHA-256) and counted here.
+    """
+    parts = _read_parts(job)
+    meta = parts[0].meta
+    fingerprint = parts[0].fingerprint
+    if expected is None:
+        inputs = [Path(path) for path in meta["inputs"]]
+        _check_unchanged(inputs, fingerprint)
+        expected = count_records(inputs, kind_from(fingerprint["input_kind"]))
+    layout = meta["output"]
+    done = assemble(
+        job,
+        parts,
+        expected,
+        per_token=layout["per_token"],
+        row_shape=tuple(layout["row_shape"]),
+        storage=np.dtype(layout["storage"]),
+        special_tokens=layout["special_tokens"],
+        attrs={**meta["attributes"], "shards": fingerprint["shards"]},
+        shards=fingerprint["shards"],
+    )
+    return JobResult(job.output, done.records, done.truncated, done.duplicate_ids, done.replaced)
+
+
+def _read_parts(job: Job) -> list[Part]:
+    if not job.parts_dir.is_dir() or job.parts_dir.is_symlink():
+        raise FileNotFoundError(f"{job.parts_dir}: no partial results to assemble {job.output} from")
+    parts = []
+    for directory in part_directories(job.parts_dir):
+        try:
+            parts.append(read_part(directory, None, None))
+        except NeverCommittedError as err:
+            raise DamagedPartsError(f"{err}; rerun that shard with --resume, then assemble") from None
+    if not parts:
+        raise DamagedPartsError(f"{job.parts_dir} holds no parts; run the shards first (virnucpro embed --shard I/N)")
+    for part in parts[1:]:
+        if not same_job(part.fingerprint, parts[0].fingerprint):
+            raise ValueError(
+                f"{part.directory} and {parts[0].directory} come from different jobs; "
+                "rerun the odd shard with the same inputs and options (--overwrite), then assemble"
+            )
+    _check_all_shards(job, parts)
+    return parts
+
+
+def _check_all_shards(job: Job, parts: list[Part]) -> None:
+    count = parts[0].fingerprint["shards"]
+    present = {p.directory.name.split(".rank-")[0] for p in parts}
+    missing = [i for i in range(count) if Shard(i, count).prefix not in present]
+    if missing:
+        raise ValueError(
+            f"{job.output}: shards {', '.join(f'{i}/{count}' for i in missing)} have no results in {job.parts_dir}; "
+            f"run them (virnucpro embed ... --shard I/{count}), then assemble"
+        )
+
+
+def _check_unchanged(inputs: list[Path], fingerprint: dict) -> None:
+    for path, recorded in zip(inputs, fingerprint["inputs"]):
+        now = identify(path)
+        if (now.sha256, now.size) != (recorded["sha256"], recorded["size"]):
+            raise ValueError(f"{path} changed since the shards embedded it; rerun every shard with --overwrite")
+
+
+def assemble_output(output: Path, *, overwrite: bool) -> JobResult:
+    """``virnucpro assemble OUT``: the output from the parts of its ``--shard`` runs, once all are done."""
+    job = Job((), output)
+    if os.path.lexists(output) and not overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    locks = []
+    try:
+        for lock in sorted(job.parts_dir.glob("shard-*.lock")) if job.parts_dir.is_dir() else []:
+            locks.append(JobLock(lock, f"{output} ({lock.stem})"))
+        return finish_job(job)
+    finally:
+        for lock in locks:
+            lock.release()

@@ -1,0 +1,103 @@
+"""The batch loop: packed batches in, pooled rows handed to the writer thread, nothing waited on.
+
+    DataLoader (workers: parse, normalise, budget, tokenise)  -->  pinned batch
+    --non_blocking copy-->  packed forward + pooling on the GPU  --non_blocking copy-->  pinned rows
+    --> Sink (writer thread: waits on the batch's CUDA event, appends to the job's part)
+
+The thread that drives the GPU never waits on it: the only host-device synchronisation
+per batch is the writer thread's wait on that batch's event. The GPU's idle time between
+batches, measured with CUDA events, is the time it waited for input.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from virnucpro.data import PackedBatch
+from virnucpro.models import Pooling
+
+from .progress import Progress
+from .sink import JobDone, Pending, Sink
+
+__all__ = ["Embedder", "LoopStats", "run_batches"]
+
+
+@dataclass
+class LoopStats:
+    records: int = 0
+    tokens: int = 0
+    wall_s: float = 0.0
+    input_wait: float = 0.0
+    startup_s: float = 0.0
+
+
+class Embedder:
+    """A batch on the device -> its pooled rows, (N or R, L, E): ``pooling`` of each of ``layers``."""
+
+    def __init__(self, packed: nn.Module, layers: Sequence[int], pooling: Pooling):
+        self.packed, self.layers, self.pooling = packed, tuple(layers), pooling
+
+    def __call__(self, batch: PackedBatch) -> Tensor:
+        reps = self.packed(batch, repr_layers=self.layers)["representations"]
+        return torch.stack([self.pooling.pool(reps[layer], batch.cu_seqlens) for layer in self.layers], dim=1)
+
+
+def run_batches(
+    batches: Iterator[tuple[int, PackedBatch]],
+    jobs: int,
+    embed: Callable[[PackedBatch], Tensor],
+    device: torch.device,
+    storage: torch.dtype,
+    sink: Sink,
+    progress: Progress,
+) -> LoopStats:
+    """Embed every ``(job, batch)``, jobs in order; tell the sink when each of the ``jobs`` jobs is complete."""
+    on_gpu = device.type == "cuda"
+    stats = LoopStats()
+    host_wait, finished = 0.0, 0
+    start = time.perf_counter()
+    while True:
+        t0 = time.perf_counter()
+        item = next(batches, None)
+        if stats.records == 0:  # the first wait is start-up (workers starting), reported apart
+            stats.startup_s = time.perf_counter() - start
+        else:
+            host_wait += time.perf_counter() - t0
+        job = jobs if item is None else item[0]
+        for done_job in range(finished, job):  # jobs before this one, with or without batches
+            sink.put(JobDone(done_job))
+        finished = job
+        if item is None:
+            break
+        batch = item[1]
+        started = torch.cuda.Event(enable_timing=True) if on_gpu else None
+        done = torch.cuda.Event(enable_timing=True) if on_gpu else None
+        on_device = batch.to(device, non_blocking=True)
+        if started is not None:
+            started.record()
+        pooled = embed(on_device)
+        rows = torch.empty(pooled.shape, dtype=storage, pin_memory=on_gpu)
+        rows.copy_(pooled.to(storage), non_blocking=on_gpu)
+        if done is not None:
+            done.record()
+        columns = {
+            "lengths": batch.residues.numpy(),
+            "input_lengths": batch.lengths.numpy(),
+            **{name: column.numpy() for name, column in batch.columns.items()},
+        }
+        sink.put(
+            Pending(job, rows, batch.indices.numpy(), columns, batch.sequence_ids, batch.num_replaced, started, done)
+        )
+        stats.records += batch.num_sequences
+        stats.tokens += batch.num_tokens
+        progress.update(batch.num_sequences, batch.num_tokens)
+    stats.wall_s = time.perf_counter() - start
+    # On the GPU: its idle time between batches, from CUDA events (read after the sink is done).
+    # On the CPU, compute is synchronous, so the time spent waiting for the next batch is the same.
+    stats.input_wait = host_wait
+    return stats

@@ -1,0 +1,18 @@
+"""Crash-safe partial results: per-(shard, rank) append-only folders, verified before they are trusted."""
+
+from .format import DamagedPartsError, Meta, NeverCommittedError, PartLayout, part_state
+from .reader import Part, part_directories, read_part
+from .writer import PartWriter, cut_tail
+
+__all__ = [
+    "DamagedPartsError",
+    "Meta",
+    "NeverCommittedError",
+    "Part",
+    "PartLayout",
+    "PartWriter",
+    "cut_tail",
+    "part_directories",
+    "part_state",
+    "read_part",
+]

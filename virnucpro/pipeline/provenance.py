@@ -1,0 +1,61 @@
+"""What made an output: the job's options, the software and hardware, and the identity of every file."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import virnucpro
+
+from .config import EmbedConfig
+
+__all__ = ["job_attributes", "software"]
+
+
+def software(device: torch.device) -> dict[str, str]:
+    """Versions of the software, and the GPU, that computed the embeddings."""
+    try:
+        fair_esm = importlib.metadata.version("fair-esm")
+    except importlib.metadata.PackageNotFoundError:
+        fair_esm = "unknown"
+    return {
+        "virnucpro_version": virnucpro.__version__,
+        "torch_version": str(torch.__version__),
+        "fair_esm_version": fair_esm,
+        "cuda_version": torch.version.cuda or "none",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    }
+
+
+def job_attributes(
+    config: EmbedConfig, inputs: Sequence[Path], fingerprint: dict[str, Any], device: torch.device
+) -> dict[str, Any]:
+    """The output's attributes (the assembler adds the counts)."""
+    identities = fingerprint["inputs"]
+    return {
+        "model": config.model,
+        "model_sha256": fingerprint["model"].get("sha256", ""),
+        "layers": fingerprint["layers"],
+        "pooling": config.pooling,
+        "compute_dtype": fingerprint["dtype"].removeprefix("torch."),
+        **fingerprint["forward"],
+        "storage_dtype": config.storage,
+        "max_length": config.max_length,
+        "max_tokens": fingerprint["max_tokens"],
+        "on_overlength": config.on_overlength,
+        "invalid": config.invalid,
+        **{f"input_{key}" if key != "input" else "input_kind": value for key, value in config.kind.describe().items()},
+        "inputs": [str(path) for path in inputs],
+        "input_sha256": [identity["sha256"] for identity in identities],
+        "input_bytes": [identity["size"] for identity in identities],
+        "command": config.command,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "fingerprint": json.dumps(fingerprint, sort_keys=True),
+        **software(device),
+    }
