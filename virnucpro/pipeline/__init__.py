@@ -1,6 +1,16 @@
-"""The ``virnucpro embed`` job: FASTA to an HDF5 file of embeddings, async, resumable, exact-once."""
+"""The ``virnucpro embed`` job: FASTA to embedding files, async, resumable, exact-once."""
 
-from virnucpro.pipeline.config import DTYPES, EmbedConfig, EmbedSummary
+from virnucpro.pipeline.config import DTYPES, STORAGE, EmbedConfig, EmbedSummary, JobResult, Shard
 from virnucpro.pipeline.embed import run_embed
+from virnucpro.pipeline.finish import assemble_output
 
-__all__ = ["EmbedConfig", "EmbedSummary", "run_embed", "DTYPES"]
+__all__ = [
+    "DTYPES",
+    "STORAGE",
+    "EmbedConfig",
+    "EmbedSummary",
+    "JobResult",
+    "Shard",
+    "assemble_output",
+    "run_embed",
+]

@@ -111,8 +111,13 @@ def assemble(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    shutil.rmtree(job.parts_dir)
+    remove_parts(job)
     return counts
+
+
+def remove_parts(job: Job) -> None:
+    """The parts of a job whose output is in place (a kill before this leaves ``assembled.json`` to say so)."""
+    shutil.rmtree(job.parts_dir)
 
 
 def _count_attrs(counts: Assembled) -> dict[str, int]:

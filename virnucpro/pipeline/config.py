@@ -1,93 +1,182 @@
-"""``EmbedConfig``: everything one ``virnucpro embed`` job needs, built once and never mutated."""
+"""``EmbedConfig``: everything one ``virnucpro embed`` run needs, built once, validated, never mutated."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import torch
 
-from virnucpro.models import ForwardOptions
+from virnucpro.data import PROTEIN, DnaInput, InputKind
+from virnucpro.models import ForwardOptions, get_pooling
+from virnucpro.models.esm2.architecture import MAX_LENGTH
 
-__all__ = ["EmbedConfig", "EmbedSummary", "DTYPES"]
+__all__ = ["DTYPES", "STORAGE", "EmbedConfig", "EmbedSummary", "JobResult", "Shard"]
 
+#: Compute dtype per ``dtype`` name.
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-Pooling = Literal["mean", "bos", "per-token"]
+#: Stored embedding dtype per ``storage`` name (numpy's dtype of the same name on disk).
+STORAGE = {"float32": torch.float32, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` (0-based) of ``count``: the records at positions p with p % count == index."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ValueError(f"shard must be I/N with 0 <= I < N, got {self.index}/{self.count} (CLI: --shard I/N)")
+
+    @property
+    def prefix(self) -> str:
+        return f"shard-{self.index}-of-{self.count}"
+
+
+def _default_workers() -> int:
+    return min(2, max(1, (os.cpu_count() or 2) - 1))
 
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    """One embedding job.
+    """One run: one output file (``output``) or one per input (``output_dir``).
 
     Attributes:
-        inputs: protein FASTA files (plain or gzip), embedded in this order.
-        output: the HDF5 file to write; it appears only when complete.
+        inputs: protein FASTA files (plain or compressed), embedded in this order; nucleotide
+            FASTA with ``dna``.
+        output: the file to write (its suffix chooses the format); it appears only when complete.
+        output_dir: instead of ``output``: write ``output_dir/<input name>.h5`` for each input,
+            each identical to a run on that input alone, through one loaded model.
         model: a fair-esm ESM-2 pretrained name, a local fair-esm ``.pt`` file, or
             ``random:<name>`` (random weights: for trying the tool only).
-        layers: representation layers to store (fair-esm numbering); None = the last.
-        pooling: ``mean`` over residues, the ``bos`` row, or ``per-token`` residue rows.
-        dtype: compute precision; None = bf16 on CUDA, fp32 on the CPU.
-        storage: dtype of stored embeddings, ``float32`` or ``float16``.
+        layers: representation layers to store (fair-esm numbering, negative from the end);
+            None = the last.
+        pooling: a name from ``virnucpro.models.POOLINGS``: ``mean`` over residues, the ``bos``
+            row, or ``per-token`` residue rows.
+        dtype: compute precision (``DTYPES``); None = bf16 on CUDA, fp32 on the CPU.
+        storage: dtype of stored embeddings (``STORAGE``).
         max_tokens: tokens per packed batch; None = sized from free GPU memory (8192 on the CPU).
         max_length: residues kept per sequence; longer ones are truncated and counted.
         on_overlength: ``truncate`` or ``raise``.
         invalid: ``raise`` on unknown residues, or ``X`` to replace them.
+        dna: read the inputs as DNA, chunked and translated by VirNucPro's rules
+            (``DnaInput``: chunk size, frames); one row per kept frame.
+        allow_nucleotide_like: embed records that read as DNA or RNA (refused by default:
+            a nucleotide FASTA given as protein is almost surely a mistake).
         workers: DataLoader worker processes that parse and tokenise. Each parses the
-            whole input (9-16 M tokens/s, ``parse_cost.json``) and tokenises its share (57 M tokens/s), so
-            two feed any ESM-2 on one GPU; more only add start-up time (a fork each).
+            whole input and tokenises its share, so two feed any ESM-2 on one GPU; more
+            only add start-up time (a fork each).
         device: ``cuda``, ``cuda:1``, ``cpu``; None = ``cuda`` when available. Under
             torchrun each rank uses ``cuda:LOCAL_RANK``.
-        forward: how the packed forward computes (``ForwardOptions``: attention backend,
-            kernels, GELU, matmul), validated when built.
+        forward: how the packed forward computes (``ForwardOptions``), validated when built.
+        shard: embed only this shard of the records (``Shard(I, N)``: positions p with
+            p % N == I); the output is then written by ``virnucpro assemble``.
         resume: continue from the committed results of an interrupted run.
         overwrite: replace an existing output (and discard partial results).
-        progress: show a progress bar.
+        parents: create the output's folder if it does not exist.
+        progress: show progress (a bar on a terminal, a periodic log line otherwise).
+        command: the command line that asked for this run, stored in the output.
     """
 
     inputs: tuple[Path, ...]
-    output: Path
     model: str
+    output: Path | None = None
+    output_dir: Path | None = None
     layers: tuple[int, ...] | None = None
-    pooling: Pooling = "mean"
+    pooling: str = "mean"
     dtype: Literal["fp32", "fp16", "bf16"] | None = None
     storage: Literal["float32", "float16"] = "float32"
     max_tokens: int | None = None
-    max_length: int = 1022
+    max_length: int = MAX_LENGTH
     on_overlength: Literal["truncate", "raise"] = "truncate"
     invalid: Literal["raise", "X"] = "raise"
-    workers: int = field(default_factory=lambda: min(2, max(1, (os.cpu_count() or 2) - 1)))
+    dna: DnaInput | None = None
+    allow_nucleotide_like: bool = False
+    workers: int = field(default_factory=_default_workers)
     device: str | None = None
     forward: ForwardOptions = field(default_factory=ForwardOptions)
+    shard: Shard = field(default_factory=Shard)
     resume: bool = False
     overwrite: bool = False
+    parents: bool = False
     progress: bool = True
+    command: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(Path(p) for p in self.inputs))
-        object.__setattr__(self, "output", Path(self.output))
+        for name in ("output", "output_dir"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(self.layers))
+        self._validate()
+
+    def _validate(self) -> None:
+        """Every option's value, before anything is created on disk."""
         if not self.inputs:
             raise ValueError("no input FASTA files given")
-        if self.pooling not in ("mean", "bos", "per-token"):
-            raise ValueError(f"pooling must be mean, bos or per-token, got {self.pooling!r}")
-        if self.dtype is not None and self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-        if self.storage not in ("float32", "float16"):
-            raise ValueError(f"storage must be float32 or float16, got {self.storage!r}")
+        if (self.output is None) == (self.output_dir is None):
+            raise ValueError("pass exactly one of output (CLI: -o) and output_dir (CLI: --output-dir)")
+        get_pooling(self.pooling)
+        _choose("dtype", self.dtype, DTYPES, "--dtype", optional=True)
+        _choose("storage", self.storage, STORAGE, "--storage")
+        _choose("on_overlength", self.on_overlength, ("truncate", "raise"), "--on-overlength")
+        _choose("invalid", self.invalid, ("raise", "X"), "--invalid")
+        if self.max_tokens is not None and self.max_tokens < 3:
+            raise ValueError(
+                f"max_tokens must be at least 3 (one residue with BOS and EOS), got {self.max_tokens} "
+                "(CLI: --max-tokens; leave it out to size batches from free GPU memory)"
+            )
+        if self.max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {self.max_length} (CLI: --max-length)")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers} (CLI: --workers)")
+        if self.layers is not None and (not self.layers or not all(isinstance(i, int) for i in self.layers)):
+            raise ValueError(f"layers must be integers, got {self.layers} (CLI: --layers)")
         if self.resume and self.overwrite:
             raise ValueError(
                 "resume and overwrite exclude each other: resume keeps partial results, overwrite discards them"
             )
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
+
+    @property
+    def kind(self) -> InputKind:
+        """The input kind the inputs are read as."""
+        return self.dna or PROTEIN
+
+    @property
+    def per_token(self) -> bool:
+        return get_pooling(self.pooling).per_token
+
+
+def _choose(name: str, value: object, known: Sequence[str], flag: str, *, optional: bool = False) -> None:
+    if (value is None and optional) or value in known:
+        return
+    raise ValueError(f"{name} must be one of {sorted(known)}, got {value!r} (CLI: {flag})")
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What one output holds once written (``records`` 0 and ``skipped`` when a resume found it done)."""
+
+    output: Path
+    records: int
+    truncated: int = 0
+    duplicate_ids: int = 0
+    replaced: int = 0
+    skipped: bool = False
+    assembled: bool = True
 
 
 @dataclass(frozen=True)
 class EmbedSummary:
-    """What a finished job did; ``line()`` is the one-line summary the CLI prints."""
+    """What a finished run did; ``line()`` is the summary the CLI prints (rank 0's is global)."""
 
-    output: Path
+    jobs: tuple[JobResult, ...]
     records: int
     tokens: int
     wall_s: float
@@ -95,26 +184,46 @@ class EmbedSummary:
     startup_s: float
     setup_s: float
     finish_s: float
-    truncated: int
-    duplicate_ids: int
-    replaced: int
     max_tokens: int
     peak_gpu_bytes: int
     options: ForwardOptions
     world_size: int
 
     @property
+    def output(self) -> Path:
+        return self.jobs[0].output
+
+    @property
+    def truncated(self) -> int:
+        return sum(job.truncated for job in self.jobs)
+
+    @property
+    def duplicate_ids(self) -> int:
+        return sum(job.duplicate_ids for job in self.jobs)
+
+    @property
+    def replaced(self) -> int:
+        return sum(job.replaced for job in self.jobs)
+
+    @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.wall_s if self.wall_s > 0 else 0.0
 
     def line(self) -> str:
+        if all(job.skipped for job in self.jobs):
+            names = ", ".join(str(job.output) for job in self.jobs)
+            return f"virnucpro embed: {names} already complete (an earlier run finished it); nothing to do"
         ranks = f" on {self.world_size} ranks" if self.world_size > 1 else ""
+        if len(self.jobs) == 1:
+            written = f"-> {self.output}" if self.jobs[0].assembled else f"-> {self.output} (shard parts; assemble)"
+        else:
+            written = f"-> {len(self.jobs)} outputs"
         return (
             f"virnucpro embed: {self.records:,} records, {self.tokens:,} tokens in {self.wall_s:.1f} s "
             f"= {self.tokens_per_s:,.0f} tokens/s{ranks}; input wait {100 * self.input_wait:.1f} % of wall "
             f"(first batch after {self.startup_s:.1f} s; model set-up {self.setup_s:.1f} s, "
             f"final assembly {self.finish_s:.1f} s); truncated {self.truncated}; duplicate ids {self.duplicate_ids}; "
             f"{f'residues replaced with X {self.replaced}; ' if self.replaced else ''}"
-            f"attention {self.options.attention}, kernels {self.options.kernels}, GELU {self.options.gelu}, max_tokens {self.max_tokens} "
-            f"-> {self.output}"
+            f"attention {self.options.attention}, kernels {self.options.kernels}, GELU {self.options.gelu}, "
+            f"max_tokens {self.max_tokens} {written}"
         )
