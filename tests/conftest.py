@@ -42,3 +42,13 @@ def alphabet() -> esm.data.Alphabet:
 @pytest.fixture(scope="session")
 def batch_converter(alphabet):
     return alphabet.get_batch_converter()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny random ESM-2 (2 layers, width 64, seed 3) saved in fair-esm's checkpoint format."""
+    from virnucpro.models import save_checkpoint
+
+    path = tmp_path_factory.mktemp("model") / "m.pt"
+    save_checkpoint(tiny_esm2(2, 64, 4, seed=3), path)
+    return path

@@ -22,7 +22,8 @@ from Bio.SeqRecord import SeqRecord
 from conftest import CONTIGS
 
 from virnucpro.data import dna
-from virnucpro.data.dna import FRAMES, Translator, chunk_bounds, read_dna, six_frames, write_translation
+from virnucpro.data.dna import FRAMES, Translator, chunk_bounds, read_dna, six_frames
+from virnucpro.data.translation_files import write_translation
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reference"))
 from virnucpro_prediction import process_record  # noqa: E402

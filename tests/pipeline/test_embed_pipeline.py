@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -21,6 +20,7 @@ import pytest
 import torch
 from Bio import SeqIO
 
+from cli_helpers import wait_for_commit
 from conftest import PROTEOME, tiny_esm2
 from virnucpro.models import load_model, save_checkpoint
 
@@ -148,15 +148,6 @@ def test_bos_pooling_stored_as_float16(tmp_path, checkpoint, inputs):
     assert diff.max() <= bound, f"max abs diff {diff.max():.3g} > {bound:.3g}"
 
 
-def _wait_for_commit(state: Path, records: int, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if state.exists() and json.loads(state.read_text())["records"] >= records:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{state} never reached {records} committed records")
-
-
 def test_kill_and_resume_gives_identical_file(tmp_path, checkpoint):
     records = [(f"{rid}_{k}", seq) for k in range(3) for rid, seq in _proteins(120)]
     fasta = _write_fasta(tmp_path / "many.faa", records)
@@ -166,7 +157,7 @@ def test_kill_and_resume_gives_identical_file(tmp_path, checkpoint):
     _embed(fasta, "-o", whole, *common)
 
     out = tmp_path / "resumed.h5"
-    state = tmp_path / "resumed.h5.parts" / "rank0" / "state.json"
+    state = tmp_path / "resumed.h5.parts" / "shard-0-of-1.rank-0-of-1" / "state.json"
     cmd = [
         sys.executable,
         "-m",
@@ -181,7 +172,7 @@ def test_kill_and_resume_gives_identical_file(tmp_path, checkpoint):
         "--no-progress",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_commit(state, 40)
+    wait_for_commit(state, 40, proc=proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     committed = json.loads(state.read_text())["records"]
@@ -199,28 +190,34 @@ def test_kill_and_resume_gives_identical_file(tmp_path, checkpoint):
         assert b.attrs["records"] == len(records) and b.attrs["duplicate_ids"] == 0
 
 
-def test_resume_refuses_other_options(tmp_path, checkpoint, inputs):
+def _killed_after_commit(fasta: Path, out: Path, *options: str | os.PathLike, records: int = 40) -> int:
+    """Start ``virnucpro embed``, SIGKILL it once ``records`` are committed; the committed count."""
+    cmd = [sys.executable, "-m", "virnucpro", "embed", str(fasta), "-o", str(out), *map(str, options),
+           "--device", "cpu", "--no-progress"]  # fmt: skip
+    state = out.with_name(out.name + ".parts") / "shard-0-of-1.rank-0-of-1" / "state.json"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_commit(state, records, proc=proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return json.loads(state.read_text())["records"]
+
+
+def test_resume_refuses_a_job_whose_only_change_is_the_pooling(tmp_path, checkpoint):
+    records = [(f"{rid}_{k}", seq) for k in range(3) for rid, seq in _proteins(120)]
+    fasta = _write_fasta(tmp_path / "many.faa", records)
     out = tmp_path / "o.h5"
-    parts = tmp_path / "o.h5.parts"
-    _embed(inputs[0], "-o", out, "--model", checkpoint)
-    # Leave partial results of another job behind, as a crash would.
-    out.unlink()
-    (parts / "rank0").mkdir(parents=True)
-    (parts / "rank0" / "state.json").write_text(
-        json.dumps(
-            {
-                "records": 0,
-                "rows": 0,
-                "ids_bytes": 0,
-                "replaced": 0,
-                "row_shape": [1, 64],
-                "dtype": "<f4",
-                "fingerprint": {"pooling": "bos"},
-            }
-        )
-    )
-    result = _embed(inputs[0], "-o", out, "--model", checkpoint, "--resume", check=False)
-    assert result.returncode != 0 and "different job" in result.stderr and "pooling" in result.stderr
+    common = ["--model", checkpoint, "--max-tokens", "600", "--workers", "1"]
+    committed = _killed_after_commit(fasta, out, *common, "--pooling", "mean")
+    assert 0 < committed < len(records)
+    result = _embed(fasta, "-o", out, *common, "--pooling", "bos", "--resume", check=False)
+    assert result.returncode != 0 and "different job" in result.stderr, result.stderr
+    assert "pooling: stored 'mean', now 'bos'" in result.stderr, result.stderr
+    assert result.stderr.count("stored ") == 1, f"only the pooling differs: {result.stderr}"
+    _embed(fasta, "-o", out, *common, "--pooling", "mean", "--resume")  # the same job still resumes
+    with h5py.File(out) as f:
+        assert f.attrs["records"] == len(records)
 
 
 def test_torchrun_two_ranks_equal_single_process(tmp_path, checkpoint, inputs):
@@ -260,12 +257,15 @@ def test_two_ranks_killed_then_resumed_by_one_process(tmp_path, checkpoint):
            "-m", "virnucpro", "embed", str(fasta), "-o", str(out), *common]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for rank in (0, 1):
-        _wait_for_commit(tmp_path / "out.h5.parts" / f"rank{rank}" / "state.json", 20)
+        wait_for_commit(tmp_path / "out.h5.parts" / f"shard-0-of-1.rank-{rank}-of-2" / "state.json", 20, proc=proc)
     for pid in [*_descendants(proc.pid), proc.pid]:  # torchrun starts its ranks in sessions of their own
         os.kill(pid, signal.SIGKILL)
     proc.wait()
     assert not out.exists()
-    states = [json.loads((tmp_path / "out.h5.parts" / f"rank{r}" / "state.json").read_text()) for r in (0, 1)]
+    states = [
+        json.loads((tmp_path / "out.h5.parts" / f"shard-0-of-1.rank-{r}-of-2" / "state.json").read_text())
+        for r in (0, 1)
+    ]
     committed = sum(state["records"] for state in states)
     assert committed < len(records), f"kill landed after all {committed} records were committed"
 

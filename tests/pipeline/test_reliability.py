@@ -294,10 +294,10 @@ def test_a_kill_between_the_rename_and_the_clean_up_is_a_finished_job(capsys, tm
     out = tmp_path / "o.h5"
     from virnucpro.pipeline import assemble as assembly
 
-    def killed(path):
+    def killed(job):
         raise KeyboardInterrupt  # as a kill right after the output was renamed into place
 
-    monkeypatch.setattr(assembly.shutil, "rmtree", killed)
+    monkeypatch.setattr(assembly, "remove_parts", killed)
     killed_run = run_cli(capsys, "embed", fasta, "-o", out, "--model", model)
     monkeypatch.undo()
     assert killed_run.code != 0 and out.is_file() and (tmp_path / "o.h5.parts").is_dir(), killed_run

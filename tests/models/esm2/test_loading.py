@@ -265,11 +265,6 @@ def test_packed_copy_of_a_mapped_model_equals_that_of_an_in_memory_one_and_chang
         assert tensor.dtype == torch.float16 and torch.equal(tensor, before[key]) and in_mapping(tensor, ranges), key
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PackedESM2 folds head_dim ** -0.5 into q_proj in the source dtype: in float16 the product "
-    "rounds (subnormals lose bits even for a power-of-two scale); folding in float32 makes this exact",
-)
 def test_float32_packed_copy_of_a_half_model_equals_that_of_its_float32_load(half_checkpoint, batch_converter):
     _, path = half_checkpoint
     actual = packed_forward(load_model(path, dtype=None)[0], batch_converter)
