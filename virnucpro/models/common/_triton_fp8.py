@@ -10,8 +10,10 @@ One program per packed row, the row in float32 registers, as ``_triton``'s kerne
 
 The quantisation is ``fp8.quantise_rows``'s arithmetic step for step. Triton's ``/`` on
 float32 is an approximate division, so the reciprocal is ``div_rn``, IEEE-rounded as in
-torch; with that, the same float32 row gives bitwise the same codes and scale. Imported
-only when CUDA and Triton are present.
+torch; with that, the same float32 row gives bitwise the same codes and scale on Hopper,
+where Triton converts float32 to e4m3 in one rounding (``cvt.rn.satfinite``). On sm_89 it
+goes through float16 (truncated first), so a code may differ by one e4m3 step there.
+Imported only when CUDA and Triton are present.
 """
 
 from __future__ import annotations
@@ -109,8 +111,8 @@ def _activate_quantise(y: Tensor, activation: str) -> Quantised:
 
 
 def quantise_rows(x: Tensor) -> Quantised:
-    """As ``fp8.quantise_rows``, bitwise; x (T, K) contiguous, any float dtype."""
-    return _activate_quantise(x, "none")
+    """As ``fp8.quantise_rows``, bitwise on Hopper; x (T, K), any float dtype (an attention output at any strides)."""
+    return _activate_quantise(x.contiguous(), "none")
 
 
 def gelu_quantise(y: Tensor, gelu: str) -> Quantised:
