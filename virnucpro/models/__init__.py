@@ -6,6 +6,7 @@ spec to its family; ``options`` the forward's options.
 """
 
 from .common.attention import BACKENDS, select_attention
+from .common.fp8 import Fp8Levers, fp8_selfcheck_cosine
 from .common.kernels import KERNELS, select_kernels
 from .common.pooling import POOLINGS, Pooling, bos_pool, get_pooling, mean_pool, residue_rows
 from .common.segments import segment_ids
@@ -19,6 +20,7 @@ __all__ = [
     "BACKENDS",
     "FAMILIES",
     "ForwardOptions",
+    "Fp8Levers",
     "GELUS",
     "KERNELS",
     "MATMULS",
@@ -30,6 +32,7 @@ __all__ = [
     "auto_max_tokens",
     "bos_pool",
     "family_for",
+    "fp8_selfcheck_cosine",
     "get_pooling",
     "load_model",
     "mean_pool",

@@ -7,18 +7,20 @@ on the device and dtype; ``resolve`` turns it into the concrete choice for them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from .common.attention import BACKENDS, select_attention
+from .common.fp8 import Fp8Levers, fp8_unsupported
 from .common.kernels import KERNELS, select_kernels
 
 __all__ = ["ForwardOptions", "GELUS", "MATMULS"]
 
 GELUS = ("exact", "tanh")
-#: "native": matmuls in the compute dtype.
-MATMULS = ("native",)
+#: "native": matmuls in the compute dtype. "fp8": e4m3 matmuls, bf16 around them, on GPUs
+#: with FP8 tensor cores (``common.fp8``).
+MATMULS = ("native", "fp8")
 _HALF = (torch.float16, torch.bfloat16)
 
 
@@ -36,12 +38,14 @@ class ForwardOptions:
             in the fc1 matmul's epilogue, in fp16/bf16 on CUDA, where it is far below the
             rounding of the dtype, else exact.
         matmul: the matmul implementation, one of ``MATMULS`` (``common.matmul``).
+        fp8: the accuracy levers of ``matmul="fp8"`` (``fp8.Fp8Levers``); unused otherwise.
     """
 
     attention: str = "auto"
     kernels: str = "auto"
     gelu: str = "auto"
     matmul: str = "native"
+    fp8: Fp8Levers = Fp8Levers()
 
     def __post_init__(self) -> None:
         for name, value, known, flag in (
@@ -53,6 +57,8 @@ class ForwardOptions:
             choices = known if name == "matmul" else ("auto", *known)
             if value not in choices:
                 raise ValueError(f"{name}={value!r} is unknown; choose one of {choices} (CLI: {flag})")
+        if not isinstance(self.fp8, Fp8Levers):
+            raise TypeError(f"fp8 must be an Fp8Levers, got {type(self.fp8).__name__}")
 
     def resolve(self, device: torch.device | str, dtype: torch.dtype) -> ForwardOptions:
         """The concrete options a packed model on ``device`` computing in ``dtype`` uses.
@@ -60,6 +66,8 @@ class ForwardOptions:
         Raises ``ValueError`` for a choice that cannot run there, naming it and the fix.
         """
         device = torch.device(device)
+        if self.matmul == "fp8" and (reason := fp8_unsupported(device, dtype)):
+            raise ValueError(reason)
         if self.gelu == "auto":
             gelu = "tanh" if device.type == "cuda" and dtype in _HALF else "exact"
         else:
@@ -69,8 +77,13 @@ class ForwardOptions:
             kernels=select_kernels(self.kernels, device).name,
             gelu=gelu,
             matmul=self.matmul,
+            fp8=self.fp8,
         )
 
     def as_dict(self) -> dict[str, str]:
-        """The options by field name, as the fingerprint and the output's attributes store them."""
-        return asdict(self)
+        """The options by field name, as the fingerprint and the output's attributes store them.
+
+        ``fp8`` (``Fp8Levers.describe``) only with ``matmul="fp8"``: other runs keep the keys they had.
+        """
+        names = {"attention": self.attention, "kernels": self.kernels, "gelu": self.gelu, "matmul": self.matmul}
+        return names | ({"fp8": self.fp8.describe()} if self.matmul == "fp8" else {})

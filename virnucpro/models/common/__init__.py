@@ -1,8 +1,9 @@
 """Parts of a packed forward that no model family owns: attention, kernels, matmuls, pooling, segments."""
 
 from .attention import BACKENDS, AttentionFn, reference_attention, select_attention
+from .fp8 import Fp8Levers, Fp8Matmul
 from .kernels import KERNELS, Kernels, select_kernels
-from .matmul import Linear, Matmul, NativeMatmul, Norm
+from .matmul import Linear, Matmul, NativeMatmul, Norm, Quantised
 from .pooling import POOLINGS, Pooling, bos_pool, get_pooling, mean_pool, residue_rows
 from .segments import segment_ids
 
@@ -11,12 +12,15 @@ __all__ = [
     "KERNELS",
     "POOLINGS",
     "AttentionFn",
+    "Fp8Levers",
+    "Fp8Matmul",
     "Kernels",
     "Linear",
     "Matmul",
     "NativeMatmul",
     "Norm",
     "Pooling",
+    "Quantised",
     "bos_pool",
     "get_pooling",
     "mean_pool",

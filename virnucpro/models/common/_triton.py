@@ -16,14 +16,21 @@ from torch import Tensor
 
 
 @triton.jit
-def _add_layer_norm_kernel(
-    x_ptr, delta_ptr, sum_ptr, out_ptr, w_ptr, b_ptr, n_cols, eps,
-    HAS_DELTA: tl.constexpr, BLOCK: tl.constexpr,
-):  # fmt: skip
+def row_offsets(n_cols, BLOCK: tl.constexpr):
+    """(row, cols, mask, offsets) of this program's row of a contiguous (T, n_cols) tensor."""
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
-    mask = cols < n_cols
-    offsets = row * n_cols + cols
+    return row, cols, cols < n_cols, row * n_cols + cols
+
+
+@triton.jit
+def add_layer_norm_row(
+    x_ptr, delta_ptr, sum_ptr, w_ptr, b_ptr, offsets, cols, mask, n_cols, eps, HAS_DELTA: tl.constexpr,
+):  # fmt: skip
+    """One row's LayerNorm(x + delta) in float32 registers (0 where ``mask`` is off); the sum is stored.
+
+    Shared by ``_add_layer_norm_kernel`` and ``_triton_fp8``'s quantising LayerNorm.
+    """
     x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
     if HAS_DELTA:
         x += tl.load(delta_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
@@ -35,14 +42,33 @@ def _add_layer_norm_kernel(
     rstd = 1.0 / tl.sqrt(var + eps)
     w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
     b = tl.load(b_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(out_ptr + offsets, (centred * rstd * w + b).to(out_ptr.dtype.element_ty), mask=mask)
+    return centred * rstd * w + b
+
+
+@triton.jit
+def _add_layer_norm_kernel(
+    x_ptr, delta_ptr, sum_ptr, out_ptr, w_ptr, b_ptr, n_cols, eps,
+    HAS_DELTA: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    _, cols, mask, offsets = row_offsets(n_cols, BLOCK)
+    y = add_layer_norm_row(x_ptr, delta_ptr, sum_ptr, w_ptr, b_ptr, offsets, cols, mask, n_cols, eps, HAS_DELTA)
+    tl.store(out_ptr + offsets, y.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def check_rows(x: Tensor, delta: Tensor | None) -> None:
+    """The row kernels index rows as ``row * n_cols``: x, and delta if given, contiguous (T, E) of one shape."""
+    if (
+        x.ndim != 2
+        or not x.is_contiguous()
+        or (delta is not None and (not delta.is_contiguous() or delta.shape != x.shape))
+    ):
+        raise ValueError("the row kernels need contiguous (T, E) x and delta of the same shape")
 
 
 def add_layer_norm(x: Tensor, delta: Tensor | None, weight: Tensor, bias: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     """As ``kernels.add_layer_norm_torch``; x and delta (T, E) contiguous."""
+    check_rows(x, delta)
     rows, cols = x.shape
-    if not x.is_contiguous() or (delta is not None and (not delta.is_contiguous() or delta.shape != x.shape)):
-        raise ValueError("add_layer_norm needs contiguous (T, E) x and delta of the same shape")
     total = x if delta is None else torch.empty_like(x)
     out = torch.empty_like(x)
     block = triton.next_power_of_2(cols)

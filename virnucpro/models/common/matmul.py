@@ -4,13 +4,23 @@
 implementation of ``Matmul`` and nothing else in the model changes:
 
 * ``prepare_weight`` copies a linear layer's weights once, when the packed model is
-  built, into whatever form the implementation multiplies with;
+  built, into whatever form the implementation multiplies with; ``prepare_norm_linear``
+  does so for a LayerNorm and the layer that reads its output together (an
+  implementation may fold the norm's per-channel scale into the weights). ``role`` names
+  which of a block's four layers it is (``ROLES``), for implementations that treat
+  them differently;
 * ``add_layer_norm`` produces a block's normalised input, in the form ``linear`` takes
   (an implementation that quantises activations fuses that into the LayerNorm here);
-* ``linear`` and ``linear_gelu`` compute ``x @ W.T + b`` and ``GELU(x @ W.T + b)``.
+* ``linear`` and ``linear_gelu`` compute ``x @ W.T + b`` and ``GELU(x @ W.T + b)``; the
+  latter's result, too, is in the form ``linear`` takes.
+
+Each half of a block (attention: LayerNorm, QKV, out_proj; MLP: LayerNorm, fc1, fc2)
+computes in one implementation, and a model may give its blocks and halves different
+ones (``fp8.block_matmuls``): between them the residual stream is always the compute dtype.
 
 ``NativeMatmul`` multiplies in the compute dtype with cuBLAS, bias (and, with
-``gelu="tanh"`` on CUDA, the GELU) in the matmul's epilogue.
+``gelu="tanh"`` on CUDA, the GELU) in the matmul's epilogue. ``fp8.Fp8Matmul``
+multiplies e4m3 weights with activations quantised per row (``Quantised``).
 """
 
 from __future__ import annotations
@@ -24,7 +34,10 @@ from torch import Tensor
 
 from .kernels import Kernels
 
-__all__ = ["Linear", "Matmul", "NativeMatmul", "Norm", "copy_tensor"]
+__all__ = ["ROLES", "Linear", "LinearInput", "Matmul", "NativeMatmul", "Norm", "Quantised", "copy_norm", "copy_tensor"]
+
+#: A pre-LayerNorm block's four linear layers: fused QKV, attention output, MLP in and out.
+ROLES = ("qkv", "out", "fc1", "fc2")
 
 
 class Linear(NamedTuple):
@@ -37,27 +50,44 @@ class Linear(NamedTuple):
 
 
 class Norm(NamedTuple):
-    """A copy of fair-esm's LayerNorm (torch's or apex's): weight (E,), bias (E,), eps."""
+    """A LayerNorm's parameters (fair-esm's, torch's or apex's): weight (E,), bias (E,), eps."""
 
     weight: Tensor
     bias: Tensor
     eps: float
 
 
+class Quantised(NamedTuple):
+    """Rows quantised with one scale each: row i stands for ``codes[i].float() * scale[i]``."""
+
+    codes: Tensor  # (M, K) float8_e4m3fn, contiguous
+    scale: Tensor  # (M, 1) float32, contiguous
+
+
+#: What ``linear`` multiplies: rows in the compute dtype, or already quantised.
+LinearInput = Tensor | Quantised
+
+
 class Matmul(Protocol):
     name: str
 
-    def prepare_weight(self, weights: Sequence[Tensor], biases: Sequence[Tensor]) -> Linear:
+    def prepare_weight(self, weights: Sequence[Tensor], biases: Sequence[Tensor], role: str) -> Linear:
         """One layer from row blocks stacked in order (e.g. q, k, v): (out_i, in) and (out_i,) each."""
         ...
 
-    def add_layer_norm(self, x: Tensor, delta: Tensor | None, norm: Norm) -> tuple[Tensor, Tensor]:
+    def prepare_norm_linear(
+        self, norm: Norm, weights: Sequence[Tensor], biases: Sequence[Tensor], role: str
+    ) -> tuple[Norm, Linear]:
+        """A LayerNorm (the source's parameters) and the layer reading its output; same function."""
+        ...
+
+    def add_layer_norm(self, x: Tensor, delta: Tensor | None, norm: Norm) -> tuple[Tensor, LinearInput]:
         """(x + delta, LayerNorm(x + delta)), the second in the form ``linear`` takes."""
         ...
 
-    def linear(self, x: Tensor, layer: Linear) -> Tensor: ...
+    def linear(self, x: LinearInput, layer: Linear) -> Tensor: ...
 
-    def linear_gelu(self, x: Tensor, layer: Linear) -> Tensor: ...
+    def linear_gelu(self, x: LinearInput, layer: Linear) -> LinearInput: ...
 
 
 class NativeMatmul:
@@ -73,8 +103,13 @@ class NativeMatmul:
     def __init__(self, dtype: torch.dtype, device: torch.device, kernels: Kernels, gelu: str) -> None:
         self.dtype, self.device, self.kernels, self.gelu = dtype, device, kernels, gelu
 
-    def prepare_weight(self, weights: Sequence[Tensor], biases: Sequence[Tensor]) -> Linear:
+    def prepare_weight(self, weights: Sequence[Tensor], biases: Sequence[Tensor], role: str = "") -> Linear:
         return Linear(self._stack(weights), self._stack(biases))
+
+    def prepare_norm_linear(
+        self, norm: Norm, weights: Sequence[Tensor], biases: Sequence[Tensor], role: str = ""
+    ) -> tuple[Norm, Linear]:
+        return copy_norm(norm, self.dtype, self.device), self.prepare_weight(weights, biases, role)
 
     def add_layer_norm(self, x: Tensor, delta: Tensor | None, norm: Norm) -> tuple[Tensor, Tensor]:
         return self.kernels.add_layer_norm(x, delta, *norm)
@@ -101,6 +136,11 @@ class NativeMatmul:
             out[start : start + source.shape[0]].copy_(source)
             start += source.shape[0]
         return out
+
+
+def copy_norm(norm: Norm, dtype: torch.dtype, device: torch.device) -> Norm:
+    """``norm`` with its weight and bias copied into ``dtype`` on ``device``."""
+    return Norm(copy_tensor(norm.weight, dtype, device), copy_tensor(norm.bias, dtype, device), norm.eps)
 
 
 def copy_tensor(source: Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:

@@ -14,14 +14,19 @@ CPU_MAX_TOKENS = 8192
 MAX_AUTO_TOKENS = 131072
 
 
-def auto_max_tokens(model: ESM2, dtype: torch.dtype, device: torch.device, num_layers_out: int) -> int:
+def auto_max_tokens(
+    model: ESM2, dtype: torch.dtype, device: torch.device, num_layers_out: int, matmul: str = "native"
+) -> int:
     """Tokens per batch that fit in the GPU's free memory with room to spare; ``CPU_MAX_TOKENS`` on the CPU.
 
     Per token, a block holds about 24 activations of width E in flight in the compute
     dtype (residual, norms, fused QKV, rotated q/k, attention output, the 4E-wide MLP),
-    plus float32 copies for pooling of each of the ``num_layers_out`` stored layers. Half
-    of the free memory is used, after room for ``PackedESM2``'s copy of ``model`` in
-    ``dtype`` (made after this is called), capped at ``MAX_AUTO_TOKENS``.
+    plus float32 copies for pooling of each of the ``num_layers_out`` stored layers. With
+    ``matmul="fp8"`` (``ForwardOptions.matmul``), fc1's bf16 output and its e4m3 codes are
+    alive together, and the normalised rows have e4m3 copies: about 6 bytes of width E
+    more. Half of the free memory is used, after room for ``PackedESM2``'s copy of
+    ``model`` in ``dtype`` (made after this is called; its FP8 weights take 1 byte, not
+    ``dtype``'s size, so this is an upper bound there), capped at ``MAX_AUTO_TOKENS``.
     ``benchmarks/results/h200.md`` gives the measured peak memory and speed per budget.
     """
     if device.type != "cuda":
@@ -29,6 +34,6 @@ def auto_max_tokens(model: ESM2, dtype: torch.dtype, device: torch.device, num_l
     free, _ = torch.cuda.mem_get_info(device)
     itemsize = torch.finfo(dtype).bits // 8
     free -= sum(p.numel() for p in model.parameters()) * itemsize
-    per_token = model.embed_dim * (24 * itemsize + 4 * (num_layers_out + 2))
+    per_token = model.embed_dim * (24 * itemsize + 4 * (num_layers_out + 2) + (6 if matmul == "fp8" else 0))
     tokens = int(0.5 * max(free, 0) / per_token)
     return max(4096, min(MAX_AUTO_TOKENS, tokens // 1024 * 1024))

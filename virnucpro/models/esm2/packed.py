@@ -5,9 +5,10 @@ token embedding with token-dropout rescale, pre-LayerNorm blocks with rotary
 attention over the full head dimension and a GELU MLP, final LayerNorm.
 
 Per block on CUDA: four matmuls through the matmul seam (``common.matmul``; natively,
-cuBLAS with the bias and, by default in half precision, the GELU in the epilogue), one
-varlen attention kernel, and three one-pass Triton kernels: residual add + LayerNorm
-twice, rotary once.
+cuBLAS with the bias and, by default in half precision, the GELU in the epilogue; with
+``matmul="fp8"``, e4m3 matmuls fed by quantising kernels, ``common.fp8``), one varlen
+attention kernel, and three one-pass Triton kernels: residual add + LayerNorm twice,
+rotary once. Each half of a block (attention, MLP) has its ``Matmul`` (``fp8.block_matmuls``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from torch import Tensor, nn
 
 from ..common.attention import AttentionFn, select_attention
 from ..common.kernels import Kernels, select_kernels
-from ..common.matmul import Matmul, NativeMatmul, Norm, copy_tensor
+from ..common.fp8 import block_matmuls
+from ..common.matmul import Matmul, Norm, copy_norm, copy_tensor
 from ..common.segments import segment_ids
 from ..options import ForwardOptions
 from .architecture import MASK_RATIO_TRAIN, resolve_layers
@@ -65,7 +67,10 @@ class PackedESM2(nn.Module):
         self.options = (options or ForwardOptions()).resolve(device, dtype)
         self._attend: AttentionFn = select_attention(self.options.attention, device, dtype)[1]
         self._kernels: Kernels = select_kernels(self.options.kernels, device)
-        self._matmul: Matmul = NativeMatmul(dtype, device, self._kernels, self.options.gelu)
+        o = self.options
+        self._matmuls: list[tuple[Matmul, Matmul]] = block_matmuls(
+            o.matmul, o.fp8, model.num_layers, dtype, device, self._kernels, o.gelu
+        )
 
         self.num_layers = model.num_layers
         self.embed_dim = model.embed_dim
@@ -75,8 +80,8 @@ class PackedESM2(nn.Module):
         # module per layer cost more host time than the copy costs the GPU.
         with torch.no_grad():
             self.register_buffer("embed_weight", copy_tensor(source, dtype, device), persistent=False)
-            self.layers = nn.ModuleList(_Block(layer, self._matmul, dtype, device) for layer in model.layers)
-            self.final_norm = _copy_norm(model.emb_layer_norm_after, dtype, device)
+            self.layers = nn.ModuleList(_Block(layer, *mms) for layer, mms in zip(model.layers, self._matmuls))
+            self.final_norm = copy_norm(_norm(model.emb_layer_norm_after), dtype, device)
         head_dim = self.embed_dim // model.attention_heads
         inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
@@ -197,29 +202,37 @@ class PackedESM2(nn.Module):
             )
 
 
-def _copy_norm(norm: nn.Module, dtype: torch.dtype, device: torch.device) -> Norm:
-    return Norm(copy_tensor(norm.weight, dtype, device), copy_tensor(norm.bias, dtype, device), norm.eps)
+def _norm(norm: nn.Module) -> Norm:
+    """A fair-esm LayerNorm's own parameters (not copied: the matmul copies what it keeps)."""
+    return Norm(norm.weight, norm.bias, norm.eps)
 
 
 class _Block(nn.Module):
-    """One pre-LayerNorm ESM-2 transformer block, with q, k and v fused in one projection."""
+    """One pre-LayerNorm ESM-2 transformer block, with q, k and v fused in one projection.
 
-    def __init__(self, layer: TransformerLayer, matmul: Matmul, dtype: torch.dtype, device: torch.device):
+    ``attention`` holds and multiplies the attention half's layers (its LayerNorm, QKV,
+    out_proj), ``mlp`` the MLP half's (its LayerNorm, fc1, fc2); the two meet in the
+    residual stream, which is the compute dtype whatever they are.
+    """
+
+    def __init__(self, layer: TransformerLayer, attention: Matmul, mlp: Matmul):
         super().__init__()
         attn = layer.self_attn
         self.heads = attn.num_heads
-        self.matmul = matmul
-        self.attn_norm = _copy_norm(layer.self_attn_layer_norm, dtype, device)
+        self.attention_matmul, self.mlp_matmul = attention, mlp
         # fair-esm scales q by head_dim ** -0.5 before rotary; folded into the weights
         # (in float32, then rounded) here, so attention kernels run with scale 1.0.
-        self.qkv = matmul.prepare_weight(
+        self.attn_norm, self.qkv = attention.prepare_norm_linear(
+            _norm(layer.self_attn_layer_norm),
             (attn.q_proj.weight.float() * attn.scaling, attn.k_proj.weight, attn.v_proj.weight),
             (attn.q_proj.bias.float() * attn.scaling, attn.k_proj.bias, attn.v_proj.bias),
+            role="qkv",
         )
-        self.out = matmul.prepare_weight((attn.out_proj.weight,), (attn.out_proj.bias,))
-        self.ffn_norm = _copy_norm(layer.final_layer_norm, dtype, device)
-        self.fc1 = matmul.prepare_weight((layer.fc1.weight,), (layer.fc1.bias,))
-        self.fc2 = matmul.prepare_weight((layer.fc2.weight,), (layer.fc2.bias,))
+        self.out = attention.prepare_weight((attn.out_proj.weight,), (attn.out_proj.bias,), role="out")
+        self.ffn_norm, self.fc1 = mlp.prepare_norm_linear(
+            _norm(layer.final_layer_norm), (layer.fc1.weight,), (layer.fc1.bias,), role="fc1"
+        )
+        self.fc2 = mlp.prepare_weight((layer.fc2.weight,), (layer.fc2.bias,), role="fc2")
 
     def forward(
         self,
@@ -235,9 +248,9 @@ class _Block(nn.Module):
 
         x, delta: (T, E). rotary: positions (T,) int32 and the cos and sin tables.
         """
-        mm = self.matmul
-        x, h = mm.add_layer_norm(x, delta, self.attn_norm)
-        q, k, v = kernels.rotary(mm.linear(h, self.qkv), *rotary, self.heads)  # 3 x (T, H, D)
+        a, m = self.attention_matmul, self.mlp_matmul
+        x, h = a.add_layer_norm(x, delta, self.attn_norm)
+        q, k, v = kernels.rotary(a.linear(h, self.qkv), *rotary, self.heads)  # 3 x (T, H, D)
         attended = attend(q, k, v, cu_seqlens, max_seqlen)  # (T, H, D)
-        x, h = mm.add_layer_norm(x, mm.linear(attended.flatten(1), self.out), self.ffn_norm)
-        return x, mm.linear(mm.linear_gelu(h, self.fc1), self.fc2)
+        x, h = m.add_layer_norm(x, a.linear(attended.flatten(1), self.out), self.ffn_norm)
+        return x, m.linear(m.linear_gelu(h, self.fc1), self.fc2)
