@@ -12,7 +12,7 @@ from virnucpro.data.dna import FRAMES
 from virnucpro.models import BACKENDS, KERNELS, POOLINGS, ForwardOptions
 from virnucpro.models.esm2.architecture import MAX_LENGTH
 from virnucpro.models.options import GELUS
-from virnucpro.pipeline import DTYPES, STORAGE, EmbedConfig, Shard, run_embed
+from virnucpro.pipeline import DTYPES, STORAGE, EmbedConfig, SelfCheck, Shard, run_embed
 from virnucpro.pipeline.jobs import STDIN, spooled_stdin
 
 __all__ = ["DETAILS", "RESUME_HINT", "add_arguments", "run"]
@@ -55,7 +55,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--pooling", choices=POOLINGS, default="mean",
         help="; ".join(f"{name}: {mode.help}" for name, mode in POOLINGS.items()) + " (default: mean)",
     )  # fmt: skip
-    p.add_argument("--dtype", choices=DTYPES, help="compute precision (default: bf16 on GPU, fp32 on CPU)")
+    p.add_argument(
+        "--dtype", choices=DTYPES,
+        help="compute precision (default: bf16 on GPU, fp32 on CPU); fp8: FP8 matmuls on Hopper or newer, self-checked",
+    )  # fmt: skip
+    p.add_argument(
+        "--fp8-check-every", type=int, default=SelfCheck.every,
+        help=f"with --dtype fp8, also run every Nth batch in bf16 and compare (default {SelfCheck.every}, and the first)",
+    )  # fmt: skip
+    p.add_argument(
+        "--fp8-min-cosine", type=float, default=SelfCheck.min_cosine,
+        help=f"with --dtype fp8, stop when a checked row's cosine to bf16 falls below this (default {SelfCheck.min_cosine})",
+    )  # fmt: skip
     p.add_argument("--storage", choices=STORAGE, default="float32", help="stored embedding dtype")
     p.add_argument("--max-tokens", type=int, help="tokens per packed batch (default: sized from free GPU memory)")
     p.add_argument(
@@ -118,6 +129,7 @@ def _embed(args: argparse.Namespace, argv: Sequence[str], inputs: tuple[Path, ..
         layers=tuple(args.layers) if args.layers else None,
         pooling=args.pooling,
         dtype=args.dtype,
+        fp8_check=SelfCheck(args.fp8_check_every, args.fp8_min_cosine),
         storage=args.storage,
         max_tokens=args.max_tokens,
         max_length=args.max_length,

@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 __all__ = ["ModelFamily", "Vocabulary"]
@@ -45,7 +44,7 @@ class ModelFamily:
         resolve_layers: ``(requested, num_layers, argument=...) -> layers`` in the family's numbering.
         packed: ``packed(model, dtype=, device=, options=)``, the packed forward (``forward(batch,
             repr_layers=)`` -> {"representations": {layer: (T, E)}}).
-        max_tokens: ``max_tokens(model, dtype, device, num_layers_out)``, the default token budget.
+        max_tokens: ``max_tokens(model, dtype, device, num_layers_out, matmul=...)``, the default token budget.
     """
 
     name: str
@@ -54,7 +53,7 @@ class ModelFamily:
     batch_converter: Callable[[], Any]
     resolve_layers: Callable[..., tuple[int, ...]]
     packed: Callable[..., nn.Module]
-    max_tokens: Callable[[nn.Module, torch.dtype, torch.device, int], int]
+    max_tokens: Callable[..., int]
 
     def layers(self, requested: Sequence[int] | None, model: nn.Module) -> tuple[int, ...]:
         """``requested`` resolved for ``model``, the message naming the job's ``layers`` (CLI: --layers)."""

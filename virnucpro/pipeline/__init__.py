@@ -1,6 +1,6 @@
 """The ``virnucpro embed`` job: FASTA to embedding files, async, resumable, exact-once."""
 
-from virnucpro.pipeline.config import DTYPES, STORAGE, EmbedConfig, EmbedSummary, JobResult, Shard
+from virnucpro.pipeline.config import DTYPES, STORAGE, EmbedConfig, EmbedSummary, JobResult, SelfCheck, Shard
 from virnucpro.pipeline.embed import run_embed
 from virnucpro.pipeline.finish import assemble_output
 
@@ -10,6 +10,7 @@ __all__ = [
     "EmbedConfig",
     "EmbedSummary",
     "JobResult",
+    "SelfCheck",
     "Shard",
     "assemble_output",
     "run_embed",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,12 +13,13 @@ import torch
 
 from virnucpro.data import PROTEIN, DnaInput, InputKind
 from virnucpro.models import ForwardOptions, get_pooling
+
 from virnucpro.models.esm2.architecture import MAX_LENGTH
 
-__all__ = ["DTYPES", "STORAGE", "EmbedConfig", "EmbedSummary", "JobResult", "Shard"]
+__all__ = ["DTYPES", "STORAGE", "EmbedConfig", "EmbedSummary", "JobResult", "SelfCheck", "Shard"]
 
-#: Compute dtype per ``dtype`` name.
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: Compute dtype per ``dtype`` name; "fp8" computes in bf16 around FP8 matmuls (``ForwardOptions.matmul``).
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.bfloat16}
 #: Stored embedding dtype per ``storage`` name (numpy's dtype of the same name on disk).
 STORAGE = {"float32": torch.float32, "float16": torch.float16}
 
@@ -36,6 +38,21 @@ class Shard:
     @property
     def prefix(self) -> str:
         return f"shard-{self.index}-of-{self.count}"
+
+
+@dataclass(frozen=True)
+class SelfCheck:
+    """``every``: check batch 0, N, 2N, ... (default: about 1 % of batches); ``min_cosine``: the run
+    stops when any checked row's cosine falls below it (CLI ``--fp8-check-every``, ``--fp8-min-cosine``)."""
+
+    every: int = 100
+    min_cosine: float = 0.99
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"fp8 check every must be >= 1 batch, got {self.every} (CLI: --fp8-check-every)")
+        if not 0 < self.min_cosine <= 1:
+            raise ValueError(f"fp8 min cosine must be in (0, 1], got {self.min_cosine} (CLI: --fp8-min-cosine)")
 
 
 def _default_workers() -> int:
@@ -58,7 +75,10 @@ class EmbedConfig:
             None = the last.
         pooling: a name from ``virnucpro.models.POOLINGS``: ``mean`` over residues, the ``bos``
             row, or ``per-token`` residue rows.
-        dtype: compute precision (``DTYPES``); None = bf16 on CUDA, fp32 on the CPU.
+        dtype: compute precision (``DTYPES``); None = bf16 on CUDA, fp32 on the CPU. "fp8": e4m3
+            matmuls on GPUs with FP8 tensor cores, everything else in bf16, self-checked.
+        fp8_check: with ``dtype="fp8"``, how often the run also computes bf16 embeddings and
+            how close they must stay (``selfcheck.SelfCheck``).
         storage: dtype of stored embeddings (``STORAGE``).
         max_tokens: tokens per packed batch; None = sized from free GPU memory (8192 on the CPU).
         max_length: residues kept per sequence; longer ones are truncated and counted.
@@ -89,7 +109,8 @@ class EmbedConfig:
     output_dir: Path | None = None
     layers: tuple[int, ...] | None = None
     pooling: str = "mean"
-    dtype: Literal["fp32", "fp16", "bf16"] | None = None
+    dtype: Literal["fp32", "fp16", "bf16", "fp8"] | None = None
+    fp8_check: SelfCheck = field(default_factory=SelfCheck)
     storage: Literal["float32", "float16"] = "float32"
     max_tokens: int | None = None
     max_length: int = MAX_LENGTH
@@ -144,6 +165,11 @@ class EmbedConfig:
             )
 
     @property
+    def forward_options(self) -> ForwardOptions:
+        """``forward``, with FP8 matmuls when ``dtype="fp8"``."""
+        return dataclasses.replace(self.forward, matmul="fp8") if self.dtype == "fp8" else self.forward
+
+    @property
     def kind(self) -> InputKind:
         """The input kind the inputs are read as."""
         return self.dna or PROTEIN
@@ -188,6 +214,7 @@ class EmbedSummary:
     peak_gpu_bytes: int
     options: ForwardOptions
     world_size: int
+    fp8_check: tuple[float, float] | None = None  # (min, mean) cosine FP8 vs bf16 over the checked rows
 
     @property
     def output(self) -> Path:
@@ -204,6 +231,11 @@ class EmbedSummary:
     @property
     def replaced(self) -> int:
         return sum(job.replaced for job in self.jobs)
+
+    def _fp8(self) -> str:
+        if self.fp8_check is None:
+            return ""
+        return f"FP8 self-check cosine vs bf16 min {self.fp8_check[0]:.5f} mean {self.fp8_check[1]:.5f}; "
 
     @property
     def tokens_per_s(self) -> float:
@@ -224,6 +256,6 @@ class EmbedSummary:
             f"(first batch after {self.startup_s:.1f} s; model set-up {self.setup_s:.1f} s, "
             f"final assembly {self.finish_s:.1f} s); truncated {self.truncated}; duplicate ids {self.duplicate_ids}; "
             f"{f'residues replaced with X {self.replaced}; ' if self.replaced else ''}"
-            f"attention {self.options.attention}, kernels {self.options.kernels}, GELU {self.options.gelu}, "
+            f"{self._fp8()}attention {self.options.attention}, kernels {self.options.kernels}, GELU {self.options.gelu}, "
             f"max_tokens {self.max_tokens} {written}"
         )

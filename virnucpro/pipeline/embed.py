@@ -10,6 +10,7 @@ One process per GPU (torchrun for several, ``--shard`` for independent scheduler
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -22,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from virnucpro.data import SequenceDataset, VarlenCollator
-from virnucpro.models import ModelFamily, family_for, get_pooling
+from virnucpro.models import ForwardOptions, ModelFamily, family_for, get_pooling
 
 from .background import Background, count_records
 from .claim import Claim, claim_output, release
@@ -37,6 +38,7 @@ from .loop import Embedder, run_batches
 from .parts import PartLayout
 from .progress import Progress
 from .provenance import job_attributes
+from .selfcheck import SelfCheckedEmbedder
 from .sink import Sink
 
 __all__ = ["run_embed"]
@@ -65,6 +67,7 @@ def run_embed(config: EmbedConfig, model: nn.Module | None = None) -> EmbedSumma
         raise ValueError("resume needs the model named by config.model, not an in-memory model it cannot verify")
     with process_group() as ranks:
         device = choose_device(config.device, ranks)
+        config.forward_options.resolve(device, _compute_dtype(config, device))  # refuse what cannot run here, now
         states = _claim(jobs, config, ranks)
         try:
             return _run(config, family, ranks, device, states, model)
@@ -108,13 +111,13 @@ def _run(
     # model is copied and the first batches run, started once the DataLoader workers have forked.
     model_file = Background(lambda: model_identity(config.model), start=False)
     identities = [Background(lambda s=s: input_identities(s.job.inputs), start=False) for s in todo]
-    dtype = DTYPES[config.dtype or ("bf16" if device.type == "cuda" else "fp32")]
+    dtype = _compute_dtype(config, device)
     if model is None:  # as stored (e.g. fp16, memory-mapped): the packed copy converts once, on the device
         model, _ = family.load(config.model, dtype=None)
     layers = family.layers(config.layers, model)
-    options = config.forward.resolve(device, dtype)
+    options = config.forward_options.resolve(device, dtype)
     layout = PartLayout((len(layers), model.embed_dim), np.dtype(config.storage), _COLUMNS + config.kind.columns)
-    default_tokens = config.max_tokens or family.max_tokens(model, dtype, device, len(layers))
+    default_tokens = config.max_tokens or family.max_tokens(model, dtype, device, len(layers), matmul=options.matmul)
     meta = functools.partial(
         _meta, config, family, device, (model.embed_dim, layers, dtype, options), model_file=model_file
     )
@@ -133,10 +136,35 @@ def _run(
     if ranks.rank == 0:
         for state in todo:
             state.expected = Background(lambda s=state: count_records(s.job.inputs, config.kind))
+    embed = _embedder(config, family, model, dtype, device, options, layers)
+    setup_s = time.perf_counter() - started
+    return _embed(config, ranks, device, todo, states, embed, options, batches, setup_s)
+
+
+def _compute_dtype(config: EmbedConfig, device: torch.device) -> torch.dtype:
+    return DTYPES[config.dtype or ("bf16" if device.type == "cuda" else "fp32")]
+
+
+def _embedder(
+    config: EmbedConfig,
+    family: ModelFamily,
+    model: nn.Module,
+    dtype: torch.dtype,
+    device: torch.device,
+    options: ForwardOptions,
+    layers: tuple[int, ...],
+) -> Embedder | SelfCheckedEmbedder:
+    """The packed model on the device, warmed up, with pooling; with FP8, a bf16 copy to check it against."""
+    pooling = get_pooling(config.pooling)
     packed = family.packed(model, dtype=dtype, device=device, options=options)
     packed.warm_up()
-    setup_s = time.perf_counter() - started
-    return _embed(config, family, ranks, device, todo, states, packed, layers, batches, setup_s)
+    embed = Embedder(packed, layers, pooling)
+    if options.matmul != "fp8":
+        return embed
+    native = dataclasses.replace(options, matmul="native")
+    reference = family.packed(model, dtype=dtype, device=device, options=native)
+    reference.warm_up()
+    return SelfCheckedEmbedder(embed, Embedder(reference, layers, pooling), config.fp8_check)
 
 
 def _meta(
@@ -202,13 +230,12 @@ def _dataset(state: JobState, config: EmbedConfig, family: ModelFamily, ranks: R
 
 def _embed(
     config: EmbedConfig,
-    family: ModelFamily,
     ranks: Ranks,
     device: torch.device,
     todo: list[JobState],
     states: list[JobState],
-    packed: nn.Module,
-    layers: tuple[int, ...],
+    embed: Embedder | SelfCheckedEmbedder,
+    options: ForwardOptions,
     batches: Any,
     setup_s: float,
 ) -> EmbedSummary:
@@ -218,11 +245,11 @@ def _embed(
         if alone:
             _finish(todo[job_index])
 
-    sink = Sink([state.part for state in todo], on_done=finish)
+    verify = embed.verify if isinstance(embed, SelfCheckedEmbedder) else None
+    sink = Sink([state.part for state in todo], on_done=finish, verify=verify)
     sink.start()
     lanes = config.shard.count * ranks.world_size
     progress = Progress(config.progress and ranks.rank == 0, total=lambda: remaining(todo, lanes))
-    embed = Embedder(packed, layers, get_pooling(config.pooling))
     try:
         stats = run_batches(batches, len(todo), embed, device, STORAGE[config.storage], sink, progress)
         sink.put(None)
@@ -244,6 +271,7 @@ def _embed(
     for state in states:
         release(state.claim, failed=False)
     gpu_wait = sink.gpu_idle_s if device.type == "cuda" else stats.input_wait
+    checked = np.concatenate(sink.checks) if sink.checks else None
     return EmbedSummary(
         jobs=tuple(state.result or JobResult(state.job.output, 0, assembled=False) for state in states),
         records=totals[0],
@@ -255,8 +283,9 @@ def _embed(
         finish_s=time.perf_counter() - finishing,
         max_tokens=todo[0].max_tokens if todo else 0,
         peak_gpu_bytes=torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0,
-        options=packed.options,
+        options=options,
         world_size=ranks.world_size,
+        fp8_check=None if checked is None else (float(checked.min()), float(checked.mean())),
     )
 
 

@@ -16,6 +16,7 @@ from virnucpro.data.inputs import kind_from
 
 from .assemble import assemble
 from .background import count_records
+from .selfcheck import combine_checks
 from .claim import Shard
 from .config import JobResult
 from .digests import identify
@@ -49,7 +50,7 @@ def finish_job(job: Job, expected: int | None = None) -> JobResult:
         row_shape=tuple(layout["row_shape"]),
         storage=np.dtype(layout["storage"]),
         special_tokens=layout["special_tokens"],
-        attrs={**meta["attributes"], "shards": fingerprint["shards"]},
+        attrs={**meta["attributes"], "shards": fingerprint["shards"], **combine_checks([p.check for p in parts])},
         shards=fingerprint["shards"],
     )
     return JobResult(job.output, done.records, done.truncated, done.duplicate_ids, done.replaced)

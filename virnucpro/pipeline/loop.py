@@ -37,20 +37,21 @@ class LoopStats:
 
 
 class Embedder:
-    """A batch on the device -> its pooled rows, (N or R, L, E): ``pooling`` of each of ``layers``."""
+    """A batch on the device -> ``(rows, None)``: its pooled rows (N or R, L, E), ``pooling`` of each of
+    ``layers``. (A self-checking embedder returns per-row cosines in place of None.)"""
 
     def __init__(self, packed: nn.Module, layers: Sequence[int], pooling: Pooling):
         self.packed, self.layers, self.pooling = packed, tuple(layers), pooling
 
-    def __call__(self, batch: PackedBatch) -> Tensor:
+    def __call__(self, batch: PackedBatch) -> tuple[Tensor, Tensor | None]:
         reps = self.packed(batch, repr_layers=self.layers)["representations"]
-        return torch.stack([self.pooling.pool(reps[layer], batch.cu_seqlens) for layer in self.layers], dim=1)
+        return torch.stack([self.pooling.pool(reps[layer], batch.cu_seqlens) for layer in self.layers], dim=1), None
 
 
 def run_batches(
     batches: Iterator[tuple[int, PackedBatch]],
     jobs: int,
-    embed: Callable[[PackedBatch], Tensor],
+    embed: Callable[[PackedBatch], tuple[Tensor, Tensor | None]],
     device: torch.device,
     storage: torch.dtype,
     sink: Sink,
@@ -80,9 +81,11 @@ def run_batches(
         on_device = batch.to(device, non_blocking=True)
         if started is not None:
             started.record()
-        pooled = embed(on_device)
+        pooled, check = embed(on_device)
         rows = torch.empty(pooled.shape, dtype=storage, pin_memory=on_gpu)
         rows.copy_(pooled.to(storage), non_blocking=on_gpu)
+        if check is not None:
+            check = torch.empty(check.shape, dtype=torch.float32, pin_memory=on_gpu).copy_(check, non_blocking=on_gpu)
         if done is not None:
             done.record()
         columns = {
@@ -91,7 +94,9 @@ def run_batches(
             **{name: column.numpy() for name, column in batch.columns.items()},
         }
         sink.put(
-            Pending(job, rows, batch.indices.numpy(), columns, batch.sequence_ids, batch.num_replaced, started, done)
+            Pending(
+                job, rows, batch.indices.numpy(), columns, batch.sequence_ids, batch.num_replaced, started, done, check
+            )
         )
         stats.records += batch.num_sequences
         stats.tokens += batch.num_tokens

@@ -36,6 +36,7 @@ class Pending:
     replaced: int
     started: torch.cuda.Event | None
     done: torch.cuda.Event | None
+    check: torch.Tensor | None = None  # (rows x layers,) FP8-vs-bf16 cosines of a self-checked batch
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class Sink:
 
     parts: Sequence[PartWriter]
     on_done: Callable[[int], None] = lambda job: None
+    verify: Callable[[np.ndarray, int], None] | None = None  # raises when a self-check fails
+    checks: list[np.ndarray] = field(default_factory=list)
     inbox: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=_QUEUE_DEPTH))
     error: BaseException | None = None
     gpu_idle_s: float = 0.0
@@ -89,6 +92,12 @@ class Sink:
                 self.gpu_idle_s += self._last_done.elapsed_time(item.started) / 1000
             self._last_done = item.done
         self.parts[item.job].append(item.indices, item.columns, item.ids, item.rows.numpy(), replaced=item.replaced)
+        if item.check is not None:
+            cosines = item.check.numpy().copy()
+            self.parts[item.job].record_check(cosines)
+            self.checks.append(cosines)
+            if self.verify is not None:
+                self.verify(cosines, len(self.checks) - 1)
 
     def put(self, item: Pending | JobDone | None) -> None:
         while True:

@@ -37,6 +37,11 @@ class Part:
         return self.state["counts"]
 
     @property
+    def check(self) -> dict[str, float]:
+        """The FP8 self-check's (min, sum, count) of cosines over this part's checked rows; empty if none."""
+        return self.state.get("check", {})
+
+    @property
     def fingerprint(self) -> dict[str, Any]:
         return self.state["fingerprint"]
 

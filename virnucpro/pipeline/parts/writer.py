@@ -33,6 +33,7 @@ class PartWriter:
         self.directory, self.layout, self.meta = directory, layout, meta
         self.records, self.rows = state["records"], state["rows"]
         self.counts: dict[str, int] = dict(state["counts"])
+        self.check: dict[str, float] = dict(state.get("check", {}))
         self._sizes = {name: f["size"] for name, f in state["files"].items()}
         self._crcs = {name: f["crc32"] for name, f in state["files"].items()}
         self._fds: dict[str, int] = {}
@@ -76,6 +77,15 @@ class PartWriter:
         for key, value in counts.items():
             self.counts[key] = self.counts.get(key, 0) + int(value)
 
+    def record_check(self, cosines: np.ndarray) -> None:
+        """Fold one self-checked batch's cosines into the part's (min, sum, count)."""
+        if cosines.size:
+            self.check = {
+                "min": min(self.check.get("min", 1.0), float(cosines.min())),
+                "sum": self.check.get("sum", 0.0) + float(cosines.sum(dtype=np.float64)),
+                "count": self.check.get("count", 0) + int(cosines.size),
+            }
+
     def _write(self, name: str, data: bytes) -> None:
         view = memoryview(data)
         while view:
@@ -92,6 +102,7 @@ class PartWriter:
             "records": self.records,
             "rows": self.rows,
             "counts": self.counts,
+            "check": self.check,
             "row_shape": list(self.layout.row_shape),
             "dtype": np.dtype(self.layout.dtype).str,
             "columns": list(self.layout.columns),
