@@ -56,7 +56,11 @@ from virnucpro.models.esm2.outliers import OUTLIERS, with_outliers
 
 MODELS = {"esm2_t36_3B_UR50D": ARCHITECTURES["esm2_t36_3B_UR50D"], "esm2_t33_650M_UR50D": ARCHITECTURES[
     "esm2_t33_650M_UR50D"], "tiny": (3, 64, 4)}  # fmt: skip
-ALL = {"bf16_attention": False}
+# Every variant names each lever it sets, so the names keep their meaning when a library default changes:
+# "default" is fold 1 with the attention projections in bf16, exact accumulation; the library's default
+# (Fp8Levers()) is "fp8-default+fast-accum".
+EXACT = {"fast_accum": False}
+ALL = {"bf16_attention": False, **EXACT}
 VARIANTS: dict[str, Fp8Levers | None] = {
     "bf16": None,
     "fp8-all": Fp8Levers(fold=None, **ALL),
@@ -64,9 +68,10 @@ VARIANTS: dict[str, Fp8Levers | None] = {
     "fp8-all+fold0.5": Fp8Levers(fold=0.5, **ALL),
     "fp8-all+fold1+ends": Fp8Levers(bf16_ends=True, **ALL),
     "fp8-all+fold1+fc2": Fp8Levers(bf16_fc2=True, **ALL),
-    "fp8-default": Fp8Levers(),
-    "fp8-default+ends": Fp8Levers(bf16_ends=True),
+    "fp8-default": Fp8Levers(**EXACT),
+    "fp8-default+ends": Fp8Levers(bf16_ends=True, **EXACT),
     "fp8-default+fast-accum": Fp8Levers(fast_accum=True),
+    "fp8-all+fast-accum": Fp8Levers(fold=None, bf16_attention=False, fast_accum=True),
 }
 REFERENCE_TOKENS = 16384  # padded tokens per fair-esm batch
 Batch = tuple[torch.Tensor, torch.Tensor, int]

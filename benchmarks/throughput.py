@@ -71,6 +71,7 @@ import _paths  # noqa: F401  (tests/ on sys.path: the fair-esm reference loop)
 import esm
 import torch
 import torch.nn.functional as F
+import fp8_levers
 from bench_data import DATASETS, repeat, write_fasta
 from esm_reference import esm_extract_batches, esm_extract_means
 from throughput_report import gib, markdown, merge_rows
@@ -226,16 +227,18 @@ def virnucpro_e2e(bench: Bench, data: Data) -> Iterator[Row]:
             yield embed_row(bench, long, workdir, "virnucpro-e2e-long")
 
 
-def embed_row(bench: Bench, data: Data, workdir: Path, system: str = "virnucpro-e2e") -> Row:
+def embed_row(bench: Bench, data: Data, workdir: Path, system: str = "virnucpro-e2e", dtype: str | None = None) -> Row:
     """``run_embed`` from the FASTA file to an HDF5 file, twice; the second run is the figure.
 
-    ``virnucpro-e2e-long`` runs once, after ``virnucpro-e2e`` has warmed up.
+    ``virnucpro-e2e-long`` runs once, after ``virnucpro-e2e`` has warmed up. ``dtype``: the
+    run's ``--dtype`` (default the bench's; "fp8" for ``virnucpro-e2e-fp8``, self-check included).
     """
+    dtype = dtype or DTYPE_NAMES[bench.dtype]
     config = EmbedConfig(
         inputs=(str(data.fasta),),
         output=str(workdir / f"{data.name}.h5"),
         model=bench.spec,
-        dtype=DTYPE_NAMES[bench.dtype],
+        dtype=dtype,
         device=str(bench.device),
         max_tokens=bench.max_tokens,
         forward=bench.options,
@@ -244,7 +247,7 @@ def embed_row(bench: Bench, data: Data, workdir: Path, system: str = "virnucpro-
         **({} if bench.workers is None else {"workers": bench.workers}),
     )
     first = {}
-    if system == "virnucpro-e2e":
+    if system in ("virnucpro-e2e", "virnucpro-e2e-fp8"):
         summary, first_seconds = wall_seconds(lambda: run_embed(config, model=bench.model), bench.device)
         check_count(f"{system} first run records", summary.records, len(data.records))
         first = {"first_run_tokens_per_s": data.tokens / first_seconds, "first_run_seconds": first_seconds}
@@ -253,10 +256,33 @@ def embed_row(bench: Bench, data: Data, workdir: Path, system: str = "virnucpro-
     check_count(f"{system} records", summary.records, len(data.records))
     check_count(f"{system} tokens", summary.tokens, data.tokens)
     return row(
-        bench, data, system, seconds, summary.max_tokens, resident, dtype=DTYPE_NAMES[bench.dtype], **first,
+        bench, data, system, seconds, summary.max_tokens, resident, dtype=dtype, **first,
+        fp8_selfcheck=summary.fp8_check,
         input_wait=summary.input_wait, startup_s=summary.startup_s, setup_s=summary.setup_s,
         finish_s=summary.finish_s, loop_s=summary.wall_s, library_tokens_per_s=summary.tokens_per_s,
         **options_fields(summary.options), workers=config.workers,
+    )  # fmt: skip
+
+
+def virnucpro_e2e_fp8(bench: Bench, data: Data) -> Iterator[Row]:
+    """``virnucpro-e2e`` with ``--dtype fp8`` (its bf16 self-check included); CUDA only."""
+    if bench.device.type == "cuda":
+        with tempfile.TemporaryDirectory() as tmp:
+            yield embed_row(bench, data, Path(tmp), "virnucpro-e2e-fp8", dtype="fp8")
+
+
+def matmul_floor_fp8(bench: Bench, data: Data) -> Iterator[Row]:
+    """The linear layers' e4m3 ``_scaled_mm`` alone, row-wise scales (``fp8_levers.matmul_floor``); CUDA only."""
+    if bench.device.type != "cuda":
+        return
+    counts = [b.num_tokens for b in packed_batches(bench, data)]
+    dim, layers = bench.model.embed_dim, bench.model.num_layers
+    runs = fp8_levers.matmul_floor(dim, layers, counts, True, bench.device, bench.passes)
+    seconds = statistics.median(runs)
+    yield row(
+        bench, data, "matmul-floor-fp8", seconds, bench.max_tokens, None, dtype="fp8", batches=len(counts),
+        tflops_per_s=2 * 12 * dim * dim * layers * sum(counts) / seconds / 1e12,
+        tokens_per_s_runs=[data.tokens / s for s in runs],
     )  # fmt: skip
 
 
@@ -315,8 +341,10 @@ def matmul_floor(bench: Bench, data: Data) -> Iterator[Row]:
 #: ``(bench, data) -> rows`` and an entry here; each row is merged into ``--out`` as it is yielded.
 SYSTEMS: dict[str, Callable[[Bench, Data], Iterator[Row]]] = {
     "virnucpro-e2e": virnucpro_e2e,
+    "virnucpro-e2e-fp8": virnucpro_e2e_fp8,
     "virnucpro-gpu-only": virnucpro_gpu_only,
     "matmul-floor": matmul_floor,
+    "matmul-floor-fp8": matmul_floor_fp8,
     "fair-esm-fp16": fair_esm_fp16,
     "fair-esm-fp32": fair_esm_fp32,
 }
