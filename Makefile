@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/virnucpro embed examples/data/MIIJ01000039.single.faa.gz -o out/example.h5 \
+	$(VENV)/bin/virnucpro embed examples/data/MIIJ01000039.single.faa.gz -o out/example.h5 --parents \
 		--model random:esm2_t6_8M_UR50D --overwrite
 
 test: $(VENV)/.installed
