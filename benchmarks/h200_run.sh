@@ -13,5 +13,22 @@ case $stage in
     timeout 250 python3 benchmarks/fp8_levers.py --model esm2_t36_3B_UR50D --passes 2 --out "$OUT/fp8_levers_3B.json" \
       > "$OUT/fp8_levers_3B.log" 2>&1; echo "fp8_levers exit $?"; tail -28 "$OUT/fp8_levers_3B.log"
     ;;
+  bench)  # what a user's process sees, then throughput beside fair-esm and the floors, then the code before
+    for model in esm2_t36_3B_UR50D esm2_t33_650M_UR50D; do
+      timeout 200 python3 benchmarks/process_start.py --model $model --out "$OUT/process_start.json" \
+        >> "$OUT/bench.log" 2>&1; echo "process_start $model exit $?"
+    done
+    tail -12 "$OUT/process_start.md"
+    for model in esm2_t36_3B_UR50D:16384 esm2_t33_650M_UR50D:4096; do
+      timeout 160 python3 benchmarks/throughput.py --model ${model%%:*} --out "$OUT/h200.json" --datasets proteome \
+        --systems virnucpro-e2e,virnucpro-e2e-fp8,matmul-floor,matmul-floor-fp8,fair-esm-fp16 \
+        --fp16-toks-per-batch ${model##*:} >> "$OUT/bench.log" 2>&1; echo "throughput $model exit $?"
+    done
+    grep -E "^\| (virnucpro|fair|matmul)" "$OUT/h200.md"
+    (cd .old && PYTHONPATH=/tmp/site:$PWD:$PWD/benchmarks timeout 70 python3 benchmarks/throughput.py \
+      --model esm2_t36_3B_UR50D --systems virnucpro-e2e --datasets proteome --out "$OUT/before.json" \
+      >> "$OUT/bench.log" 2>&1; echo "before exit $?")
+    grep -E "^\| virnucpro" "$OUT/before.md"
+    ;;
   *) echo "unknown stage $stage"; exit 2 ;;
 esac
