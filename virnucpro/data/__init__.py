@@ -8,6 +8,7 @@ from virnucpro.data.inputs import PROTEIN, DnaInput, InputKind, ProteinInput
 from virnucpro.data.normalise import Normaliser
 from virnucpro.data.records import Record
 from virnucpro.data.sequence_dataset import SequenceDataset
+from virnucpro.data.windows import coverage, window_starts
 
 __all__ = [
     "PROTEIN",
@@ -21,6 +22,8 @@ __all__ = [
     "Record",
     "SequenceDataset",
     "VarlenCollator",
+    "coverage",
     "read_fasta",
     "require_fasta_file",
+    "window_starts",
 ]

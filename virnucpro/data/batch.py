@@ -33,6 +33,19 @@ class PackedBatch:
         num_truncated: how many of the N sequences are truncated.
         num_replaced: residues replaced with X in these records.
         columns: (N,) int64 per column its records' input kind adds, by name.
+        window_starts: (N,) int64, each window's first residue in its protein; 0 for a plain record.
+        window_counts: (N,) int64, how many windows each record's protein has; 1 for a plain
+            record (a windowed protein has at least 2).
+        residue_weights: (T,) float32 per packed token, the weight its row has when windows are
+            merged: 1 / (windows covering it) for a window's residue, 1.0 for a plain record's
+            residue, 0.0 for BOS and EOS.
+        replaced: (N,) int64, residues replaced with X in each record (a windowed protein's on
+            its first window).
+        num_windows: how many of the N records are windows (host int: whether merging is
+            needed is known without looking at a tensor).
+
+    The window fields are what ``virnucpro.models.window_partials`` (on the device) and
+    ``WindowMerger`` (on the host) read; ``windows.py`` describes the windows.
 
     ``batch["input_ids"]``, ``batch.keys()`` and ``for key in batch`` work as on the dict this
     replaces (it is not a ``Mapping``, so that the DataLoader pins it with ``pin_memory()``).
@@ -48,6 +61,11 @@ class PackedBatch:
     num_truncated: int = 0
     num_replaced: int = 0
     columns: dict[str, Tensor] = field(default_factory=dict)
+    window_starts: Tensor = field(kw_only=True)
+    window_counts: Tensor = field(kw_only=True)
+    residue_weights: Tensor = field(kw_only=True)
+    replaced: Tensor = field(kw_only=True)
+    num_windows: int = field(default=0, kw_only=True)
 
     @property
     def num_sequences(self) -> int:
@@ -70,13 +88,18 @@ class PackedBatch:
         return getattr(self, key)
 
     def pin_memory(self) -> PackedBatch:
-        """A copy in pinned host memory (the DataLoader calls this with ``pin_memory=True``)."""
-        return replace(self, input_ids=self.input_ids.pin_memory(), cu_seqlens=self.cu_seqlens.pin_memory())
+        """A copy whose ``DEVICE_FIELDS`` are in pinned host memory (the DataLoader calls this
+        with ``pin_memory=True``)."""
+        return replace(self, **{name: getattr(self, name).pin_memory() for name in DEVICE_FIELDS})
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> PackedBatch:
-        """The packed tensors on ``device`` (the per-record metadata stays on the host)."""
+        """A copy with ``DEVICE_FIELDS`` on ``device``; the rest of the per-record metadata stays on the host."""
         return replace(
-            self,
-            input_ids=self.input_ids.to(device, non_blocking=non_blocking),
-            cu_seqlens=self.cu_seqlens.to(device, non_blocking=non_blocking),
+            self, **{name: getattr(self, name).to(device, non_blocking=non_blocking) for name in DEVICE_FIELDS}
         )
+
+
+#: The tensors that ``PackedBatch.to`` moves: what the packed forward reads (``input_ids``,
+#: ``cu_seqlens``) and what ``window_partials`` reads to merge windows on the device without
+#: waiting for the host (``residue_weights``, ``window_counts``, ``lengths``).
+DEVICE_FIELDS = ("input_ids", "cu_seqlens", "residue_weights", "window_counts", "lengths")

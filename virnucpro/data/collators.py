@@ -24,6 +24,7 @@ import torch
 
 from .batch import PackedBatch
 from .records import Record, quote_id
+from .windows import residue_weights
 
 __all__ = ["VarlenCollator"]
 
@@ -54,7 +55,10 @@ class VarlenCollator:
     * ``residues``: ``(N,)`` int64, residues embedded per record (after any truncation);
     * ``num_replaced``: residues that ``SequenceDataset(invalid="X")`` replaced in these records;
     * ``num_truncated``: how many sequences are truncated: by ``SequenceDataset`` (its
-      ``length`` exceeds the sequence) or by the converter's ``truncation_seq_length``.
+      ``length`` exceeds the sequence) or by the converter's ``truncation_seq_length``;
+    * windows (``SequenceDataset(on_overlength="window")``) pass through as records:
+      ``window_starts``, ``window_counts`` (N,) int64 and ``num_windows`` from them, and
+      ``residue_weights`` (T,) float32, each token's merge weight (see ``PackedBatch``).
 
     Raises ``ValueError`` naming the record for a character outside the alphabet
     (where ``batch_converter`` itself raises a bare ``KeyError``).
@@ -86,6 +90,7 @@ class VarlenCollator:
         truncated = np.fromiter((r.truncated for r in batch), dtype=bool, count=len(batch))
         if self.truncation_seq_length and (lengths > self.truncation_seq_length).any():
             truncated |= lengths > self.truncation_seq_length
+            _refuse_truncated_windows(batch, lengths > self.truncation_seq_length, self.truncation_seq_length)
             residues, lengths = self._truncate(residues, lengths)
 
         extra = (self._bos is not None) + (self._eos is not None)
@@ -101,6 +106,8 @@ class VarlenCollator:
             input_ids[cu_seqlens[1:] - 1] = self._eos
             is_residue[cu_seqlens[1:] - 1] = False
         input_ids[is_residue] = residues
+        weights = np.zeros(total, dtype=np.float32)  # BOS and EOS rows are never merged
+        weights[is_residue] = residue_weights(batch, lengths)
 
         if self.max_tokens is not None and total > self.max_tokens:
             warnings.warn(
@@ -123,6 +130,11 @@ class VarlenCollator:
                 name: torch.tensor([r.columns[name] for r in batch], dtype=torch.int64)
                 for name in (batch[0].columns if batch else ())
             },
+            window_starts=torch.tensor([r.window_start for r in batch], dtype=torch.int64),
+            window_counts=torch.tensor([r.window_count for r in batch], dtype=torch.int64),
+            residue_weights=torch.from_numpy(weights),
+            replaced=torch.tensor([r.replaced for r in batch], dtype=torch.int64),
+            num_windows=sum(r.is_window for r in batch),
         )
 
     def _encode(self, ids: list[str], seqs: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -179,6 +191,16 @@ class VarlenCollator:
         return (
             f"record {quote_id(record_id)}: character {char!r} at position {position} is not in ESM's alphabet; "
             "read FASTA through SequenceDataset (invalid='X' replaces unknown residues) or fix the sequence"
+        )
+
+
+def _refuse_truncated_windows(batch: list[Record], cut: np.ndarray, limit: int) -> None:
+    """``ValueError`` if the converter would cut a window: its rows could no longer be merged."""
+    if (cut & np.fromiter((r.is_window for r in batch), dtype=bool, count=len(batch))).any():
+        raise ValueError(
+            f"VarlenCollator: the batch converter's truncation_seq_length={limit} would cut windows of "
+            f"max_length residues; build it with alphabet.get_batch_converter() (no truncation) or "
+            f"truncation_seq_length >= max_length"
         )
 
 

@@ -9,7 +9,8 @@ residues (``'ß'`` into ``'SS'``). A record that reads as nucleotides is refused
 unless ``allow_nucleotide_like``. Every other character outside the model's
 alphabet is an error that names the file, the record and the fix, unless
 ``invalid="X"`` asks for it to be replaced, which is counted. Sequences over
-``max_length`` are truncated (counted) or refused.
+``max_length`` are truncated (counted), refused, or kept whole (counted) for
+``SequenceDataset`` to cut into overlapping windows (``windows.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from virnucpro.models.esm2 import VOCABULARY
 
 from .fasta import FastaRecord
 
-__all__ = ["Normaliser"]
+__all__ = ["OVERLENGTH", "Normaliser"]
+
+#: What ``on_overlength`` may ask for a sequence over ``max_length``.
+OVERLENGTH = ("truncate", "raise", "window")
 
 # ASCII only: Unicode whitespace (no-break space, U+2028, ...) is not sequence text and
 # must reach the non-ASCII check, and \x1c-\x1f (which str.isspace() counts) the control check.
@@ -60,27 +64,30 @@ class Normaliser:
     """Turns raw record sequences into model input, counting what it changes.
 
     ``max_length``: residues kept per sequence (ESM-2 was trained on 1022 + BOS + EOS).
-    ``on_overlength``: ``"truncate"`` (as esm-extract does; counted) or ``"raise"``.
+    ``on_overlength``: ``"truncate"`` (as esm-extract does; counted), ``"raise"``, or
+    ``"window"``: keep the whole sequence (counted in ``windowed``), to be embedded as
+    overlapping windows.
     ``invalid``: ``"raise"``, or ``"X"`` to replace unknown residues with ``X`` (counted).
     ``residues``: the characters a normalised sequence may hold (default ESM-2's).
     ``allow_nucleotide_like``: accept records that read as DNA/RNA (see ``NUCLEOTIDE_MIN_LENGTH``).
     """
 
     max_length: int = VOCABULARY.max_length
-    on_overlength: Literal["truncate", "raise"] = "truncate"
+    on_overlength: Literal["truncate", "raise", "window"] = "truncate"
     invalid: Literal["raise", "X"] = "raise"
     residues: str = VOCABULARY.residues
     truncated: int = 0
     replaced_residues: int = 0
+    windowed: int = 0
     allow_nucleotide_like: bool = field(default=False, kw_only=True)
 
     def __post_init__(self) -> None:
         self._not_residue = re.compile(f"[^{re.escape(self.residues)}]")
         if self.max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {self.max_length} (CLI: --max-length)")
-        if self.on_overlength not in ("truncate", "raise"):
+        if self.on_overlength not in OVERLENGTH:
             raise ValueError(
-                f"on_overlength must be 'truncate' or 'raise', got {self.on_overlength!r} (CLI: --on-overlength)"
+                f"on_overlength must be one of {OVERLENGTH}, got {self.on_overlength!r} (CLI: --on-overlength)"
             )
         if self.invalid not in ("raise", "X"):
             raise ValueError(f"invalid must be 'raise' or 'X', got {self.invalid!r} (CLI: --invalid)")
@@ -89,6 +96,8 @@ class Normaliser:
 
     def __call__(self, record: FastaRecord) -> tuple[str, int]:
         """Return ``(sequence, original_length)``; ``original_length`` counts residues before truncation.
+
+        With ``on_overlength="window"`` a sequence over ``max_length`` comes back whole.
 
         Positions in errors are 1-based among the record's sequence characters, line
         breaks and other whitespace not counted.
@@ -128,10 +137,15 @@ class Normaliser:
             if self.on_overlength == "raise":
                 raise ValueError(
                     f"{record.where} has {length} residues, more than max_length={self.max_length}; "
-                    f"pass on_overlength='truncate' (CLI: --on-overlength truncate) to keep the first {self.max_length}"
+                    "pass on_overlength='window' (CLI: --on-overlength window) to embed every residue in "
+                    f"overlapping windows, or on_overlength='truncate' (CLI: --on-overlength truncate) to keep "
+                    f"the first {self.max_length}"
                 )
-            seq = seq[: self.max_length]
-            self.truncated += 1
+            if self.on_overlength == "window":
+                self.windowed += 1
+            else:
+                seq = seq[: self.max_length]
+                self.truncated += 1
         return seq, length
 
     @staticmethod

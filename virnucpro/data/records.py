@@ -33,10 +33,19 @@ class Record:
         index: its 0-based position in the whole input (files in the order given): the key
             every output row is stored under.
         number: its 1-based record number within ``file``.
-        length: residues before truncation (> ``len(sequence)`` iff truncated).
-        replaced: unknown residues that ``invalid="X"`` replaced in it.
+        length: residues before truncation (> ``len(sequence)`` iff truncated); for a
+            window, its protein's residues L.
+        replaced: unknown residues that ``invalid="X"`` replaced in it (a windowed protein's
+            count is on its first window, 0 on the others).
         columns: the int64 columns its input kind adds (``inputs.py``), e.g. the DNA
             record, chunk and frame a translated protein came from.
+        window_start: for a window (``on_overlength="window"``, see ``windows.py``), its first
+            residue's position in the protein; 0 otherwise.
+        window_count: how many windows the protein was cut into; 1 for a plain record.
+        window_stride: the stride the windows were cut with; 0 for a plain record.
+
+    A window carries its protein's ``index``, ``id``, ``file``, ``number``, ``length`` and
+    ``columns``; its ``sequence`` is its own W residues.
     """
 
     id: str
@@ -47,7 +56,16 @@ class Record:
     length: int
     replaced: int = 0
     columns: Mapping[str, int] = field(default_factory=dict)
+    window_start: int = 0
+    window_count: int = 1
+    window_stride: int = 0
+
+    @property
+    def is_window(self) -> bool:
+        """Whether this is one of the windows of a protein longer than ``max_length``."""
+        return self.window_stride > 0
 
     @property
     def truncated(self) -> bool:
-        return self.length > len(self.sequence)
+        """Whether residues were cut off; never for a window (the other windows hold them)."""
+        return not self.is_window and self.length > len(self.sequence)

@@ -38,6 +38,7 @@ from .inputs import PROTEIN, InputKind
 from .isolation import die_with_parent, isolate_worker_from_cuda, resolve_rank
 from .normalise import Normaliser
 from .records import Record
+from .windows import check_stride, default_stride, split_windows
 
 __all__ = ["SequenceDataset", "worker_slot"]
 
@@ -95,12 +96,20 @@ class SequenceDataset(IterableDataset):
     Args:
         fasta_files: plain, gzip, bzip2 or xz FASTA paths (format told by content), read in this order.
         max_length: residues kept per sequence; longer ones are truncated and counted,
-            or rejected with ``on_overlength="raise"``. Default: the model's trained length.
-        max_tokens: if set, yield lists of records whose tokens (n + special tokens each)
-            total at most ``max_tokens``, for ``DataLoader(batch_size=None)``. A record
-            alone over the budget forms a list of its own.
+            rejected with ``on_overlength="raise"``, or cut into windows with
+            ``on_overlength="window"``. Default: the model's trained length.
+        max_tokens: if set, yield lists of records whose tokens (n + special tokens each,
+            every window counted on its own) total at most ``max_tokens``, for
+            ``DataLoader(batch_size=None)``. A record alone over the budget forms a list of its own.
         invalid: ``"raise"`` on a character outside the alphabet, or ``"X"`` to replace it.
-        on_overlength: ``"truncate"`` (as esm-extract does) or ``"raise"``.
+        on_overlength: ``"truncate"`` (as esm-extract does), ``"raise"``, or ``"window"``: a
+            protein of L > ``max_length`` residues is yielded as its overlapping windows of
+            ``max_length`` residues (``windows.py``), consecutive ``Record``s that carry its
+            ``index`` and their ``window_start``; ``window_partials`` and ``WindowMerger``
+            (``virnucpro.models``) merge their rows back into one per protein. Windows of one
+            protein may land in different batches, never on different ranks.
+        window_stride: residues between window starts, 1..``max_length``; default
+            ``max_length // 2``. Only with ``on_overlength="window"``.
         allow_nucleotide_like: accept records that read as DNA or RNA (long, and all
             nucleotide codes), which are refused by default: they are almost surely not protein.
         skip: input positions to leave out (to resume), either as a boolean mask, an
@@ -130,7 +139,8 @@ class SequenceDataset(IterableDataset):
         max_tokens: int | None = None,
         *,
         invalid: Literal["raise", "X"] = "raise",
-        on_overlength: Literal["truncate", "raise"] = "truncate",
+        on_overlength: Literal["truncate", "raise", "window"] = "truncate",
+        window_stride: int | None = None,
         allow_nucleotide_like: bool = False,
         skip: np.ndarray | Collection[int] | None = None,
         rank: int | None = None,
@@ -160,6 +170,7 @@ class SequenceDataset(IterableDataset):
         self.on_overlength = on_overlength
         self.allow_nucleotide_like = allow_nucleotide_like
         self._normaliser()  # validates the options now, not in a worker
+        self.window_stride = self._stride(window_stride)
         self.skip = _skip_positions(skip)
         self.rank, self.world_size = resolve_rank(rank, world_size)
         self.report = report
@@ -186,6 +197,19 @@ class SequenceDataset(IterableDataset):
         ``report``: warn at the end as ``report=True`` describes (rank 0 only)."""
         records = (r for r in self._records(report and self.rank == 0) if r.index % self.world_size == self.rank)
         return self._unskipped(records) if self.max_tokens is None else self._budget(records)
+
+    def _stride(self, window_stride: int | None) -> int:
+        """The window stride (0 unless ``on_overlength="window"``), validated here, not in a worker."""
+        if self.on_overlength != "window":
+            if window_stride is not None:
+                raise ValueError(
+                    f"window_stride={window_stride!r} needs on_overlength='window' (CLI: --on-overlength window), "
+                    f"got on_overlength={self.on_overlength!r}"
+                )
+            return 0
+        return check_stride(
+            default_stride(self.max_length) if window_stride is None else window_stride, self.max_length
+        )
 
     def _normaliser(self) -> Normaliser:
         return Normaliser(
@@ -215,9 +239,13 @@ class SequenceDataset(IterableDataset):
             if duplicates is not None:
                 duplicates.add(raw.id)
             replaced = normalise.replaced_residues - replaced_before
-            yield Record(raw.id, sequence, raw.path, index, raw.number, length, replaced, columns)
+            record = Record(raw.id, sequence, raw.path, index, raw.number, length, replaced, columns)
+            if len(sequence) > self.max_length:  # only with on_overlength="window"
+                yield from split_windows(record, self.max_length, self.window_stride)
+            else:
+                yield record
         if duplicates is not None:
-            self._warn(normalise, duplicates)
+            self._warn(normalise, duplicates, self.window_stride)
 
     def _budget(self, records: Iterator[Record]) -> Iterator[list[Record]]:
         # Batch boundaries are drawn over all the records given and skipped records are
@@ -238,11 +266,19 @@ class SequenceDataset(IterableDataset):
             yield kept
 
     @staticmethod
-    def _warn(normalise: Normaliser, duplicates: DuplicateIds) -> None:
+    def _warn(normalise: Normaliser, duplicates: DuplicateIds, stride: int) -> None:
         if normalise.truncated:
             warnings.warn(
                 f"truncated {normalise.truncated} sequences longer than max_length={normalise.max_length} "
-                "residues to their first max_length residues; pass on_overlength='raise' to reject them instead",
+                "residues to their first max_length residues; pass on_overlength='window' to embed every residue "
+                "in overlapping windows, or on_overlength='raise' to reject them instead",
+                stacklevel=3,
+            )
+        if normalise.windowed:
+            warnings.warn(
+                f"cut {normalise.windowed} sequences longer than max_length={normalise.max_length} residues into "
+                f"overlapping windows of {normalise.max_length} residues, {stride} apart (one output row each, "
+                "merged from its windows)",
                 stacklevel=3,
             )
         if normalise.replaced_residues:

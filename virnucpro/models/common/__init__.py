@@ -1,11 +1,13 @@
-"""Parts of a packed forward that no model family owns: attention, kernels, matmuls, pooling, segments."""
+"""Parts of a packed forward that no model family owns: attention, kernels, matmuls, pooling, segments,
+window merging."""
 
 from .attention import BACKENDS, AttentionFn, reference_attention, select_attention
 from .fp8 import Fp8Levers, Fp8Matmul
 from .kernels import KERNELS, Kernels, select_kernels
 from .matmul import Linear, Matmul, NativeMatmul, Norm, Quantised
-from .pooling import POOLINGS, Pooling, bos_pool, get_pooling, mean_pool, residue_rows
+from .pooling import POOLINGS, Pooling, WindowTensors, bos_pool, get_pooling, mean_pool, residue_rows
 from .segments import segment_ids
+from .windows import RowGroup, WindowMerger, window_partials
 
 __all__ = [
     "BACKENDS",
@@ -21,6 +23,9 @@ __all__ = [
     "Norm",
     "Pooling",
     "Quantised",
+    "RowGroup",
+    "WindowMerger",
+    "WindowTensors",
     "bos_pool",
     "get_pooling",
     "mean_pool",
@@ -29,4 +34,5 @@ __all__ = [
     "segment_ids",
     "select_attention",
     "select_kernels",
+    "window_partials",
 ]

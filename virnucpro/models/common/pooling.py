@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .segments import segment_ids
 
-__all__ = ["POOLINGS", "Pooling", "bos_pool", "get_pooling", "mean_pool", "residue_rows"]
+__all__ = ["POOLINGS", "Pooling", "WindowTensors", "bos_pool", "get_pooling", "mean_pool", "residue_rows"]
 
 
 def mean_pool(reps: Tensor, cu_seqlens: Tensor, *, bos: bool = True, eos: bool = True) -> Tensor:
@@ -91,23 +91,73 @@ def _check(reps: Tensor, cu_seqlens: Tensor) -> None:
         )
 
 
+class WindowTensors(NamedTuple):
+    """What a window pooling reads of a packed batch, on ``reps.device`` (see ``PackedBatch``).
+
+    weights: (T,) float32, each token's merge weight: 1 / coverage on a window's residues,
+        1 on a plain record's, 0 on BOS and EOS.
+    counts: (N,) int64, the windows of each record's protein (1 for a plain record).
+    lengths: (N,) int64, the residues L of each record's protein.
+    """
+
+    weights: Tensor
+    counts: Tensor
+    lengths: Tensor
+
+
+def mean_window_pool(reps: Tensor, cu_seqlens: Tensor, windows: WindowTensors) -> Tensor:
+    """(N, E) float32 per window: sum_r w_r * rep(r) / L, whose sum over a protein's windows is
+    the mean over its residues of their merged (per-residue mean over windows) rows."""
+    rows, residue_cu_seqlens = residue_rows(reps, cu_seqlens)
+    weights = residue_rows(windows.weights.unsqueeze(1), cu_seqlens)[0]
+    sums = torch.segment_reduce(rows.float() * weights, "sum", offsets=residue_cu_seqlens, axis=0, unsafe=True)
+    return sums / windows.lengths.unsqueeze(1)
+
+
+def bos_window_pool(reps: Tensor, cu_seqlens: Tensor, windows: WindowTensors) -> Tensor:
+    """(N, E) float32 per window: its BOS row / window count; summed, the mean of the windows' BOS rows."""
+    return bos_pool(reps, cu_seqlens).float() / windows.counts.unsqueeze(1)
+
+
+def residue_window_rows(reps: Tensor, cu_seqlens: Tensor, windows: WindowTensors) -> Tensor:
+    """(R, E) float32: every residue row times its weight; added at their positions, the merged rows."""
+    rows = residue_rows(reps, cu_seqlens)[0]
+    return rows.float() * residue_rows(windows.weights.unsqueeze(1), cu_seqlens)[0]
+
+
 class Pooling(NamedTuple):
     """One pooling mode: ``pool(reps (T, E), cu_seqlens (N + 1,))`` gives N rows, or with
-    ``per_token`` the residue rows of all N sequences back to back (BOS and EOS excluded)."""
+    ``per_token`` the residue rows of all N sequences back to back (BOS and EOS excluded).
+
+    ``window_pool(reps, cu_seqlens, WindowTensors)`` gives the same shape of rows, each
+    record's taken as a window (``on_overlength="window"``): partials that, summed over a
+    protein's windows (per-token: added at each window's residue positions), give the
+    protein's pooled rows. None: the mode cannot merge windows. ``windows.window_partials``
+    uses it only for window records; plain ones always get ``pool``'s rows.
+    """
 
     name: str
     pool: Callable[[Tensor, Tensor], Tensor]
     per_token: bool
     help: str
+    window_pool: Callable[[Tensor, Tensor, WindowTensors], Tensor] | None = None
 
 
 #: Every pooling mode, by the name the CLI, the config and the output's attributes use.
 POOLINGS: dict[str, Pooling] = {
     p.name: p
     for p in (
-        Pooling("mean", mean_pool, False, "mean over residues (BOS and EOS excluded), as esm-extract"),
-        Pooling("bos", bos_pool, False, "the BOS (<cls>) row"),
-        Pooling("per-token", lambda reps, cu_seqlens: residue_rows(reps, cu_seqlens)[0], True, "every residue row"),
+        Pooling(
+            "mean", mean_pool, False, "mean over residues (BOS and EOS excluded), as esm-extract", mean_window_pool
+        ),
+        Pooling("bos", bos_pool, False, "the BOS (<cls>) row (windows: the mean of theirs)", bos_window_pool),
+        Pooling(
+            "per-token",
+            lambda reps, cu_seqlens: residue_rows(reps, cu_seqlens)[0],
+            True,
+            "every residue row",
+            residue_window_rows,
+        ),
     )
 }
 
