@@ -30,5 +30,13 @@ case $stage in
       >> "$OUT/bench.log" 2>&1; echo "before exit $?")
     grep -E "^\| virnucpro" "$OUT/before.md"
     ;;
+  final)  # every GPU test (FP8 whole-model parity included), then 3B: bf16, FP8 and windowed e2e beside fair-esm
+    timeout 360 python3 -m pytest -q -s -m gpu tests -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1
+    echo "pytest exit $?"; tail -3 "$OUT/gpu_tests.log"; grep -E "FAILED|Error|cosine vs fp32 min" "$OUT/gpu_tests.log" | tail -30
+    timeout 190 python3 benchmarks/throughput.py --model esm2_t36_3B_UR50D --out "$OUT/h200_3B.json" --datasets proteome \
+      --systems virnucpro-e2e,virnucpro-e2e-fp8,virnucpro-e2e-window,matmul-floor,matmul-floor-fp8,fair-esm-fp16 \
+      --fp16-toks-per-batch 16384 > "$OUT/bench_3B.log" 2>&1; echo "throughput exit $?"
+    grep -E "tokens/s over|Error" "$OUT/bench_3B.log"
+    ;;
   *) echo "unknown stage $stage"; exit 2 ;;
 esac

@@ -73,9 +73,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--max-length", type=int, default=MAX_LENGTH, help=f"residues kept per sequence (default {MAX_LENGTH})"
     )
     p.add_argument(
-        "--on-overlength", choices=("truncate", "raise"), default="truncate",
-        help="longer sequences: truncate (counted) or fail",
+        "--on-overlength", choices=("truncate", "raise", "window"), default="truncate",
+        help="longer sequences: truncate (counted), fail, or window: embed every residue with overlapping "
+        "windows of --max-length residues, merged per residue",
     )  # fmt: skip
+    p.add_argument("--window-stride", type=int, help="with --on-overlength window: residues between window starts "
+                   "(default: half of --max-length)")  # fmt: skip
     p.add_argument(
         "--invalid", choices=("raise", "X"), default="raise", help="unknown residues: fail, or replace with X"
     )
@@ -134,6 +137,7 @@ def _embed(args: argparse.Namespace, argv: Sequence[str], inputs: tuple[Path, ..
         max_tokens=args.max_tokens,
         max_length=args.max_length,
         on_overlength=args.on_overlength,
+        window_stride=args.window_stride,
         invalid=args.invalid,
         dna=DnaInput(args.chunk_size or 500, args.frames or "stop-free") if args.dna else None,
         allow_nucleotide_like=args.allow_nucleotide_like,

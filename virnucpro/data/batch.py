@@ -72,6 +72,14 @@ class PackedBatch:
         return len(self.sequence_ids)
 
     @property
+    def num_completed(self) -> int:
+        """Input records this batch completes: its plain records, and the proteins whose last window it holds."""
+        if not self.num_windows:
+            return self.num_sequences
+        last = (self.window_counts == 1) | (self.window_starts + self.residues == self.lengths)
+        return int(last.sum())
+
+    @property
     def num_tokens(self) -> int:
         return self.input_ids.numel()
 

@@ -41,6 +41,7 @@ class Assembled:
     truncated: int
     replaced: int
     duplicate_ids: int
+    windowed: int = 0
 
 
 def count_truncated(lengths: np.ndarray, input_lengths: np.ndarray) -> int:
@@ -88,6 +89,7 @@ def assemble(
         tokens=int(lengths.sum()) + special_tokens * expected,
         truncated=count_truncated(lengths, input_lengths),
         replaced=sum(p.counts.get("replaced", 0) for p in parts),
+        windowed=sum(p.counts.get("windowed", 0) for p in parts),
         duplicate_ids=0,
     )
     _remove_stale_temporaries(job.output)
@@ -126,6 +128,7 @@ def _count_attrs(counts: Assembled) -> dict[str, int]:
         "tokens": counts.tokens,
         "truncated": counts.truncated,
         "replaced_residues": counts.replaced,
+        "windowed": counts.windowed,
         "duplicate_ids": counts.duplicate_ids,
     }
 

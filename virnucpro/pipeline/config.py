@@ -81,8 +81,11 @@ class EmbedConfig:
             how close they must stay (``selfcheck.SelfCheck``).
         storage: dtype of stored embeddings (``STORAGE``).
         max_tokens: tokens per packed batch; None = sized from free GPU memory (8192 on the CPU).
-        max_length: residues kept per sequence; longer ones are truncated and counted.
-        on_overlength: ``truncate`` or ``raise``.
+        max_length: residues per sequence the model sees at once; longer ones are truncated
+            (counted), refused, or embedded as windows of this many residues.
+        on_overlength: ``truncate``, ``raise`` or ``window`` (overlapping windows of
+            ``max_length`` residues, merged per residue: every residue is embedded).
+        window_stride: with ``window``, residues between window starts (default max_length // 2).
         invalid: ``raise`` on unknown residues, or ``X`` to replace them.
         dna: read the inputs as DNA, chunked and translated by VirNucPro's rules
             (``DnaInput``: chunk size, frames); one row per kept frame.
@@ -114,7 +117,8 @@ class EmbedConfig:
     storage: Literal["float32", "float16"] = "float32"
     max_tokens: int | None = None
     max_length: int = MAX_LENGTH
-    on_overlength: Literal["truncate", "raise"] = "truncate"
+    on_overlength: Literal["truncate", "raise", "window"] = "truncate"
+    window_stride: int | None = None
     invalid: Literal["raise", "X"] = "raise"
     dna: DnaInput | None = None
     allow_nucleotide_like: bool = False
@@ -146,7 +150,15 @@ class EmbedConfig:
         get_pooling(self.pooling)
         _choose("dtype", self.dtype, DTYPES, "--dtype", optional=True)
         _choose("storage", self.storage, STORAGE, "--storage")
-        _choose("on_overlength", self.on_overlength, ("truncate", "raise"), "--on-overlength")
+        _choose("on_overlength", self.on_overlength, ("truncate", "raise", "window"), "--on-overlength")
+        if self.window_stride is not None and self.on_overlength != "window":
+            raise ValueError(
+                "window_stride applies to on_overlength='window' (CLI: --window-stride needs --on-overlength window)"
+            )
+        if self.window_stride is not None and not 1 <= self.window_stride <= self.max_length:
+            raise ValueError(
+                f"window_stride must be in 1..max_length={self.max_length}, got {self.window_stride} (CLI: --window-stride)"
+            )
         _choose("invalid", self.invalid, ("raise", "X"), "--invalid")
         if self.max_tokens is not None and self.max_tokens < 3:
             raise ValueError(
@@ -194,6 +206,7 @@ class JobResult:
     truncated: int = 0
     duplicate_ids: int = 0
     replaced: int = 0
+    windowed: int = 0
     skipped: bool = False
     assembled: bool = True
 
@@ -232,6 +245,10 @@ class EmbedSummary:
     def replaced(self) -> int:
         return sum(job.replaced for job in self.jobs)
 
+    @property
+    def windowed(self) -> int:
+        return sum(job.windowed for job in self.jobs)
+
     def _fp8(self) -> str:
         if self.fp8_check is None:
             return ""
@@ -256,6 +273,7 @@ class EmbedSummary:
             f"(first batch after {self.startup_s:.1f} s; model set-up {self.setup_s:.1f} s, "
             f"final assembly {self.finish_s:.1f} s); truncated {self.truncated}; duplicate ids {self.duplicate_ids}; "
             f"{f'residues replaced with X {self.replaced}; ' if self.replaced else ''}"
+            f"{f'embedded in windows {self.windowed}; ' if self.windowed else ''}"
             f"{self._fp8()}attention {self.options.attention}, kernels {self.options.kernels}, GELU {self.options.gelu}, "
             f"max_tokens {self.max_tokens} {written}"
         )

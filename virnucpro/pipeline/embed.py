@@ -218,6 +218,7 @@ def _dataset(state: JobState, config: EmbedConfig, family: ModelFamily, ranks: R
         max_tokens=state.max_tokens,
         invalid=config.invalid,
         on_overlength=config.on_overlength,
+        window_stride=config.window_stride,
         allow_nucleotide_like=config.allow_nucleotide_like,
         skip=state.skip,
         rank=config.shard.index * ranks.world_size + ranks.rank,
@@ -246,7 +247,7 @@ def _embed(
             _finish(todo[job_index])
 
     verify = embed.verify if isinstance(embed, SelfCheckedEmbedder) else None
-    sink = Sink([state.part for state in todo], on_done=finish, verify=verify)
+    sink = Sink([state.part for state in todo], on_done=finish, per_token=config.per_token, verify=verify)
     sink.start()
     lanes = config.shard.count * ranks.world_size
     progress = Progress(config.progress and ranks.rank == 0, total=lambda: remaining(todo, lanes))

@@ -70,6 +70,7 @@ def job_fingerprint(
         "storage": config.storage,
         "max_length": config.max_length,
         "on_overlength": config.on_overlength,
+        "window_stride": config.window_stride,
         "invalid": config.invalid,
         "allow_nucleotide_like": config.allow_nucleotide_like,
         "input_kind": config.kind.describe(),

@@ -53,7 +53,7 @@ def finish_job(job: Job, expected: int | None = None) -> JobResult:
         attrs={**meta["attributes"], "shards": fingerprint["shards"], **combine_checks([p.check for p in parts])},
         shards=fingerprint["shards"],
     )
-    return JobResult(job.output, done.records, done.truncated, done.duplicate_ids, done.replaced)
+    return JobResult(job.output, done.records, done.truncated, done.duplicate_ids, done.replaced, done.windowed)
 
 
 def _read_parts(job: Job) -> list[Part]:

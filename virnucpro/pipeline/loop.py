@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from virnucpro.data import PackedBatch
 from virnucpro.models import Pooling
+from virnucpro.models.common.windows import window_partials
 
 from .progress import Progress
 from .sink import JobDone, Pending, Sink
@@ -45,7 +46,10 @@ class Embedder:
 
     def __call__(self, batch: PackedBatch) -> tuple[Tensor, Tensor | None]:
         reps = self.packed(batch, repr_layers=self.layers)["representations"]
-        return torch.stack([self.pooling.pool(reps[layer], batch.cu_seqlens) for layer in self.layers], dim=1), None
+        # A window's rows are its share of its protein's merged rows (the writer thread sums them);
+        # everything else is exactly ``pooling.pool``.
+        rows = [window_partials(self.pooling, reps[layer], batch) for layer in self.layers]
+        return torch.stack(rows, dim=1), None
 
 
 def run_batches(
@@ -82,25 +86,17 @@ def run_batches(
         if started is not None:
             started.record()
         pooled, check = embed(on_device)
-        rows = torch.empty(pooled.shape, dtype=storage, pin_memory=on_gpu)
+        # window partials travel in float32 and are rounded to the storage dtype once merged
+        rows = torch.empty(pooled.shape, dtype=torch.float32 if batch.num_windows else storage, pin_memory=on_gpu)
         rows.copy_(pooled.to(storage), non_blocking=on_gpu)
         if check is not None:
             check = torch.empty(check.shape, dtype=torch.float32, pin_memory=on_gpu).copy_(check, non_blocking=on_gpu)
         if done is not None:
             done.record()
-        columns = {
-            "lengths": batch.residues.numpy(),
-            "input_lengths": batch.lengths.numpy(),
-            **{name: column.numpy() for name, column in batch.columns.items()},
-        }
-        sink.put(
-            Pending(
-                job, rows, batch.indices.numpy(), columns, batch.sequence_ids, batch.num_replaced, started, done, check
-            )
-        )
-        stats.records += batch.num_sequences
+        sink.put(Pending(job, rows, batch, started, done, check))
+        stats.records += batch.num_completed
         stats.tokens += batch.num_tokens
-        progress.update(batch.num_sequences, batch.num_tokens)
+        progress.update(batch.num_completed, batch.num_tokens)
     stats.wall_s = time.perf_counter() - start
     # On the GPU: its idle time between batches, from CUDA events (read after the sink is done).
     # On the CPU, compute is synchronous, so the time spent waiting for the next batch is the same.

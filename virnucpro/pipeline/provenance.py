@@ -49,6 +49,7 @@ def job_attributes(
         "max_length": config.max_length,
         "max_tokens": fingerprint["max_tokens"],
         "on_overlength": config.on_overlength,
+        "window_stride": config.window_stride or (config.max_length // 2 if config.on_overlength == "window" else 0),
         "invalid": config.invalid,
         **{f"input_{key}" if key != "input" else "input_kind": value for key, value in config.kind.describe().items()},
         "inputs": [str(path) for path in inputs],

@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from virnucpro.data import PackedBatch
+from virnucpro.models.common.windows import RowGroup, WindowMerger
+
 from .parts import PartWriter
 
 __all__ = ["JobDone", "Pending", "Sink"]
@@ -30,10 +33,7 @@ class Pending:
 
     job: int  # which output it belongs to
     rows: torch.Tensor  # (N or R, L, E) host tensor (pinned on the GPU path), filled asynchronously
-    indices: np.ndarray  # (N,) input positions
-    columns: dict[str, np.ndarray]  # (N,) int64 per-record columns
-    ids: list[str]
-    replaced: int
+    batch: PackedBatch  # on the host: the records' ids, positions, lengths, columns and windows
     started: torch.cuda.Event | None
     done: torch.cuda.Event | None
     check: torch.Tensor | None = None  # (rows x layers,) FP8-vs-bf16 cosines of a self-checked batch
@@ -55,6 +55,7 @@ class Sink:
 
     parts: Sequence[PartWriter]
     on_done: Callable[[int], None] = lambda job: None
+    per_token: bool = False  # the rows are residues: windows merge row by row
     verify: Callable[[np.ndarray, int], None] | None = None  # raises when a self-check fails
     checks: list[np.ndarray] = field(default_factory=list)
     inbox: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=_QUEUE_DEPTH))
@@ -62,6 +63,9 @@ class Sink:
     gpu_idle_s: float = 0.0
     _last_done: Any = None
     _thread: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        self._mergers = [WindowMerger(self.per_token) for _ in self.parts]
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="virnucpro-writer", daemon=True)
@@ -73,6 +77,7 @@ class Sink:
             last_commit = time.perf_counter()
             while (item := self.inbox.get()) is not None:
                 if isinstance(item, JobDone):
+                    self._mergers[item.job].finish()
                     self.parts[item.job].close()
                     open_jobs.discard(item.job)
                     self.on_done(item.job)
@@ -91,7 +96,15 @@ class Sink:
             if self._last_done is not None:
                 self.gpu_idle_s += self._last_done.elapsed_time(item.started) / 1000
             self._last_done = item.done
-        self.parts[item.job].append(item.indices, item.columns, item.ids, item.rows.numpy(), replaced=item.replaced)
+        group = RowGroup.from_batch(item.batch, item.rows.numpy())
+        windowed = int(((group.window_counts > 1) & (group.window_starts + group.residues == group.lengths)).sum())
+        done = self._mergers[item.job].add(group)  # complete records only: a protein is never half committed
+        if len(done):
+            columns = {"lengths": done.residues, "input_lengths": done.lengths, **done.columns}
+            replaced = int(done.replaced.sum())
+            self.parts[item.job].append(
+                done.indices, columns, done.ids, done.rows, replaced=replaced, windowed=windowed
+            )
         if item.check is not None:
             cosines = item.check.numpy().copy()
             self.parts[item.job].record_check(cosines)
