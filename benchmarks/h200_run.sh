@@ -38,5 +38,14 @@ case $stage in
       --fp16-toks-per-batch 16384 > "$OUT/bench_3B.log" 2>&1; echo "throughput exit $?"
     grep -E "tokens/s over|Error" "$OUT/bench_3B.log"
     ;;
+  fp8)  # the FP8 tests, then 3B: bf16, FP8 and windowed e2e beside fair-esm and both floors
+    timeout 150 python3 -m pytest -q -s -m gpu tests/models/common/test_fp8.py tests/pipeline/test_fp8_selfcheck.py \
+      -p no:cacheprovider > "$OUT/gpu_tests_fp8.log" 2>&1; echo "pytest exit $?"; tail -2 "$OUT/gpu_tests_fp8.log"
+    grep -E "FAILED" "$OUT/gpu_tests_fp8.log"
+    timeout 240 python3 benchmarks/throughput.py --model esm2_t36_3B_UR50D --out "$OUT/h200_3B.json" --datasets proteome \
+      --systems virnucpro-e2e,virnucpro-e2e-fp8,virnucpro-e2e-window,matmul-floor,matmul-floor-fp8,fair-esm-fp16 \
+      --fp16-toks-per-batch 16384 > "$OUT/bench_3B.log" 2>&1; echo "throughput exit $?"
+    grep -E "tokens/s over|Error" "$OUT/bench_3B.log"
+    ;;
   *) echo "unknown stage $stage"; exit 2 ;;
 esac

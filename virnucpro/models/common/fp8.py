@@ -30,6 +30,10 @@ from .fp8_levers import Fp8Levers, fold_layer_norm
 from .kernels import Kernels
 from .matmul import Linear, LinearInput, Matmul, NativeMatmul, Norm, Quantised, copy_norm
 
+# Batches with fewer token rows are padded to this many before an FP8 matmul: cuBLASLt
+# found no algorithm for the row-wise scaled product at small M with K = 10240 on the H200.
+_MIN_ROWS = 1024
+
 __all__ = [
     "E4M3",
     "E4M3_MAX",
@@ -146,11 +150,15 @@ class Fp8Matmul:
             return self._native.linear(x, layer)
         if not isinstance(x, Quantised):
             x = self._ops.quantise_rows(x)
+        rows = x.codes.shape[0]
+        if rows < _MIN_ROWS:  # cuBLASLt has no row-wise FP8 algorithm for some small M (3B's fc2, K = 10240)
+            x = Quantised(F.pad(x.codes.view(torch.uint8), (0, 0, 0, _MIN_ROWS - rows)).view(x.codes.dtype),
+                          F.pad(x.scale, (0, 0, 0, _MIN_ROWS - rows), value=1.0))  # fmt: skip
         bias = layer.bias if self.bias_in_epilogue else None
         out = torch._scaled_mm(
             x.codes, layer.weight.t(), scale_a=x.scale, scale_b=layer.scale, bias=bias,
             out_dtype=torch.bfloat16, use_fast_accum=self.levers.fast_accum,
-        )  # fmt: skip
+        )[:rows]  # fmt: skip
         return out if bias is not None else out.add_(layer.bias)
 
     def linear_gelu(self, x: LinearInput, layer: Linear) -> LinearInput:

@@ -35,9 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PackedESM2"]
 
-# torch._scaled_mm's row-wise FP8 path is asked for token counts that are multiples of this.
-_FP8_ROWS = 16
-
 
 class PackedESM2(nn.Module):
     """Inference-only ESM-2 over packed batches, with its own copy of a fair-esm model's weights.
@@ -151,16 +148,6 @@ class PackedESM2(nn.Module):
         layers = resolve_layers(repr_layers, self.num_layers, argument="repr_layers")
         self._check_inputs(input_ids, cu_seqlens, max_seqlen)
         total = input_ids.numel()
-        pad = -total % _FP8_ROWS if self.options.matmul == "fp8" else 0
-        if pad:  # cuBLASLt's FP8 matmuls lack algorithms for some row counts: round up with a filler sequence
-            input_ids = F.pad(input_ids, (0, pad), value=self.mask_idx - 1)
-            cu_seqlens = F.pad(cu_seqlens, (0, 1), value=total + pad)
-            max_seqlen = max(max_seqlen, pad)
-        representations = self._forward(input_ids, cu_seqlens, max_seqlen, layers)
-        return {"representations": {k: v[:total] for k, v in representations.items()} if pad else representations}
-
-    def _forward(self, input_ids: Tensor, cu_seqlens: Tensor, max_seqlen: int, layers: tuple[int, ...]) -> dict:
-        total = input_ids.numel()
         seq = segment_ids(cu_seqlens, total)  # (T,)
 
         x = F.embedding(input_ids, self.embed_weight)  # (T,) => (T, E)
@@ -184,7 +171,7 @@ class PackedESM2(nn.Module):
             elif i in layers:
                 x, delta = x + delta, None
                 representations[i] = x
-        return representations
+        return {"representations": representations}
 
     def _rescale_for_masks(self, x: Tensor, input_ids: Tensor, cu_seqlens: Tensor, seq: Tensor) -> Tensor:
         """Zero <mask> embeddings and scale each sequence by 0.88 / (1 - its <mask> fraction)."""
