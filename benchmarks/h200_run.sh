@@ -47,5 +47,10 @@ case $stage in
       --fp16-toks-per-batch 16384 > "$OUT/bench_3B.log" 2>&1; echo "throughput exit $?"
     grep -E "tokens/s over|Error" "$OUT/bench_3B.log"
     ;;
+  long)  # a 4x longer 3B job, bf16 and FP8: fixed costs (two model copies, the first batch checked) amortised
+    timeout 300 python3 benchmarks/throughput.py --model esm2_t36_3B_UR50D --out "$OUT/h200_3B_long.json" \
+      --datasets proteome --repeat 12 --systems virnucpro-e2e,virnucpro-e2e-fp8 > "$OUT/bench_3B_long.log" 2>&1
+    echo "throughput exit $?"; grep -E "tokens/s over|Error|first" "$OUT/bench_3B_long.log"
+    ;;
   *) echo "unknown stage $stage"; exit 2 ;;
 esac
