@@ -50,7 +50,6 @@ _NOT_IUPAC = re.compile(f"[^{_IUPAC}{_IUPAC.lower()}]")
 _IUPAC_BYTES = (_IUPAC + _IUPAC.lower()).encode("ascii")
 _COMPLEMENT = str.maketrans("ACGTacgt", "TGCAtgca")  # reverse_complement's table: others stay
 _BLOCK_BASES = 1 << 20
-_ID_SHOWN = 60
 
 # Codons are indexed in base 5 (A, C, G, T = 0..3, anything else 4) so that one look-up
 # both translates and blanks invalid codons (0: no residue, as codon_table.get(codon, '') gives).
@@ -182,9 +181,8 @@ def _dna(record: FastaRecord) -> str:
     # finds the culprit, in the string as read: before any case folding ('ſ'.upper() == 'S')
     if not sequence.isascii() or sequence.encode("ascii").translate(None, _IUPAC_BYTES):
         bad = _NOT_IUPAC.search(sequence)
-        shown = record.id if len(record.id) <= _ID_SHOWN else record.id[:_ID_SHOWN] + "..."
         raise ValueError(
-            f"{record.path}: record {record.number} ({shown!r}) has {bad.group()!r} at position "
+            f"{record.where} has {bad.group()!r} at position "
             f"{bad.start() + 1}, which is not an IUPAC nucleotide code ({_IUPAC}, either case); "
             f"fix or remove that record (a protein FASTA is embedded directly, not translated)"
         )

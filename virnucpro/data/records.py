@@ -1,25 +1,13 @@
-"""``Record``: one normalised input sequence, as ``SequenceDataset`` yields it; ``quote_id`` for messages."""
+"""``Record``: one normalised input sequence, as ``SequenceDataset`` yields it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from virnucpro.text import quote_id
+
 __all__ = ["Record", "quote_id"]
-
-#: Characters of an id that a message shows: enough to find it, and a 1 MB header stays a short line.
-ID_SHOWN = 60
-
-
-def quote_id(record_id: str, limit: int = ID_SHOWN) -> str:
-    """``repr(record_id)`` for a message, cut to its first ``limit`` characters when longer.
-
-    ``'WP_0123'``, or ``'MKVLAAQQ...'... (1,000,000 characters)``; ``repr`` also shows
-    control characters (``'\\x00'``) instead of writing them to the terminal.
-    """
-    if len(record_id) <= limit:
-        return repr(record_id)
-    return f"{record_id[:limit]!r}... ({len(record_id):,} characters)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from .digests import FileIdentity, identify
 __all__ = [
     "FORMAT",
     "check_fingerprint",
+    "differences",
     "input_identities",
     "job_fingerprint",
     "model_identity",
@@ -80,14 +81,21 @@ def job_fingerprint(
     }
 
 
+def differences(a: dict[str, Any], b: dict[str, Any], *, across_shards: bool = False) -> list[str]:
+    """The keys on which two fingerprints differ; ``across_shards``: leaving out what shards of one
+    job may have apart (their batch budgets)."""
+    ignored = _PER_SHARD if across_shards else ()
+    return sorted(k for k in set(a) | set(b) if k not in ignored and a.get(k) != b.get(k))
+
+
 def same_job(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two shards' fingerprints describe one job (their batch budgets may differ)."""
-    return {k: v for k, v in a.items() if k not in _PER_SHARD} == {k: v for k, v in b.items() if k not in _PER_SHARD}
+    """Whether two shards' fingerprints describe one job."""
+    return not differences(a, b, across_shards=True)
 
 
 def check_fingerprint(where: Path, found: dict[str, Any], wanted: dict[str, Any]) -> None:
     """Refuse, naming every difference, partial results whose job differs from this one."""
-    differing = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
+    differing = differences(found, wanted)
     if differing:
         details = "; ".join(f"{k}: stored {found.get(k)!r}, now {wanted.get(k)!r}" for k in differing)
         raise ValueError(

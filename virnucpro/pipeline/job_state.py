@@ -17,7 +17,7 @@ from .background import Background
 from .claim import Claim, part_name
 from .config import EmbedConfig, JobResult
 from .distributed import Ranks
-from .fingerprint import same_job
+from .fingerprint import differences
 from .jobs import Job
 from .parts import NeverCommittedError, PartLayout, PartWriter, cut_tail, part_directories, part_state, read_part
 
@@ -72,8 +72,8 @@ def check_existing(state: JobState, meta: Callable[[int], dict[str, Any]], defau
     """--resume found the output complete: skip it if it holds this job's results, else refuse."""
     stored = json.loads(read_attributes(state.job.output).get("fingerprint", "{}"))
     wanted = meta(stored.get("max_tokens", default_tokens))["fingerprint"]
-    if not same_job(stored, wanted):
-        differing = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+    differing = differences(stored, wanted, across_shards=True)
+    if differing:
         raise FileExistsError(
             f"{state.job.output} exists and holds the results of another job (differing: {', '.join(differing)}); "
             "pass --overwrite to replace it"

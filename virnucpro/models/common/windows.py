@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from virnucpro.text import quote_id
+
 from .pooling import Pooling, WindowTensors, residue_rows
 from .segments import segment_ids
 
@@ -176,7 +178,7 @@ class WindowMerger:
         if self._open is not None:
             p = self._open
             raise ValueError(
-                f"the stream ended with the protein at input position {p.index} ({_shown(p.id)}) incomplete: "
+                f"the stream ended with the protein at input position {p.index} ({quote_id(p.id)}) incomplete: "
                 f"{p.received} of its {p.count} windows arrived"
             )
 
@@ -221,7 +223,7 @@ class WindowMerger:
         if (p := self._open) is None:
             return
         raise ValueError(
-            f"the protein at input position {p.index} ({_shown(p.id)}) had {p.received} of its {p.count} windows "
+            f"the protein at input position {p.index} ({quote_id(p.id)}) had {p.received} of its {p.count} windows "
             f"when the record at input position {int(group.indices[i])} (window start "
             f"{int(group.window_starts[i])}) arrived; " + _ORDER
         )
@@ -254,11 +256,6 @@ class WindowMerger:
             window_starts=np.zeros(len(done), dtype=np.int64),
             window_counts=np.ones(len(done), dtype=np.int64),
         )
-
-
-def _shown(record_id: str, limit: int = 60) -> str:
-    """``repr`` of an id for a message, cut to ``limit`` characters (a header may be a megabyte)."""
-    return repr(record_id) if len(record_id) <= limit else f"{record_id[:limit]!r}..."
 
 
 _ORDER = (

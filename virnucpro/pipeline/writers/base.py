@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["OutputLayout", "OutputWriter", "Span"]
+__all__ = ["OutputLayout", "OutputWriter", "Span", "json_default"]
 
 
 @dataclass(frozen=True)
@@ -71,3 +71,8 @@ class OutputWriter(Protocol):
     def finish(self, attrs: dict[str, Any]) -> None:
         """Store the job's attributes and close the file, flushed to disk."""
         ...
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps(..., default=)`` for attributes: NumPy scalars and arrays as numbers and lists."""
+    return value.tolist() if isinstance(value, (np.generic, np.ndarray)) else str(value)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import OutputLayout, Span
+from .base import OutputLayout, Span, json_default
 
 __all__ = ["NPZWriter"]
 
@@ -46,7 +46,7 @@ class NPZWriter:
             **{
                 name: np.concatenate(parts) if parts else np.empty(0, np.int64) for name, parts in self._columns.items()
             },
-            "attributes": np.array(json.dumps(attrs, default=_plain)),
+            "attributes": np.array(json.dumps(attrs, default=json_default)),
         }
         if self._layout.per_token:
             arrays["offsets"] = self._layout.offsets
@@ -54,8 +54,3 @@ class NPZWriter:
             with self._zip.open(f"{name}.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, array, allow_pickle=False)
         self._zip.close()
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars and arrays in the attributes, as JSON numbers and lists."""
-    return value.tolist() if isinstance(value, (np.generic, np.ndarray)) else str(value)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import OutputLayout, Span
+from .base import OutputLayout, Span, json_default
 
 __all__ = ["ParquetWriter", "require_pyarrow"]
 
@@ -60,9 +60,5 @@ class ParquetWriter:
         self._writer.write_batch(pa.record_batch(arrays, schema=self._schema))
 
     def finish(self, attrs: dict[str, Any]) -> None:
-        self._writer.add_key_value_metadata({"virnucpro": json.dumps(attrs, default=_plain)})
+        self._writer.add_key_value_metadata({"virnucpro": json.dumps(attrs, default=json_default)})
         self._writer.close()
-
-
-def _plain(value: Any) -> Any:
-    return value.tolist() if isinstance(value, (np.generic, np.ndarray)) else str(value)
