@@ -71,6 +71,8 @@ BEST_TOKS_PER_BATCH = {"esm2_t36_3B_UR50D": "16384", "esm2_t33_650M_UR50D": "409
 TARGETS = {"esm2_t36_3B": (3.0, 14.0, 3.5), "esm2_t33_650M": (3.0, 7.0, 2.4)}
 OURS, ATTEMPTS = "virnucpro", ("first", "second")
 # virnucpro's summary line (virnucpro.pipeline.config.EmbedSummary.line).
+# virnucpro's DEBUG lines (virnucpro.cli._configure_logging): the wall clock to the millisecond.
+STAMPED = re.compile(r"^virnucpro: (?P<clock>\d\d:\d\d:\d\d)\.(?P<ms>\d{3}) (?P<message>.*)$", re.MULTILINE)
 SUMMARY = re.compile(
     r"virnucpro embed: (?P<records>[\d,]+) records, (?P<tokens>[\d,]+) tokens in (?P<loop_s>[\d.]+) s .*"
     r"\(first batch after (?P<first_batch_s>[\d.]+) s; model set-up (?P<model_setup_s>[\d.]+) s, "
@@ -105,7 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, help="whole copies of the proteome (default: up to ~670k tokens)")
     parser.add_argument(
         "--toks-per-batch", help="fair-esm toks_per_batch, comma-separated, one process each "
-        "(default: 16384 for 3B, 4096 otherwise: the best on the H200)",
+        "(default: 16384 for 3B, 4096 otherwise: the best on the H200; none: no fair-esm process)",
     )  # fmt: skip
     parser.add_argument("--workdir", type=Path, help="where the temporary folder goes (local disk; default: TMPDIR)")
     parser.add_argument("--seed", type=int, default=0)
@@ -115,7 +117,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.device == "cpu" and args.out.resolve().is_relative_to(RESULTS):
         parser.error(f"--device cpu is a smoke test; write it outside {RESULTS}, e.g. --out /tmp/process_start.json")
     budgets = args.toks_per_batch or BEST_TOKS_PER_BATCH.get(args.model, "4096")
-    args.toks_per_batch = [int(b) for b in budgets.split(",")]
+    args.toks_per_batch = [] if budgets == "none" else [int(b) for b in budgets.split(",")]
     args.name = args.model.removesuffix("_UR50D")
     return args
 
@@ -189,12 +191,28 @@ def child_env(fair_esm: bool = False) -> dict[str, str]:
 
 def timed_process(command: list[str], env: dict[str, str]) -> tuple[str, float]:
     """The stdout of ``command`` run to completion, and its wall time; raises with its stderr if it fails."""
-    start = time.perf_counter()
+    done, seconds, _ = _run_timed(command, env)
+    return done.stdout, seconds
+
+
+def _run_timed(command: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float, float]:
+    """``command`` run to completion, its wall time and the wall clock when it was started."""
+    started_at, start = time.time(), time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-4000:]}{done.stdout[-2000:]}")
-    return done.stdout, seconds
+    return done, seconds, started_at
+
+
+def timeline(stderr: str, started_at: float) -> list[tuple[float, str]]:
+    """(seconds since the process was started, message) of each DEBUG line that virnucpro stamps."""
+    day = time.strftime("%Y-%m-%d ", time.localtime(started_at))
+    events = []
+    for match in STAMPED.finditer(stderr):
+        stamp = time.mktime(time.strptime(day + match["clock"], "%Y-%m-%d %H:%M:%S")) + int(match["ms"]) / 1000
+        events.append((round(stamp - started_at, 3), match["message"]))
+    return events
 
 
 def import_torch_seconds(rounds: int = 3) -> float:
@@ -243,9 +261,10 @@ def our_process(run: Run, attempt: str, floor: float) -> Row:
 
     out = run.work / "ours.h5"
     command = [sys.executable, "-m", "virnucpro", "embed", str(run.fasta), "-o", str(out)]
-    command += ["--model", str(run.checkpoint), "--overwrite", "--no-progress"]
+    command += ["--model", str(run.checkpoint), "--overwrite", "--no-progress", "--log-level", "DEBUG"]
     command += ["--device", "cpu"] if run.device == "cpu" else []  # on the GPU: its default, as users run it
-    stdout, whole = timed_process(command, child_env())
+    done, whole, started_at = _run_timed(command, child_env())
+    stdout, events = done.stdout, timeline(done.stderr, started_at)
     summary = parse_summary(stdout)
     check_count(f"{OURS} records", summary["records"], run.records)
     check_count(f"{OURS} tokens", summary["tokens"], run.tokens)
@@ -260,6 +279,7 @@ def our_process(run: Run, attempt: str, floor: float) -> Row:
         **result,
         **{k: summary[k] for k in ("loop_s", "first_batch_s", "model_setup_s")},
         "outside_main_s": outside,
+        "timeline": [*events, (round(whole, 3), "process ended")],
     }
 
 
@@ -331,6 +351,7 @@ def stages(r: Row) -> str:
             f"- {OURS} {r['attempt']}, {r['whole_s']:.2f} s: outside main (interpreter, imports, exit) "
             f"{r['outside_main_s']:.2f} s, model set-up {r['model_setup_s']:.1f} s, first batch after "
             f"{r['first_batch_s']:.1f} s, batches {r['batches_s']:.1f} s, final assembly {r['after_s']:.1f} s"
+            + "".join(f"\n  - {at:.2f} s: {message}" for at, message in r.get("timeline", ()))
         )
     return (
         f"- {r['system']}, {r['whole_s']:.2f} s: interpreter start and exit {r['outside_script_s']:.2f} s, "

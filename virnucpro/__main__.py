@@ -1,3 +1,3 @@
-from virnucpro.cli import main
+from virnucpro.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -11,13 +11,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from virnucpro import __version__
 
-__all__ = ["main"]
+__all__ = ["entry", "main"]
 
 #: command => one-line description; the module ``virnucpro.cli.<command>`` has ``DETAILS`` (the rest of its
 #: description), ``add_arguments(parser)``, ``run(args, argv)`` and ``RESUME_HINT`` (said after Ctrl-C).
@@ -63,11 +65,35 @@ def _message(err: BaseException) -> str:
 
 
 def _configure_logging(level: str | None, quiet: bool) -> None:
-    logging.basicConfig(
-        format="virnucpro: %(message)s", level=logging.WARNING if quiet else (level or "INFO"), stream=sys.stderr
-    )
+    level = "WARNING" if quiet else (level or "INFO")
+    # At DEBUG each line carries the wall clock to the millisecond, so that a parent can place the
+    # process's stages (imports, set-up, batches, exit) on its own timeline.
+    stamp = "%(asctime)s.%(msecs)03d " if level == "DEBUG" else ""
+    # The level is virnucpro's own; other libraries' loggers (h5py's DEBUG chatter) stay at WARNING.
+    logging.basicConfig(format=f"virnucpro: {stamp}%(message)s", datefmt="%H:%M:%S", level="WARNING", stream=sys.stderr)
+    logging.getLogger("virnucpro").setLevel(level)
     logging.captureWarnings(True)  # library warnings (e.g. random weights) become log lines
     warnings.simplefilter("default")
+    # DataLoader workers are forked after CUDA has started its threads; they only parse text and
+    # are cut off from CUDA (virnucpro.data.isolation), which is what this warning asks of a fork.
+    warnings.filterwarnings("ignore", r"This process .* is multi-threaded, use of fork\(\)", DeprecationWarning)
+
+
+def entry() -> NoReturn:
+    """The ``virnucpro`` program: ``main``, then an immediate exit with its status.
+
+    When ``main`` returns, every output is written and closed and every worker and thread has
+    ended. The interpreter's own teardown (torch, CUDA, every loaded module) would only add
+    about half a second to each per-sample process, so it is skipped.
+    """
+    status = main()
+    logging.shutdown()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # e.g. stdout was a pipe closed early: the output was not all delivered
+        status = status or 1
+    os._exit(status)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,11 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     module.add_arguments(parser)
     args = parser.parse_args(top.args)
     _configure_logging(args.log_level or top.log_level, args.quiet or top.quiet)
+    log = logging.getLogger("virnucpro")
+    log.debug("%s: imported and parsed", top.command)
     try:
-        return module.run(args, ["virnucpro", *argv])
+        status = module.run(args, ["virnucpro", *argv])
     except KeyboardInterrupt:
         print(f"virnucpro: interrupted; {module.RESUME_HINT}", file=sys.stderr)
         return 130
     except (ValueError, OSError, RuntimeError, TypeError) as err:
         print(f"virnucpro: error: {_message(err)}", file=sys.stderr)
         return 1
+    log.debug("%s: done; the interpreter exits", top.command)
+    return status

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from Bio.SeqIO.FastaIO import SimpleFastaParser
-
 from .compression import DECOMPRESSION_ERRORS, first_invalid_utf8, open_decompressed
 from .records import quote_id
 
@@ -118,6 +116,10 @@ def read_fasta(path: str | os.PathLike) -> Iterator[FastaRecord]:
     got) for content that is not FASTA, bytes that are not UTF-8, corrupt or
     truncated compressed data, and control characters in a header.
     """
+    # Imported here: Bio.SeqIO imports every format's parser, a fifth of a second that the CLI's
+    # start-up would wait for; the threads and workers that read FASTA import it on first use.
+    from Bio.SeqIO.FastaIO import SimpleFastaParser
+
     path_str = str(path)
     number = 0
     binary, compression = open_decompressed(require_fasta_file(path))

@@ -60,6 +60,7 @@ def run_embed(config: EmbedConfig, model: nn.Module | None = None) -> EmbedSumma
     Raises on bad input or options, leaving no output file; committed partial results
     stay, for ``resume``.
     """
+    stage = _Stages()
     family = family_for(config.model)
     jobs = plan_jobs(config.inputs, config.output, config.output_dir, ".h5")
     check_paths(jobs, parents=config.parents)
@@ -68,9 +69,11 @@ def run_embed(config: EmbedConfig, model: nn.Module | None = None) -> EmbedSumma
     with process_group() as ranks:
         device = choose_device(config.device, ranks)
         config.forward_options.resolve(device, _compute_dtype(config, device))  # refuse what cannot run here, now
+        stage("device ready")
         states = _claim(jobs, config, ranks)
+        stage("outputs claimed")
         try:
-            return _run(config, family, ranks, device, states, model)
+            return _run(config, family, ranks, device, states, model, stage)
         except BaseException:
             _fail(states, ranks)
             raise
@@ -102,6 +105,7 @@ def _run(
     device: torch.device,
     states: list[JobState],
     model: nn.Module | None,
+    stage: _Stages,
 ) -> EmbedSummary:
     started = time.perf_counter()
     todo = [state for state in states if not state.claim.done]
@@ -114,6 +118,7 @@ def _run(
     dtype = _compute_dtype(config, device)
     if model is None:  # as stored (e.g. fp16, memory-mapped): the packed copy converts once, on the device
         model, _ = family.load(config.model, dtype=None)
+        stage("checkpoint mapped")
     layers = family.layers(config.layers, model)
     options = config.forward_options.resolve(device, dtype)
     layout = PartLayout((len(layers), model.embed_dim), np.dtype(config.storage), _COLUMNS + config.kind.columns)
@@ -130,15 +135,27 @@ def _run(
     if not todo:
         return _nothing_to_do(states, config, ranks)
     barrier(ranks)  # every rank has read the committed state before anyone adds to it
+    stage("parts ready")
     batches = iter(_loader(config, family, ranks, device, todo))  # workers read while the model is copied
+    stage("workers started")
     for background in (model_file, *identities, *(state.meta for state in todo)):
         background.start()  # after the forks: a fork must not copy a thread's held locks
     if ranks.rank == 0:
         for state in todo:
             state.expected = Background(lambda s=state: count_records(s.job.inputs, config.kind))
-    embed = _embedder(config, family, model, dtype, device, options, layers)
+    embed = _embedder(config, family, model, dtype, device, options, layers, stage)
     setup_s = time.perf_counter() - started
     return _embed(config, ranks, device, todo, states, embed, options, batches, setup_s)
+
+
+class _Stages:
+    """Logs each set-up stage at DEBUG with the seconds since ``run_embed`` began: where start-up goes."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        log.debug("set-up: %s at %.2f s", name, time.perf_counter() - self.start)
 
 
 def _compute_dtype(config: EmbedConfig, device: torch.device) -> torch.dtype:
@@ -153,17 +170,21 @@ def _embedder(
     device: torch.device,
     options: ForwardOptions,
     layers: tuple[int, ...],
+    stage: _Stages,
 ) -> Embedder | SelfCheckedEmbedder:
     """The packed model on the device, warmed up, with pooling; with FP8, a bf16 copy to check it against."""
     pooling = get_pooling(config.pooling)
     packed = family.packed(model, dtype=dtype, device=device, options=options)
+    stage("model on the device")
     packed.warm_up()
+    stage("warmed up")
     embed = Embedder(packed, layers, pooling)
     if options.matmul != "fp8":
         return embed
     native = dataclasses.replace(options, matmul="native")
     reference = family.packed(model, dtype=dtype, device=device, options=native)
     reference.warm_up()
+    stage("bf16 reference for the FP8 self-check on the device, warmed up")
     return SelfCheckedEmbedder(embed, Embedder(reference, layers, pooling), config.fp8_check)
 
 

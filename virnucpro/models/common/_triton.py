@@ -132,7 +132,9 @@ def rotary(qkv: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, heads: int)
 _ATTENTION_BLOCK_M, _ATTENTION_BLOCK_N, _ATTENTION_WARPS, _ATTENTION_STAGES = 64, 64, 4, 3
 
 
-@triton.jit
+# num_seqs only bounds the grid: left unspecialised, one compiled kernel serves every batch
+# (Triton would otherwise compile one for 1, one for multiples of 16 and one for the rest).
+@triton.jit(do_not_specialize=["num_seqs"])
 def _varlen_attention_kernel(
     q_ptr, k_ptr, v_ptr, out_ptr, cu_ptr, block_seq_ptr, block_first_ptr,
     q_stride, k_stride, v_stride, out_stride, num_seqs,

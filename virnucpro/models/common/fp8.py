@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .fp8_levers import Fp8Levers, fold_layer_norm
 from .kernels import Kernels
-from .matmul import Linear, LinearInput, Matmul, NativeMatmul, Norm, Quantised, copy_norm
+from .matmul import Linear, LinearInput, Matmul, NativeMatmul, Norm, Quantised, copy_norm, copy_tensor
 
 # Batches with fewer token rows are padded to this many before an FP8 matmul: cuBLASLt
 # found no algorithm for the row-wise scaled product at small M with K = 10240 on the H200.
@@ -122,14 +122,14 @@ class Fp8Matmul:
         """e4m3 codes (N, K) contiguous, bias (N,) bf16, scale (1, N) float32: one per output channel."""
         if role == "fc2" and self.levers.bf16_fc2:
             return self._native.prepare_weight(weights, biases, role)
-        weight = torch.cat([w.to(self.device, torch.float32) for w in weights])  # (N, K)
+        weight = torch.cat([copy_tensor(w, torch.float32, self.device) for w in weights])  # (N, K)
         if weight.shape[0] % 16 or weight.shape[1] % 16:
             raise ValueError(
                 f"matmul='fp8' needs layer widths divisible by 16 (torch._scaled_mm), got a {role} weight "
                 f"of shape {tuple(weight.shape)}; use --dtype bf16"
             )
         codes, scale = quantise_rows(weight)
-        bias = torch.cat([b.to(self.device, torch.float32) for b in biases]).to(torch.bfloat16)
+        bias = torch.cat([copy_tensor(b, torch.float32, self.device) for b in biases]).to(torch.bfloat16)
         return Linear(codes, bias, scale.view(1, -1))
 
     def prepare_norm_linear(

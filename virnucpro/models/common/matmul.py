@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .kernels import Kernels
+from .upload import upload_into
 
 __all__ = ["ROLES", "Linear", "LinearInput", "Matmul", "NativeMatmul", "Norm", "Quantised", "copy_norm", "copy_tensor"]
 
@@ -133,7 +134,7 @@ class NativeMatmul:
         )
         start = 0
         for source in sources:
-            out[start : start + source.shape[0]].copy_(source)
+            upload_into(out[start : start + source.shape[0]], source)
             start += source.shape[0]
         return out
 
@@ -145,4 +146,6 @@ def copy_norm(norm: Norm, dtype: torch.dtype, device: torch.device) -> Norm:
 
 def copy_tensor(source: Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:
     """A new tensor holding ``source`` in ``dtype`` on ``device``; never a view of it."""
-    return torch.empty(source.shape, dtype=dtype, device=device).copy_(source)
+    out = torch.empty(source.shape, dtype=dtype, device=device)
+    upload_into(out, source)
+    return out

@@ -13,7 +13,8 @@ rotary once. Each half of a block (attention, MLP) has its ``Matmul`` (``fp8.blo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import torch
@@ -27,6 +28,7 @@ from ..common.kernels import Kernels, select_kernels
 from ..common.fp8 import block_matmuls
 from ..common.matmul import Matmul, Norm, copy_norm, copy_tensor
 from ..common.segments import segment_ids
+from ..common.upload import staged_uploads
 from ..options import ForwardOptions
 from .architecture import MASK_RATIO_TRAIN, resolve_layers
 
@@ -76,15 +78,46 @@ class PackedESM2(nn.Module):
         self.embed_dim = model.embed_dim
         self.mask_idx = model.mask_idx
         self.token_dropout = model.token_dropout
-        # Weights are plain tensors copied one by one, not nn.Linear modules: building a
-        # module per layer cost more host time than the copy costs the GPU.
-        with torch.no_grad():
-            self.register_buffer("embed_weight", copy_tensor(source, dtype, device), persistent=False)
-            self.layers = nn.ModuleList(_Block(layer, *mms) for layer, mms in zip(model.layers, self._matmuls))
-            self.final_norm = copy_norm(_norm(model.emb_layer_norm_after), dtype, device)
         head_dim = self.embed_dim // model.attention_heads
         inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        # Weights are plain tensors copied one by one, not nn.Linear modules: building a
+        # module per layer cost more host time than the copy costs the GPU.
+        with torch.no_grad(), staged_uploads(device):
+            self.register_buffer("embed_weight", copy_tensor(source, dtype, device), persistent=False)
+            self.layers = nn.ModuleList(self._copy_blocks(model.layers))
+            self.final_norm = copy_norm(_norm(model.emb_layer_norm_after), dtype, device)
+
+    def _copy_blocks(self, layers: Sequence[TransformerLayer]) -> list[_Block]:
+        """Every block's copy. On CUDA, one block of each kind (its pair of ``Matmul``) is copied
+        first and a thread runs the warm-up batches through those while the rest are copied:
+        a first process compiles its Triton kernels during the copy instead of after it.
+        """
+        kinds: dict[tuple[int, int], int] = {}
+        for i, (attention, mlp) in enumerate(self._matmuls):
+            kinds.setdefault((id(attention), id(mlp)), i)
+        blocks: list[_Block | None] = [None] * len(layers)
+        for i in kinds.values():
+            blocks[i] = _Block(layers[i], *self._matmuls[i])
+        with ThreadPoolExecutor(1, thread_name_prefix="virnucpro-warm-up") as pool:
+            warming = pool.submit(self._warm_blocks, [blocks[i] for i in kinds.values()])
+            for i, layer in enumerate(layers):
+                if blocks[i] is None:
+                    blocks[i] = _Block(layer, *self._matmuls[i])
+            warming.result()
+        return blocks
+
+    def _warm_blocks(self, blocks: list[_Block]) -> None:
+        """The warm-up batches through ``blocks`` alone (in a thread: grad mode and the CUDA device are per thread)."""
+        if self.device.type != "cuda":  # nothing to compile
+            return
+        with torch.no_grad(), torch.cuda.device(self.device):
+            for input_ids, cu_seqlens, max_seqlen in self._warm_up_batches():
+                x, rotary = self._embed(input_ids, cu_seqlens, max_seqlen)
+                delta = None
+                for block in blocks:
+                    x, delta = block(x, delta, rotary, cu_seqlens, max_seqlen, self._attend, self._kernels)
+            torch.cuda.synchronize(self.device)
 
     def _apply(self, fn, recurse=True):
         raise RuntimeError(
@@ -104,16 +137,19 @@ class PackedESM2(nn.Module):
         """Run tiny batches so that every kernel is compiled (or read from the on-disk cache) and
         cuBLAS is set up before the first real batch, which then runs at full speed.
 
-        Batches of 1, 17 and 32 sequences cover the integer specialisations Triton compiles
-        (an argument equal to 1, divisible by 16, or neither).
+        Most kernels were already compiled while the weights were copied (``_copy_blocks``).
         """
+        for input_ids, cu_seqlens, max_seqlen in self._warm_up_batches():
+            self(input_ids, cu_seqlens, max_seqlen, repr_layers=range(self.num_layers + 1))
+
+    def _warm_up_batches(self) -> Iterator[tuple[Tensor, Tensor, int]]:
+        """(input_ids, cu_seqlens, max_seqlen) of tiny batches of 1, 17 and 32 sequences: they cover
+        the integer specialisations Triton compiles (an argument equal to 1, divisible by 16, or neither)."""
         for n in (1, 17, 32):
             lengths = torch.arange(n, dtype=torch.int32) % 7 + 3
             cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0)).to(self.device)
-            input_ids = torch.zeros(
-                int(lengths.sum()), dtype=torch.int64, device=self.device
-            )  # token values do not matter
-            self(input_ids, cu_seqlens, int(lengths.max()), repr_layers=range(self.num_layers + 1))
+            input_ids = torch.zeros(int(lengths.sum()), dtype=torch.int64, device=self.device)  # values do not matter
+            yield input_ids, cu_seqlens, int(lengths.max())
 
     @torch.no_grad()
     def forward(
@@ -147,18 +183,7 @@ class PackedESM2(nn.Module):
             input_ids, cu_seqlens, max_seqlen = input_ids.input_ids, input_ids.cu_seqlens, input_ids.max_seqlen
         layers = resolve_layers(repr_layers, self.num_layers, argument="repr_layers")
         self._check_inputs(input_ids, cu_seqlens, max_seqlen)
-        total = input_ids.numel()
-        seq = segment_ids(cu_seqlens, total)  # (T,)
-
-        x = F.embedding(input_ids, self.embed_weight)  # (T,) => (T, E)
-        if self.token_dropout:
-            x = self._rescale_for_masks(x, input_ids, cu_seqlens, seq)
-
-        # Rotary angles in float32: in half precision, positions above 256 (bf16) or
-        # 2048 (fp16) are not exact. Positions restart at 0 in every sequence.
-        positions = torch.arange(total, device=x.device) - cu_seqlens.long()[seq]  # (T,)
-        angles = torch.arange(max_seqlen, device=x.device, dtype=torch.float32)[:, None] * self.inv_freq
-        rotary = (positions.to(torch.int32), angles.cos(), angles.sin())  # tables (max_seqlen, D / 2)
+        x, rotary = self._embed(input_ids, cu_seqlens, max_seqlen)
 
         # The residual stream is carried as (x, delta): the MLP's output is added to x by
         # the next LayerNorm's kernel, or here when a layer's output is asked for.
@@ -172,6 +197,21 @@ class PackedESM2(nn.Module):
                 x, delta = x + delta, None
                 representations[i] = x
         return {"representations": representations}
+
+    def _embed(
+        self, input_ids: Tensor, cu_seqlens: Tensor, max_seqlen: int
+    ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+        """The embedding (T, E) after the token-dropout rescale, and the rotary positions and tables."""
+        total = input_ids.numel()
+        seq = segment_ids(cu_seqlens, total)  # (T,)
+        x = F.embedding(input_ids, self.embed_weight)  # (T,) => (T, E)
+        if self.token_dropout:
+            x = self._rescale_for_masks(x, input_ids, cu_seqlens, seq)
+        # Rotary angles in float32: in half precision, positions above 256 (bf16) or
+        # 2048 (fp16) are not exact. Positions restart at 0 in every sequence.
+        positions = torch.arange(total, device=x.device) - cu_seqlens.long()[seq]  # (T,)
+        angles = torch.arange(max_seqlen, device=x.device, dtype=torch.float32)[:, None] * self.inv_freq
+        return x, (positions.to(torch.int32), angles.cos(), angles.sin())  # tables (max_seqlen, D / 2)
 
     def _rescale_for_masks(self, x: Tensor, input_ids: Tensor, cu_seqlens: Tensor, seq: Tensor) -> Tensor:
         """Zero <mask> embeddings and scale each sequence by 0.88 / (1 - its <mask> fraction)."""
