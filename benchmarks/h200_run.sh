@@ -13,15 +13,17 @@ case $stage in
     timeout 250 python3 benchmarks/fp8_levers.py --model esm2_t36_3B_UR50D --passes 2 --out "$OUT/fp8_levers_3B.json" \
       > "$OUT/fp8_levers_3B.log" 2>&1; echo "fp8_levers exit $?"; tail -28 "$OUT/fp8_levers_3B.log"
     ;;
-  start)  # per-sample process timelines without fair-esm, each model from an empty Triton cache; the model GPU tests
+  start)  # per-sample processes beside fair-esm's (FAIR=none: without), each model from an empty Triton cache;
+    # then the GPU tests of the weight copy and the kernels
     for model in esm2_t36_3B_UR50D esm2_t33_650M_UR50D; do
-      TRITON_CACHE_DIR=$(mktemp -d) timeout 150 python3 benchmarks/process_start.py --model $model --toks-per-batch none \
-        --out "$OUT/process_start.json" >> "$OUT/bench.log" 2>&1; echo "process_start $model exit $?"
+      TRITON_CACHE_DIR=$(mktemp -d) timeout 240 python3 benchmarks/process_start.py --model $model \
+        ${FAIR:+--toks-per-batch $FAIR} --out "$OUT/process_start.json" >> "$OUT/bench.log" 2>&1
+      echo "process_start $model exit $?"
     done
-    grep -vE "^\| |^$" "$OUT/process_start.md" | tail -40
-    timeout 200 python3 -m pytest -q -m gpu tests/models -p no:cacheprovider --ignore=tests/models/esm2/test_fp8_parity.py \
-      > "$OUT/gpu_tests_models.log" 2>&1; echo "pytest exit $?"; tail -2 "$OUT/gpu_tests_models.log"
-    grep -E "FAILED|Error" "$OUT/gpu_tests_models.log" | head -20
+    grep -vE "^\| |^$|^  - " "$OUT/process_start.md" | tail -22
+    timeout 120 python3 -m pytest -q -m gpu tests/models/common/test_upload.py tests/models/common/test_kernels_gpu.py \
+      -p no:cacheprovider > "$OUT/gpu_tests_start.log" 2>&1; echo "pytest exit $?"; tail -2 "$OUT/gpu_tests_start.log"
+    grep -E "FAILED|Error" "$OUT/gpu_tests_start.log" | head -20
     ;;
   bench)  # what a user's process sees, then throughput beside fair-esm and the floors, then the code before
     for model in esm2_t36_3B_UR50D esm2_t33_650M_UR50D; do
