@@ -15,7 +15,7 @@ import functools
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ __all__ = ["run_embed"]
 log = logging.getLogger("virnucpro")
 
 _COLUMNS = ("lengths", "input_lengths")
+T = TypeVar("T")
 
 
 def run_embed(config: EmbedConfig, model: nn.Module | None = None) -> EmbedSummary:
@@ -111,10 +112,12 @@ def _run(
     todo = [state for state in states if not state.claim.done]
     if not todo:
         return _nothing_to_do(states, config, ranks)
-    # SHA-256 of the checkpoint and inputs, for the fingerprint and provenance: computed while the
-    # model is copied and the first batches run, started once the DataLoader workers have forked.
-    model_file = Background(lambda: model_identity(config.model), start=False)
-    identities = [Background(lambda s=s: input_identities(s.job.inputs), start=False) for s in todo]
+    # SHA-256 of the checkpoint and inputs, for the fingerprint and provenance, hashed from now on
+    # while the model is loaded and copied: the first run after a checkpoint is written hashes
+    # gigabytes. These threads may run across the DataLoader's fork: they only read and digest
+    # files, holding no lock that a forked worker could inherit held (the fork's hazard).
+    model_file = Background(lambda: stage.after(model_identity(config.model), "checkpoint hashed"))
+    identities = [Background(lambda s=s: stage.after(input_identities(s.job.inputs), "inputs hashed")) for s in todo]
     dtype = _compute_dtype(config, device)
     if model is None:  # as stored (e.g. fp16, memory-mapped): the packed copy converts once, on the device
         model, _ = family.load(config.model, dtype=None)
@@ -138,8 +141,8 @@ def _run(
     stage("parts ready")
     batches = iter(_loader(config, family, ranks, device, todo))  # workers read while the model is copied
     stage("workers started")
-    for background in (model_file, *identities, *(state.meta for state in todo)):
-        background.start()  # after the forks: a fork must not copy a thread's held locks
+    for state in todo:
+        state.meta.start()  # after the forks: a fork must not copy a thread's held locks
     if ranks.rank == 0:
         for state in todo:
             state.expected = Background(lambda s=state: count_records(s.job.inputs, config.kind))
@@ -156,6 +159,11 @@ class _Stages:
 
     def __call__(self, name: str) -> None:
         log.debug("set-up: %s at %.2f s", name, time.perf_counter() - self.start)
+
+    def after(self, value: T, name: str) -> T:
+        """``value``, once ``name`` is logged: the stage of a background computation."""
+        self(name)
+        return value
 
 
 def _compute_dtype(config: EmbedConfig, device: torch.device) -> torch.dtype:
