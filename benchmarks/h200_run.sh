@@ -25,6 +25,11 @@ case $stage in
       -p no:cacheprovider > "$OUT/gpu_tests_start.log" 2>&1; echo "pytest exit $?"; tail -2 "$OUT/gpu_tests_start.log"
     grep -E "FAILED|Error" "$OUT/gpu_tests_start.log" | head -20
     ;;
+  final2)  # the per-sample processes beside fair-esm's, then every GPU test
+    FAIR= bash "$0" start
+    timeout 300 python3 -m pytest -q -s -m gpu tests -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1
+    echo "pytest exit $?"; tail -3 "$OUT/gpu_tests.log"; grep -E "FAILED|Error|cosine vs fp32 min" "$OUT/gpu_tests.log" | tail -30
+    ;;
   bench)  # what a user's process sees, then throughput beside fair-esm and the floors, then the code before
     for model in esm2_t36_3B_UR50D esm2_t33_650M_UR50D; do
       timeout 200 python3 benchmarks/process_start.py --model $model --out "$OUT/process_start.json" \
