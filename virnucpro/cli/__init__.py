@@ -82,9 +82,10 @@ def _configure_logging(level: str | None, quiet: bool) -> None:
 def entry() -> NoReturn:
     """The ``virnucpro`` program: ``main``, then an immediate exit with its status.
 
-    When ``main`` returns, every output is written and closed and every worker and thread has
-    ended. The interpreter's own teardown (torch, CUDA, every loaded module) would only add
-    about half a second to each per-sample process, so it is skipped.
+    When ``main`` returns, every output is written and closed and the DataLoader workers have
+    ended; a background thread still running (a record count that a ``--shard`` run never
+    waits for) only reads. The interpreter's own teardown (torch, CUDA, every loaded module)
+    would only add about half a second to each per-sample process, so it is skipped.
     """
     status = main()
     logging.shutdown()
