@@ -211,6 +211,8 @@ def timeline(stderr: str, started_at: float) -> list[tuple[float, str]]:
     events = []
     for match in STAMPED.finditer(stderr):
         stamp = time.mktime(time.strptime(day + match["clock"], "%Y-%m-%d %H:%M:%S")) + int(match["ms"]) / 1000
+        if stamp < started_at - 1:  # the clock passed midnight after the process started
+            stamp += 86_400
         events.append((round(stamp - started_at, 3), match["message"]))
     return events
 
