@@ -6,18 +6,19 @@ collator (in a DataLoader worker) to the GPU and on to the output.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import torch
 from torch import Tensor
+
+from .field_mapping import FieldMapping
 
 __all__ = ["PackedBatch"]
 
 
 @dataclass(frozen=True)
-class PackedBatch:
+class PackedBatch(FieldMapping):
     """N sequences back to back.
 
     Attributes:
@@ -48,8 +49,11 @@ class PackedBatch:
     ``WindowMerger`` (on the host) read; ``windows.py`` describes the windows.
 
     ``batch["input_ids"]``, ``batch.keys()`` and ``for key in batch`` work as on the dict this
-    replaces (it is not a ``Mapping``, so that the DataLoader pins it with ``pin_memory()``).
+    replaces (``FieldMapping``: the fields, and ``num_sequences``); it is not a ``Mapping``, so
+    that the DataLoader pins it with ``pin_memory()``.
     """
+
+    _extra_keys: ClassVar[tuple[str, ...]] = ("num_sequences",)
 
     input_ids: Tensor
     cu_seqlens: Tensor
@@ -82,18 +86,6 @@ class PackedBatch:
     @property
     def num_tokens(self) -> int:
         return self.input_ids.numel()
-
-    def keys(self) -> list[str]:
-        """The names ``batch[name]`` reads: the fields, and ``num_sequences``."""
-        return [f.name for f in fields(self)] + ["num_sequences"]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self.keys():
-            raise KeyError(key)
-        return getattr(self, key)
 
     def pin_memory(self) -> PackedBatch:
         """A copy whose ``DEVICE_FIELDS`` are in pinned host memory (the DataLoader calls this

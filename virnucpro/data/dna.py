@@ -28,6 +28,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from virnucpro.data.fasta import FastaRecord, read_fasta
+from virnucpro.data.field_mapping import FieldMapping
 
 __all__ = [
     "FRAMES",
@@ -144,8 +145,8 @@ def six_frames(chunk: str) -> list[str]:
 
 
 @dataclass(frozen=True, slots=True)
-class Protein:
-    """One protein as VirNucPro's prediction writes it.
+class Protein(FieldMapping):
+    """One protein as VirNucPro's prediction writes it; ``protein.id`` or ``protein["id"]`` (``FieldMapping``).
 
     ``id``: ``<record id>_chunk_<chunk><F1|F2|F3|R1|R2|R3>``; ``nucleotide``: VirNucPro's
     DNA slice for it (upper case); ``source``: 0-based index of the DNA record in the whole

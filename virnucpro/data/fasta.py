@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .compression import DECOMPRESSION_ERRORS, first_invalid_utf8, open_decompressed
+from .field_mapping import FieldMapping
 from .records import quote_id
 
 __all__ = ["FastaRecord", "open_fasta", "read_fasta", "require_fasta_file"]
@@ -40,8 +41,8 @@ _NOT_REGULAR = (
 
 
 @dataclass(frozen=True)
-class FastaRecord:
-    """One raw record as read from a file.
+class FastaRecord(FieldMapping):
+    """One raw record as read from a file; ``record.id`` or ``record["id"]`` (``FieldMapping``).
 
     ``number`` is 1-based within ``path``; ``id`` is Biopython's record id (the
     header up to the first whitespace); ``sequence`` is not yet normalised.

@@ -7,12 +7,20 @@ from dataclasses import dataclass, field
 
 from virnucpro.text import quote_id
 
+from .field_mapping import FieldMapping
+
 __all__ = ["Record", "quote_id"]
 
 
 @dataclass(frozen=True, slots=True)
-class Record:
+class Record(FieldMapping):
     """One input sequence, normalised, with where it came from.
+
+    Read its fields as attributes (``record.id``) or by name, as the dict records of the
+    user's plan were read (``record["id"]``, ``"sequence" in record``, ``record.keys()``,
+    ``dict(record)``; see ``FieldMapping``). The keys are exactly the fields below, so
+    ``Record(**dict(record)) == record``; ``is_window`` and ``truncated``, derived from
+    them, are attributes only.
 
     Attributes:
         id: the record's id (its header up to the first whitespace); not unique in general.
