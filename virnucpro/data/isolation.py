@@ -29,15 +29,17 @@ def isolate_worker_from_cuda(worker_id: int) -> None:
     child forked from a parent that already used CUDA, torch itself refuses
     CUDA (``_is_in_bad_fork``), which is just as safe. Raises ``RuntimeError``
     naming the worker when CUDA was initialised in this worker before the
-    dataset could prevent it, for example by a ``worker_init_fn``.
+    dataset could prevent it, for example by a ``worker_init_fn``; its first
+    sentences are the user's plan's ("Worker {id}: CUDA access detected.
+    Workers must be CPU-only.").
     """
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
     if torch.cuda._is_in_bad_fork():
         return
     if torch.cuda.is_initialized():
         raise RuntimeError(
-            f"DataLoader worker {worker_id}: CUDA was initialised in this worker before the "
-            "dataset could isolate it. Workers must stay CPU-only: remove CUDA calls from "
+            f"Worker {worker_id}: CUDA access detected. Workers must be CPU-only. CUDA was initialised in "
+            f"DataLoader worker {worker_id} before the dataset could isolate it: remove CUDA calls from "
             "worker_init_fn and from code imported by the workers, or use num_workers=0."
         )
 
