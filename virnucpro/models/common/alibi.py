@@ -81,5 +81,6 @@ def check_alibi_slopes(slopes: Tensor, q: Tensor) -> None:
     ):
         raise ValueError(
             f"alibi_slopes must be contiguous ({heads},) float32 on {q.device} (one slope per head of q), "
-            f"not {tuple(slopes.shape)} {slopes.dtype} on {slopes.device}; build it with alibi_slopes({heads}).to(device)"
+            f"not {tuple(slopes.shape)} {slopes.dtype} on {slopes.device}; "
+            f"build it with alibi_slopes({heads}).to(device)"
         )

@@ -45,7 +45,14 @@ class AttentionFn(Protocol):
     """An attention backend (see module doc)."""
 
     def __call__(
-        self, q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int, *, alibi_slopes: Tensor | None = None
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        cu_seqlens: Tensor,
+        max_seqlen: int,
+        *,
+        alibi_slopes: Tensor | None = None,
     ) -> Tensor: ...
 
 
