@@ -9,7 +9,7 @@ random features, then optionally runs VirNucPro's own predict() and result writi
 features: the reference the loader and the writers are compared with.
 
     python make_virnucpro_classifier.py OUT.pth [--input 3328] [--hidden 512] [--seed 0] [--eps E]
-        [--location cuda:0] [--nan] [--extra-layer] [--payload DIR] [--features F.pt --results DIR]
+        [--location cuda:0] [--nan] [--extra-layer] [--batch-statistics] [--payload DIR] [--features F.pt --results DIR]
     python make_virnucpro_classifier.py --load FILE   # prediction.py's torch.load(FILE, weights_only=False)
 """
 
@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--location", help="save every storage with this location tag, e.g. cuda:0")
     parser.add_argument("--nan", action="store_true", help="one NaN in hidden_layer.weight")
     parser.add_argument("--extra-layer", action="store_true", help="a submodule VirNucPro's class lacks")
+    parser.add_argument("--batch-statistics", action="store_true", help="bn1 normalises by each batch's statistics")
     parser.add_argument("--payload", type=Path, help="embed an object whose unpickling runs os.mkdir(PAYLOAD)")
     parser.add_argument("--features", type=Path, help="{'ids', 'data'} as VirNucPro's merge_data saves it")
     parser.add_argument("--results", type=Path, help="where VirNucPro's predict() + result writing put its files")
@@ -77,6 +78,8 @@ def main() -> None:
             model.hidden_layer.weight[3, 5] = float("nan")
     if args.extra_layer:
         model.extra = nn.Linear(2, 2)
+    if args.batch_statistics:
+        model.bn1 = nn.BatchNorm1d(args.hidden, track_running_stats=False)
     if args.payload:
         from payloads import MkdirPayload
 

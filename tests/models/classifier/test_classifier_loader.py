@@ -142,8 +142,11 @@ def test_pickle_that_would_run_code_is_refused_with_nothing_run(tmp_path):
     legacy.write_bytes(b"\x80\x02" + code)  # a protocol-2 pickle, as torch's pre-zip format starts
     plain.write_bytes(code)  # protocol 0: no torch file starts so, it is never unpickled
     cases = (
-        (whole, "posix.mkdir"), (bare, "posix.mkdir"), (legacy, "unpickle eval, which was refused"), (plain, "not a torch file"),
-    )  # fmt: skip
+        (whole, "posix.mkdir"),
+        (bare, "posix.mkdir"),
+        (legacy, "unpickle eval, which was refused"),
+        (plain, "not a torch file"),
+    )
     for path, refused in cases:
         with pytest.raises(ValueError) as err:
             load_classifier(path)
@@ -158,6 +161,7 @@ def test_pickle_that_would_run_code_is_refused_with_nothing_run(tmp_path):
     [
         ("--nan", "'hidden_layer.weight' holds 1 NaN or infinite value(s), the first at index (3, 5)"),
         ("--extra-layer", "this MLPClassifier has submodules"),
+        ("--batch-statistics", "MLPClassifier.bn1.track_running_stats is False, expected True"),
     ],
 )
 def test_bad_virnucpro_files_are_refused_in_one_line(tmp_path, option, expected):

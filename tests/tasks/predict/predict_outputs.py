@@ -74,7 +74,8 @@ def frames_of(fasta: Path, chunk_size: int = 300, seed: int = 0) -> Frames:
     translate = Translator(chunk_size)
     proteins, records = [], []
     for source, record in enumerate(read_fasta(fasta)):
-        records.append(ContigRecord(record.id, len(record.sequence), len(chunk_bounds(len(record.sequence), chunk_size))))
+        length = len(record.sequence)
+        records.append(ContigRecord(record.id, length, len(chunk_bounds(length, chunk_size))))
         proteins.extend(translate(record, source))
     generator = torch.Generator().manual_seed(seed)
     scale = torch.tensor([0.05, 1.0, 4.0, 30.0])[torch.randint(0, 4, (len(proteins), 1), generator=generator)]

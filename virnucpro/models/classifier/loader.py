@@ -77,9 +77,9 @@ def load_classifier(path: str | os.PathLike, *, expect_input: int | None = None)
         raise ValueError(f"{path}: is a folder; pass the classifier file (e.g. 500_model.pth)")
     with path.open("rb") as handle:
         head = handle.read(9)
-    random = False
     if not head:
         raise ValueError(f"{path}: empty file (0 bytes), not a classifier; re-download or re-save it")
+    random = False  # only safetensors files say so
     if head.startswith((_ZIP_MAGIC, _PICKLE_PROTO)):
         raw, eps = _read_torch(path)
     elif len(head) == 9 and head[8:9] == b"{":  # safetensors: an 8-byte header size, then the JSON header
@@ -143,7 +143,9 @@ def checked_state(
 
 
 def _checked_tensor(key: str, value: object, shape: tuple[int, ...], why: str, path: Path) -> Tensor:
-    """``value``, raising unless it is a dense float tensor of ``shape`` (``why``: where that shape comes from), all finite."""
+    """``value`` itself; ``ValueError`` unless it is a dense float tensor of ``shape``, every value finite.
+
+    ``why`` says where ``shape`` comes from, for the message."""
     if not isinstance(value, Tensor) or value.layout != torch.strided or value.dtype not in _FLOATS:
         raise ValueError(
             f"{path}: {key!r} is {_show(value)}, expected a dense float16, bfloat16, float32 or float64 tensor"
