@@ -27,6 +27,7 @@ COMMANDS = {
     "embed": "embed protein FASTA into an embeddings file",
     "assemble": "write an output from the parts of its --shard runs",
     "translate": "translate nucleotide FASTA into VirNucPro's proteins",
+    "plot": "draw the per-contig chunk calls of a virnucpro predict output (PNG or PDF)",
 }
 
 

@@ -1,0 +1,26 @@
+"""A classifier named for one chunk size (VirNucPro's 300_model.pth, 500_model.pth) is refused with another."""
+
+from __future__ import annotations
+
+import pytest
+
+from virnucpro.tasks.predict import check_chunk_size, classifier_chunk_size
+
+
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [("500_model.pth", 500), ("/models/300_model.pth", 300), ("model.pth", None), ("my_500_model.pth", None)],
+)
+def test_chunk_size_from_virnucpros_names(name, size):
+    assert classifier_chunk_size(name) == size
+
+
+def test_mismatch_is_refused_naming_both():
+    check_chunk_size("/m/500_model.pth", 500)
+    check_chunk_size("/m/classifier.safetensors", 400)
+    with pytest.raises(ValueError) as err:
+        check_chunk_size("/m/300_model.pth", 500)
+    message = str(err.value)
+    assert "for 300 bp chunks, but chunk_size=500 (CLI: --chunk-size)" in message and "500_model.pth" in message
+    with pytest.raises(ValueError, match=r"chunk_size=400 \(CLI: --chunk-size\); use chunk_size=500$"):
+        check_chunk_size("/m/500_model.pth", 400)

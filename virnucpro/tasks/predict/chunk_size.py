@@ -1,0 +1,32 @@
+"""A classifier is trained for one chunk size: VirNucPro ships ``300_model.pth`` and ``500_model.pth``."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+__all__ = ["check_chunk_size", "classifier_chunk_size"]
+
+_NAMED = re.compile(r"(300|500)_")
+
+
+def classifier_chunk_size(classifier: str | os.PathLike) -> int | None:
+    """300 or 500 when the file's name starts with ``300_`` or ``500_`` (VirNucPro's names), else None."""
+    match = _NAMED.match(Path(classifier).name)
+    return int(match[1]) if match else None
+
+
+def check_chunk_size(classifier: str | os.PathLike, chunk_size: int) -> None:
+    """Refuse, before anything runs, a classifier named for one chunk size used with another.
+
+    A classifier scores chunks of the size it was trained on; ``300_model.pth`` on 500 bp
+    chunks gives numbers VirNucPro never would. A file named otherwise is not checked.
+    """
+    trained = classifier_chunk_size(classifier)
+    if trained is not None and trained != chunk_size:
+        other = f", or VirNucPro's {chunk_size}_model.pth" if chunk_size in (300, 500) else ""
+        raise ValueError(
+            f"{classifier}: this is VirNucPro's classifier for {trained} bp chunks, but chunk_size={chunk_size} "
+            f"(CLI: --chunk-size); use chunk_size={trained}{other}"
+        )
