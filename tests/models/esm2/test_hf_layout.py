@@ -61,12 +61,14 @@ def assert_equals_transformers(folder: pathlib.Path, reference, batch_converter,
 
 @pytest.mark.parametrize(
     ("layers", "embed_dim", "heads", "eps", "masked_lm"),
-    [(1, 32, 2, 1e-5, False), (2, 64, 4, 1e-5, True), (3, 96, 6, 1e-12, False)],
-    ids=["1x32", "2x64-masked-lm", "3x96-eps-1e-12"],
+    [(1, 32, 2, 1e-5, False), (2, 64, 4, 1e-5, True), (3, 96, 6, 1e-12, False), (4, 64, 4, 1e-12, False)],
+    ids=["1x32", "2x64-masked-lm", "3x96-eps-1e-12", "4x64-eps-1e-12-transformers-init"],
 )
 def test_every_layer_equals_transformers_esm_model(tmp_path, batch_converter, layers, embed_dim, heads, eps, masked_lm):
-    """Its own save_pretrained folder; eps 1e-12 (transformers' default) is honoured, not replaced by fair-esm's."""
-    reference = random_transformers_model(esm_config(layers, embed_dim, heads, eps=eps), seed=layers, masked_lm=masked_lm)
+    """Its own save_pretrained folder; eps 1e-12 (transformers' default) is honoured, not replaced by
+    fair-esm's 1e-5: at transformers' own initialisation (small LayerNorm inputs) that would show."""
+    config = esm_config(layers, embed_dim, heads, eps=eps)
+    reference = random_transformers_model(config, seed=layers, masked_lm=masked_lm, unit_scale=layers != 4)
     reference.save_pretrained(tmp_path / "hf")
     base = reference.esm if masked_lm else reference
     proteins = random_proteins(LENGTHS, seed=layers, masks=9)
@@ -309,3 +311,35 @@ def test_folders_without_config_or_weights_say_what_they_lack(folder, tmp_path):
     refused(tmp_path / "empty", "is a directory, not a checkpoint, and holds no config.json")
     (folder / "model.safetensors").unlink()
     refused(folder, f"{folder}: no weights; expected one of model.safetensors")
+
+
+def test_both_spellings_embed_the_same_through_the_cli_and_provenance_names_the_file(
+    capsys, tmp_path, hf_cache, tiny_checkpoint
+):
+    """A fair-esm file and its transformers-layout copy in the Hugging Face cache: the same output,
+    and each output's provenance names the file read and its SHA-256."""
+    import h5py
+
+    from virnucpro.cli import main
+
+    snapshot = cache_model(hf_cache, "facebook/esm2_tiny", save_hf_folder(load_model(tiny_checkpoint)[0], tmp_path / "hf"))
+    fasta = tmp_path / "in.faa"
+    fasta.write_text("".join(f">p{i}\n{p}\n" for i, p in enumerate(random_proteins([1, 30, 400], seed=3))))
+    outputs = {}
+    for spec, name in ((tiny_checkpoint, "fair.h5"), ("facebook/esm2_tiny", "hf.h5")):
+        argv = ["embed", str(fasta), "-o", str(tmp_path / name), "--model", str(spec), "--device", "cpu", "--no-progress"]
+        assert main(argv) == 0, capsys.readouterr()
+        with h5py.File(tmp_path / name) as f:
+            outputs[spec] = (f["embeddings"][:], dict(f.attrs))
+    (fair, fair_attrs), (ours, attrs) = outputs[tiny_checkpoint], outputs["facebook/esm2_tiny"]
+    assert (fair == ours).all() and fair.shape == (3, 64)
+    weights = snapshot / "model.safetensors"
+    assert attrs["model"] == "facebook/esm2_tiny" and attrs["model_file"] == str(weights.resolve())
+    assert attrs["model_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert fair_attrs["model_file"] == str(tiny_checkpoint.resolve())
+
+
+def test_a_missing_pt_path_with_one_slash_is_a_missing_file_not_a_hub_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="model checkpoint 'models/esm2.pt' does not exist"):
+        load_model("models/esm2.pt")

@@ -71,7 +71,7 @@ def source(spec: str | os.PathLike) -> Path:
         raise TypeError(f"model must be a str or os.PathLike, got {type(spec).__name__}; {ACCEPTED}")
     if isinstance(spec, str) and spec in ARCHITECTURES:
         return _cached_checkpoint(spec)
-    if hub.is_hub_id(spec):
+    if hub.is_hub_id(spec) and not os.fspath(spec).endswith(".pt"):  # "models/x.pt" is a path, mistyped
         return hub.local_folder(spec)
     path = Path(spec)
     if path.is_file():
