@@ -52,7 +52,8 @@ def assert_equals_transformers(folder: pathlib.Path, reference, batch_converter,
         for i, states in enumerate(expected):
             actual = rows[cu_seqlens[i] : cu_seqlens[i + 1]]
             error = (actual - states[layer]).abs()
-            assert error.max() <= 1e-5, f"layer {layer}, protein {i} ({len(tokens[i])} tokens): max {error.max():.3g}, mean {error.mean():.3g}"
+            where = f"layer {layer}, protein {i} ({len(tokens[i])} tokens)"
+            assert error.max() <= 1e-5, f"{where}: max {error.max():.3g}, mean {error.mean():.3g}"
     means = mean_pool(reps[model.num_layers], cu_seqlens)
     wanted = torch.stack([states[-1][1:-1].mean(0) for states in expected])
     error = (means - wanted).abs()
@@ -80,7 +81,8 @@ def test_every_layer_equals_transformers_at_the_650m_shape(tmp_path, batch_conve
     layers, embed_dim, heads = ARCHITECTURES["esm2_t33_650M_UR50D"]
     reference = random_transformers_model(esm_config(layers, embed_dim, heads), seed=650)
     reference.save_pretrained(tmp_path / "hf")
-    assert_equals_transformers(tmp_path / "hf", reference, batch_converter, random_proteins([1, 45, 250], seed=6, masks=3))
+    proteins = random_proteins([1, 45, 250], seed=6, masks=3)
+    assert_equals_transformers(tmp_path / "hf", reference, batch_converter, proteins)
 
 
 def packed_embeddings(spec, batch_converter) -> dict[int, torch.Tensor]:
@@ -102,7 +104,8 @@ def test_fair_esm_checkpoint_converted_by_transformers_gives_bitwise_the_same_mo
     model, fair_path, hf = fair_esm_and_copy
     hf.save_pretrained(tmp_path / "hf")
     assert any(key.endswith("LayerNorm.gamma") for key in load_file(tmp_path / "hf" / "model.safetensors"))
-    expected, actual = packed_embeddings(fair_path, batch_converter), packed_embeddings(tmp_path / "hf", batch_converter)
+    expected = packed_embeddings(fair_path, batch_converter)
+    actual = packed_embeddings(tmp_path / "hf", batch_converter)
     assert all(torch.equal(actual[layer], expected[layer]) for layer in expected)
     fair, ours = load_model(fair_path)[0].state_dict(), load_model(tmp_path / "hf")[0].state_dict()
     assert fair.keys() == ours.keys() and all(torch.equal(fair[key], ours[key]) for key in fair)
@@ -138,7 +141,8 @@ def test_sharded_safetensors_load_the_same(fair_esm_and_copy, tmp_path, batch_co
     model, fair_path, hf = fair_esm_and_copy
     hf.save_pretrained(tmp_path / "sharded", max_shard_size="100KB")
     assert checkpoint_path(tmp_path / "sharded").name == "model.safetensors.index.json"
-    expected, actual = packed_embeddings(fair_path, batch_converter), packed_embeddings(tmp_path / "sharded", batch_converter)
+    expected = packed_embeddings(fair_path, batch_converter)
+    actual = packed_embeddings(tmp_path / "sharded", batch_converter)
     assert all(torch.equal(actual[layer], expected[layer]) for layer in expected)
 
 
@@ -175,7 +179,8 @@ def test_a_hub_id_loads_from_the_cache_and_provenance_names_its_file(fair_esm_an
     weights = snapshot / "model.safetensors"
     assert owns("facebook/esm2_tiny") and checkpoint_path("facebook/esm2_tiny") == weights
     identity = model_identity("facebook/esm2_tiny")
-    assert identity.sha256 == hashlib.sha256(weights.read_bytes()).hexdigest() and identity.size == weights.stat().st_size
+    assert identity.sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert identity.size == weights.stat().st_size
     fair, ours = load_model(fair_path)[0].state_dict(), load_model("facebook/esm2_tiny")[0].state_dict()
     assert all(torch.equal(fair[key], ours[key]) for key in fair)
 
@@ -322,12 +327,14 @@ def test_both_spellings_embed_the_same_through_the_cli_and_provenance_names_the_
 
     from virnucpro.cli import main
 
-    snapshot = cache_model(hf_cache, "facebook/esm2_tiny", save_hf_folder(load_model(tiny_checkpoint)[0], tmp_path / "hf"))
+    folder = save_hf_folder(load_model(tiny_checkpoint)[0], tmp_path / "hf")
+    snapshot = cache_model(hf_cache, "facebook/esm2_tiny", folder)
     fasta = tmp_path / "in.faa"
     fasta.write_text("".join(f">p{i}\n{p}\n" for i, p in enumerate(random_proteins([1, 30, 400], seed=3))))
     outputs = {}
     for spec, name in ((tiny_checkpoint, "fair.h5"), ("facebook/esm2_tiny", "hf.h5")):
-        argv = ["embed", str(fasta), "-o", str(tmp_path / name), "--model", str(spec), "--device", "cpu", "--no-progress"]
+        argv = ["embed", str(fasta), "-o", str(tmp_path / name), "--model", str(spec)]
+        argv += ["--device", "cpu", "--no-progress"]
         assert main(argv) == 0, capsys.readouterr()
         with h5py.File(tmp_path / name) as f:
             outputs[spec] = (f["embeddings"][:], dict(f.attrs))

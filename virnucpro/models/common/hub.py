@@ -101,7 +101,9 @@ def local_folder(spec: str | os.PathLike) -> Path:
         state = "does not exist" if not os.path.lexists(folder) else "is not a folder"
         raise ValueError(f"{folder}: {state}; expected a model folder in Hugging Face layout (config.json and weights)")
     if not (folder / CONFIG).is_file():
-        raise ValueError(f"{folder}: no {CONFIG}; expected a model folder in Hugging Face layout (config.json and weights)")
+        raise ValueError(
+            f"{folder}: no {CONFIG}; expected a model folder in Hugging Face layout (config.json and weights)"
+        )
     return folder
 
 

@@ -34,7 +34,7 @@ __all__ = ["HF_LAYOUT", "LM_HEAD", "HfConfig", "read_hf_config", "save_hf_folder
 
 #: The masked-LM head beyond its tied weight: transformers' ``EsmForMaskedLM`` has it, ``EsmModel`` not.
 LM_HEAD = frozenset(
-    {"lm_head.dense.weight", "lm_head.dense.bias", "lm_head.layer_norm.weight", "lm_head.layer_norm.bias", "lm_head.bias"}
+    {f"lm_head.{module}.{kind}" for module in ("dense", "layer_norm") for kind in ("weight", "bias")} | {"lm_head.bias"}
 )
 # A block's module in transformers' EsmLayer => the same module in fair-esm's TransformerLayer.
 _BLOCK = {
@@ -54,7 +54,9 @@ _OUTSIDE = {
     "contact_head.regression": "contact_head.regression",
 }
 _LM_HEAD = {"lm_head.dense": "lm_head.dense", "lm_head.layer_norm": "lm_head.layer_norm"}
-_HF_KEY = re.compile(r"(?P<esm>esm\.)?(?:encoder\.layer\.(?P<index>[^.]*)\.)?(?P<module>.+)\.(?P<kind>[^.]+)", re.DOTALL)
+_HF_KEY = re.compile(
+    r"(?P<esm>esm\.)?(?:encoder\.layer\.(?P<index>[^.]*)\.)?(?P<module>.+)\.(?P<kind>[^.]+)", re.DOTALL
+)
 # transformers' own spelling of a block LayerNorm's parameters, read as weight and bias.
 _LEGACY = {"gamma": "weight", "beta": "bias"}
 _IGNORED = re.compile(
@@ -171,9 +173,8 @@ def _check_rope_parameters(config: dict[str, Any], path: Path) -> None:
     rope = config.get("rope_parameters")
     if rope is None:
         return
-    if not isinstance(rope, dict) or rope.get("rope_type", "default") != "default" or rope.get(
-        "rope_theta", _ROPE_THETA
-    ) != _ROPE_THETA or set(rope) - {"rope_type", "rope_theta"}:
+    default = isinstance(rope, dict) and set(rope) <= {"rope_type", "rope_theta"}
+    if not default or rope.get("rope_type", "default") != "default" or rope.get("rope_theta", _ROPE_THETA) != _ROPE_THETA:
         raise ValueError(
             f"{path}: rope_parameters = {_value(config, 'rope_parameters')}, expected "
             f"{{'rope_type': 'default', 'rope_theta': {_ROPE_THETA}}} as ESM-2 computes its rotary embeddings"

@@ -138,7 +138,7 @@ def _read_model(path: Path, dtype: torch.dtype | None, device: torch.device) -> 
 
 
 def _read_folder(folder: Path, dtype: torch.dtype | None, device: torch.device) -> ESM2:
-    """An ESM-2 from a folder in transformers' layout, config and weights checked in full before anything is built."""
+    """An ESM-2 from a folder in transformers' layout, checked in full before anything is built."""
     settings = read_hf_config(hub.read_config(folder), folder / hub.CONFIG)
     path = hub.weights_path(folder)
     state = checked_state(hub.read_weights(path), settings.cfg, path, HF_LAYOUT)
@@ -158,8 +158,8 @@ def _assemble(
     if "lm_head.weight" in layout.derived:  # tied to the embedding, in fair-esm as in transformers
         state["lm_head.weight"] = state["embed_tokens.weight"]
     if "self_attn.rot_emb.inv_freq" in layout.derived:  # the skeleton computed them, on the CPU
-        state |= {f"layers.{i}.self_attn.rot_emb.inv_freq": layer.self_attn.rot_emb.inv_freq
-                  for i, layer in enumerate(model.layers)}  # fmt: skip
+        for i, layer in enumerate(model.layers):
+            state[f"layers.{i}.self_attn.rot_emb.inv_freq"] = layer.self_attn.rot_emb.inv_freq
     state = {name: _placed(tensor, dtype, device) for name, tensor in state.items()}
     # assign=True: the module's parameters become these tensors (the mmapped ones for
     # dtype=None on the CPU) instead of being copied into; every one was checked.
@@ -194,7 +194,7 @@ def _placed(tensor: torch.Tensor, dtype: torch.dtype | None, device: torch.devic
 
 
 def _load_file(path: Path) -> object:
-    """What ``torch.load`` reads from the fair-esm checkpoint ``path``, tensors memory-mapped when it is a zip archive."""
+    """What ``torch.load`` reads from the fair-esm checkpoint ``path``, mmapped when it is a zip archive."""
     return load_torch_file(
         path,
         what="a fair-esm checkpoint",

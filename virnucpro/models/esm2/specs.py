@@ -79,8 +79,9 @@ def source(spec: str | os.PathLike) -> Path:
     if path.is_dir():
         if not (path / hub.CONFIG).is_file():
             raise ValueError(
-                f"{path}: is a directory, not a checkpoint, and holds no {hub.CONFIG}; pass a folder in transformers' layout "
-                "(config.json and model.safetensors or pytorch_model.bin) or the path of a fair-esm .pt file"
+                f"{path}: is a directory, not a checkpoint, and holds no {hub.CONFIG}; pass a folder in "
+                "transformers' layout (config.json and model.safetensors or pytorch_model.bin) or the path of "
+                "a fair-esm .pt file"
             )
         return path
     if path.exists():
