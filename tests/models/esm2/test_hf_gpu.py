@@ -57,7 +57,7 @@ def test_bf16_packed_forward_matches_transformers_fp32(tmp_path, size):
     layers, embed_dim, heads = SIZES[size]
     torch.manual_seed(0)
     with torch.device("cuda"):
-        reference = EsmModel(esm_config(layers, embed_dim, heads), add_pooling_layer=False).eval()
+        reference = EsmModel(esm_config(layers, embed_dim, heads), add_pooling_layer=False).to("cuda").eval()
     reference.save_pretrained(tmp_path / "hf")
     converter = alphabet().get_batch_converter()
     proteins = random_proteins(protein_lengths(64, seed=1), seed=2, masks=10)
