@@ -222,7 +222,7 @@ def _meta(
             "storage": config.storage,
             "special_tokens": family.vocabulary.special_tokens_per_sequence,
         },
-        "attributes": job_attributes(config, job.inputs, fingerprint, device),
+        "attributes": job_attributes(config, job.inputs, fingerprint, device, model_file.result()),
     }
 
 

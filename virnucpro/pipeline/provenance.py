@@ -14,6 +14,7 @@ import torch
 import virnucpro
 
 from .config import EmbedConfig
+from .digests import FileIdentity
 
 __all__ = ["job_attributes", "software"]
 
@@ -34,12 +35,18 @@ def software(device: torch.device) -> dict[str, str]:
 
 
 def job_attributes(
-    config: EmbedConfig, inputs: Sequence[Path], fingerprint: dict[str, Any], device: torch.device
+    config: EmbedConfig,
+    inputs: Sequence[Path],
+    fingerprint: dict[str, Any],
+    device: torch.device,
+    model_file: FileIdentity | None = None,
 ) -> dict[str, Any]:
-    """The output's attributes (the assembler adds the counts)."""
+    """The output's attributes (the assembler adds the counts); ``model_file``: the weights file read
+    (a Hub id's is in the Hugging Face cache), None for random weights."""
     identities = fingerprint["inputs"]
     return {
         "model": config.model,
+        "model_file": "" if model_file is None else str(model_file.path),
         "model_sha256": fingerprint["model"].get("sha256", ""),
         "layers": fingerprint["layers"],
         "pooling": config.pooling,

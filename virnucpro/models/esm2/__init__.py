@@ -9,9 +9,11 @@ from .architecture import (
     alphabet,
     resolve_layers,
 )
+from .hf_layout import save_hf_folder
 from .loading import load_model, save_checkpoint
 from .memory import auto_max_tokens
 from .packed import PackedESM2
+from .specs import checkpoint_path, owns
 
 VOCABULARY = Vocabulary(RESIDUES, SPECIAL_TOKENS_PER_SEQUENCE, MAX_LENGTH)
 
@@ -32,7 +34,10 @@ __all__ = [
     "PackedESM2",
     "alphabet",
     "auto_max_tokens",
+    "checkpoint_path",
     "load_model",
+    "owns",
     "resolve_layers",
     "save_checkpoint",
+    "save_hf_folder",
 ]
