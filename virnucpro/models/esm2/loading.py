@@ -15,21 +15,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import warnings
 from pathlib import Path
 
 import esm
 import torch
 from esm.model.esm2 import ESM2
 
+from ..common.random_spec import RANDOM_PREFIX, warn_random
 from ..common.safe_pickle import load_torch_file
+from ..common.upload import placed
 from .architecture import ALPHABET_NAME, ARCHITECTURES
 from .checkpoint_format import CONTACT_REGRESSION, Config, checked_state, read_config, skeleton
 
 __all__ = ["MODEL_URL", "RANDOM_PREFIX", "checkpoint_path", "load_model", "save_checkpoint"]
 
 MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
-RANDOM_PREFIX = "random:"
 _ACCEPTED = (
     f"pass one of {sorted(ARCHITECTURES)}, '{RANDOM_PREFIX}<name>' (e.g. '{RANDOM_PREFIX}esm2_t6_8M'), "
     "or the path of a fair-esm ESM-2 checkpoint (.pt)"
@@ -112,11 +112,7 @@ def _random_model(name: str, seed: int, device: torch.device) -> ESM2:
     full_name = name if name in ARCHITECTURES else f"{name}_UR50D"
     if full_name not in ARCHITECTURES:
         raise ValueError(f"unknown model {RANDOM_PREFIX + name!r}; {_ACCEPTED}")
-    warnings.warn(
-        f"{RANDOM_PREFIX}{full_name}: weights are RANDOM (seed {seed}), its embeddings are meaningless "
-        "for biology; use it for benchmarks and offline demos only",
-        stacklevel=3,
-    )
+    warn_random(full_name, seed, stacklevel=3)
     layers, embed_dim, heads = ARCHITECTURES[full_name]
     torch.manual_seed(seed)
     with torch.device(device):
@@ -164,7 +160,7 @@ def _read_model(path: Path, dtype: torch.dtype | None, device: torch.device) -> 
     cfg: Config = read_config(data, path)
     state = checked_state(data["model"], cfg, path)
     model = skeleton(cfg, cfg.layers, ALPHABET_NAME)
-    state = {name: _placed(tensor, dtype, device) for name, tensor in state.items()}
+    state = {name: placed(tensor, dtype, device) for name, tensor in state.items()}
     # assign=True: the module's parameters become these tensors (the mmapped ones for
     # dtype=None on the CPU) instead of being copied into; every one was checked.
     model.load_state_dict(state, strict=False, assign=True)
@@ -173,13 +169,6 @@ def _read_model(path: Path, dtype: torch.dtype | None, device: torch.device) -> 
         regression.reset_parameters()  # random: it needs memory and finite values, not meaning
         regression.to(dtype or state["embed_tokens.weight"].dtype)
     return model
-
-
-def _placed(tensor: torch.Tensor, dtype: torch.dtype | None, device: torch.device) -> torch.Tensor:
-    """``tensor`` itself for dtype None on the CPU, else a copy in ``dtype`` on ``device`` owning its memory."""
-    if dtype is None and device.type == "cpu":
-        return tensor
-    return tensor.to(device=device, dtype=dtype or tensor.dtype, copy=True)
 
 
 def _load_file(path: Path) -> object:
