@@ -1,4 +1,4 @@
-"""dnabert.load: folders saved from DNABERT-S's own code, the Hugging Face cache, random:dnabert-s, and every refusal."""
+"""dnabert.load: folders saved from DNABERT-S's own code, the HF cache, random:dnabert-s, and every refusal."""
 
 from __future__ import annotations
 
@@ -70,7 +70,8 @@ def test_a_folder_saved_from_dnabert_s_own_code_loads_and_runs_the_same(tmp_path
 def test_a_dnabert_2_masked_lm_checkpoint_loads_without_its_head(tmp_path, tokenizer_json, recwarn):
     mlm = reference_model(*SHAPE, seed=22, mlm=True)
     folder = save_folder(mlm, tmp_path / "mlm", tokenizer_json)
-    assert any(key.startswith("bert.") for key in mlm.state_dict()) and any(k.startswith("cls.") for k in mlm.state_dict())
+    keys = mlm.state_dict()
+    assert any(key.startswith("bert.") for key in keys) and any(key.startswith("cls.") for key in keys)
     assert_runs_as(folder, mlm.bert)
     assert not [w for w in recwarn if "unexpected" in str(w.message)]
 
@@ -170,7 +171,10 @@ def test_a_crafted_config_is_one_line_before_any_weight_is_read(folder, changes,
     ("changes", "expected"),
     [
         ({"num_hidden_layers": 256}, "num_hidden_layers = 256 means blocks 0..255, but the state dict has no weights"),
-        ({"hidden_size": 65536, "num_attention_heads": 64, "intermediate_size": 262144}, "but config.json (hidden_size=65536"),
+        (
+            {"hidden_size": 65536, "num_attention_heads": 64, "intermediate_size": 262144},
+            "but config.json (hidden_size=65536",
+        ),
     ],
     ids=["layers", "widths"],
 )

@@ -1,4 +1,4 @@
-"""``DNATokenizer``: a DNABERT model's own tokenizer.json, run by the ``tokenizers`` library, as the data layer takes it.
+"""``DNATokenizer``: a DNABERT model's own tokenizer.json, run by the ``tokenizers`` library, for the data layer.
 
 The byte-pair encoding is the Rust code transformers' ``AutoTokenizer`` runs for DNABERT-S,
 from the model's own file: nothing of it is re-implemented. What the data layer relies on is
@@ -71,11 +71,15 @@ class DNATokenizer:
         with path.open("rb") as handle:  # an unreadable file raises OSError, which says so itself
             data = handle.read(MAX_TOKENIZER_BYTES + 1)
         if len(data) > MAX_TOKENIZER_BYTES:
-            raise ValueError(f"{path}: larger than {MAX_TOKENIZER_BYTES} bytes; a tokenizer.json is a few MB at most")
+            raise ValueError(
+                f"{path}: larger than {MAX_TOKENIZER_BYTES} bytes; a tokenizer.json is a few MB at most"
+            )
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}), not a tokenizer.json") from err
+            raise ValueError(
+                f"{path}: not UTF-8 text ({err.reason} at byte {err.start}), not a tokenizer.json"
+            ) from err
         return cls(text, os.fspath(path))
 
     def __getstate__(self) -> dict[str, str]:
