@@ -25,13 +25,13 @@ import esm
 import torch
 from esm.model.esm2 import ESM2
 
-from ..family import RANDOM_PREFIX
 from .architecture import ALPHABET_NAME, ARCHITECTURES
 from .checkpoint_format import CONTACT_REGRESSION, Config, checked_state, read_config, skeleton
 
 __all__ = ["MODEL_URL", "RANDOM_PREFIX", "checkpoint_path", "load_model", "save_checkpoint"]
 
 MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
+RANDOM_PREFIX = "random:"
 _ACCEPTED = (
     f"pass one of {sorted(ARCHITECTURES)}, '{RANDOM_PREFIX}<name>' (e.g. '{RANDOM_PREFIX}esm2_t6_8M'), "
     "or the path of a fair-esm ESM-2 checkpoint (.pt)"
