@@ -128,10 +128,11 @@ HALF_DTYPES = [torch.bfloat16, torch.float16]
 ATTENTION_TOLERANCE = {torch.bfloat16: 2**-8, torch.float16: 2**-11}
 
 
-def exact_attention_error(out: torch.Tensor, q, k, v, cu_seqlens) -> float:
+def exact_attention_error(out: torch.Tensor, q, k, v, cu_seqlens, alibi_slopes=None) -> float:
     """Largest relative error (per sequence and head) of ``out`` against float32 attention over
-    the same rounded inputs."""
-    want = reference_attention(q.float(), k.float(), v.float(), cu_seqlens, int(cu_seqlens.diff().max()))  # (T, H, D)
+    the same rounded inputs (with the ALiBi bias of ``alibi_slopes``, if given)."""
+    max_seqlen = int(cu_seqlens.diff().max())
+    want = reference_attention(q.float(), k.float(), v.float(), cu_seqlens, max_seqlen, alibi_slopes=alibi_slopes)
     bounds = cu_seqlens.tolist()
     return max(
         ((out[s:e].float() - want[s:e]).norm(dim=(0, 2)) / want[s:e].norm(dim=(0, 2))).max().item()

@@ -1,7 +1,8 @@
 """Parts of a packed forward that no model family owns: attention, kernels, matmuls, pooling, segments,
 window merging."""
 
-from .attention import BACKENDS, AttentionFn, reference_attention, select_attention
+from .alibi import alibi_slopes
+from .attention import ALIBI_BACKENDS, BACKENDS, AttentionFn, reference_attention, select_attention
 from .fp8 import Fp8Levers, Fp8Matmul
 from .kernels import KERNELS, Kernels, select_kernels
 from .matmul import Linear, Matmul, NativeMatmul, Norm, Quantised
@@ -10,6 +11,7 @@ from .segments import segment_ids
 from .windows import RowGroup, WindowMerger, window_partials
 
 __all__ = [
+    "ALIBI_BACKENDS",
     "BACKENDS",
     "KERNELS",
     "POOLINGS",
@@ -26,6 +28,7 @@ __all__ = [
     "RowGroup",
     "WindowMerger",
     "WindowTensors",
+    "alibi_slopes",
     "bos_pool",
     "get_pooling",
     "mean_pool",

@@ -14,6 +14,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .alibi import check_alibi_slopes
+
 
 @triton.jit
 def row_offsets(n_cols, BLOCK: tl.constexpr):
@@ -136,14 +138,17 @@ _ATTENTION_BLOCK_M, _ATTENTION_BLOCK_N, _ATTENTION_WARPS, _ATTENTION_STAGES = 64
 # (Triton would otherwise compile one for 1, one for multiples of 16 and one for the rest).
 @triton.jit(do_not_specialize=["num_seqs"])
 def _varlen_attention_kernel(
-    q_ptr, k_ptr, v_ptr, out_ptr, cu_ptr, block_seq_ptr, block_first_ptr,
+    q_ptr, k_ptr, v_ptr, out_ptr, cu_ptr, block_seq_ptr, block_first_ptr, slopes_ptr,
     q_stride, k_stride, v_stride, out_stride, num_seqs,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_ALIBI: tl.constexpr,
 ):  # fmt: skip
     # Program (b, h): query block b of the batch (block b - block_first[s] of sequence
     # s = block_seq[b]) against all keys of that sequence, for head h. Online softmax in
     # base 2, float32 accumulation; probabilities are rounded to the input dtype for the
-    # second product, as FlashAttention does.
+    # second product, as FlashAttention does. With HAS_ALIBI, the score of row i against
+    # column j (positions in the sequence) gets -slopes[h] * |i - j|, in float32; without it
+    # slopes_ptr is never read and the bias is compiled out.
     block = tl.program_id(0)
     head = tl.program_id(1)
     seq = tl.load(block_seq_ptr + block)
@@ -160,6 +165,9 @@ def _varlen_attention_kernel(
     q = tl.load(
         q_ptr + (start + rows).to(tl.int64)[:, None] * q_stride + head * HEAD_DIM + dims[None, :], mask=row_mask
     )
+    if HAS_ALIBI:
+        slope = tl.load(slopes_ptr + head)  # float32
+        row_at = rows.to(tl.float32)  # positions below 2^24: exact, and so is every |i - j|
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
@@ -171,6 +179,8 @@ def _varlen_attention_kernel(
         k = tl.load(k_ptr + at * k_stride + head * HEAD_DIM + dims[None, :], mask=col_mask, other=0.0)
         v = tl.load(v_ptr + at * v_stride + head * HEAD_DIM + dims[None, :], mask=col_mask, other=0.0)
         scores = tl.dot(q, tl.trans(k))  # (BLOCK_M, BLOCK_N) float32; q is already scaled
+        if HAS_ALIBI:
+            scores -= slope * tl.abs(row_at[:, None] - cols.to(tl.float32)[None, :])
         scores = tl.where(col_ok[None, :], scores * 1.4426950408889634, float("-inf"))  # × log2(e)
         m_new = tl.maximum(m_i, tl.max(scores, 1))
         p = tl.math.exp2(scores - m_new[:, None])
@@ -182,17 +192,22 @@ def _varlen_attention_kernel(
     tl.store(out_at, (acc / l_i[:, None]).to(dtype), mask=row_mask)
 
 
-def varlen_attention(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int) -> Tensor:
+def varlen_attention(
+    q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int, *, alibi_slopes: Tensor | None = None
+) -> Tensor:
     """``attention.AttentionFn`` for CUDA in float16/bfloat16: FlashAttention's algorithm, one
     program per (64-row query block, head), every block within one sequence.
 
     q, k, v: (T, H, D) with rows of H × D elements at any stride (v may be a view of the
-    fused QKV projection). Returns (T, H, D) contiguous. Never synchronises with the host.
+    fused QKV projection). alibi_slopes: None or (H,) float32 on q's device (ALiBi, see
+    ``attention``). Returns (T, H, D) contiguous. Never synchronises with the host.
     """
     total, heads, head_dim = q.shape
     for t in (q, k, v):
         if t.stride(2) != 1 or t.stride(1) != head_dim:
             raise ValueError("varlen_attention needs q, k, v of (T, H, D) with contiguous H × D rows")
+    if alibi_slopes is not None:
+        check_alibi_slopes(alibi_slopes, q)
     out = torch.empty(total, heads, head_dim, dtype=q.dtype, device=q.device)
     num_seqs = cu_seqlens.numel() - 1
     # Number the query blocks of all sequences in order, on the device: the grid is sized
@@ -204,10 +219,10 @@ def varlen_attention(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_se
     )
     block_seq = torch.searchsorted(ends, torch.arange(grid_blocks, device=q.device), right=True)
     _varlen_attention_kernel[(grid_blocks, heads)](
-        q, k, v, out, cu_seqlens, block_seq, ends - blocks,
+        q, k, v, out, cu_seqlens, block_seq, ends - blocks, q if alibi_slopes is None else alibi_slopes,
         q.stride(0), k.stride(0), v.stride(0), out.stride(0), num_seqs,
         HEAD_DIM=head_dim, BLOCK_D=max(16, triton.next_power_of_2(head_dim)),
-        BLOCK_M=_ATTENTION_BLOCK_M, BLOCK_N=_ATTENTION_BLOCK_N,
+        BLOCK_M=_ATTENTION_BLOCK_M, BLOCK_N=_ATTENTION_BLOCK_N, HAS_ALIBI=alibi_slopes is not None,
         num_warps=_ATTENTION_WARPS, num_stages=_ATTENTION_STAGES,
     )  # fmt: skip
     return out

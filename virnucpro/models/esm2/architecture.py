@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import esm
 
+from ..common.layers import resolve_layer_numbers
+
 __all__ = [
     "ALPHABET_NAME",
     "ARCHITECTURES",
@@ -54,11 +56,5 @@ def resolve_layers(requested: Sequence[int] | None, num_layers: int, *, argument
     final LayerNorm. None means ``(num_layers,)``. Raises ``ValueError`` naming the bad
     values and the valid range; ``argument`` names the argument (and its CLI flag) in the message.
     """
-    layers = (num_layers,) if requested is None else tuple(requested)
-    bad = [layer for layer in layers if not isinstance(layer, int) or not -(num_layers + 1) <= layer <= num_layers]
-    if not layers or bad:
-        raise ValueError(
-            f"{argument} {list(layers)} has invalid layer(s) {bad}: this model has layers 0..{num_layers} "
-            f"(0 = embedding, {num_layers} = last, after the final LayerNorm; -1 = last, as in esm-extract)"
-        )
-    return tuple(layer % (num_layers + 1) for layer in layers)
+    last = "last, after the final LayerNorm; -1 = last, as in esm-extract"
+    return resolve_layer_numbers(requested, num_layers, argument=argument, last=last)
