@@ -41,6 +41,7 @@ def job_attributes(
     return {
         "model": config.model,
         "model_sha256": fingerprint["model"].get("sha256", ""),
+        **({"tokenizer_sha256": fingerprint["tokenizer"]["sha256"]} if "tokenizer" in fingerprint else {}),
         "layers": fingerprint["layers"],
         "pooling": config.pooling,
         "compute_dtype": fingerprint["dtype"].removeprefix("torch."),

@@ -1,4 +1,4 @@
-"""What is ESM-2 about ESM-2: its sizes, alphabet, special tokens, trained length and layer numbering.
+"""What is ESM-2 about ESM-2: its sizes, alphabet, trained length and layer numbering.
 
 Every other module asks here; none rebuilds the alphabet or repeats a constant.
 """
@@ -17,8 +17,6 @@ __all__ = [
     "ARCHITECTURES",
     "MASK_RATIO_TRAIN",
     "MAX_LENGTH",
-    "RESIDUES",
-    "SPECIAL_TOKENS_PER_SEQUENCE",
     "alphabet",
     "resolve_layers",
 ]
@@ -36,9 +34,6 @@ ARCHITECTURES: dict[str, tuple[int, int, int]] = {
 #: fair-esm's name for the alphabet every ESM-2 model uses.
 ALPHABET_NAME = "ESM-1b"
 
-#: ESM-2 adds BOS and EOS to every sequence: a record of n residues costs n + 2 tokens.
-SPECIAL_TOKENS_PER_SEQUENCE = 2
-
 #: Residues per sequence ESM-2 was trained on (1024-token crops, BOS and EOS included);
 #: esm-extract truncates to it.
 MAX_LENGTH = 1022
@@ -52,10 +47,6 @@ MASK_RATIO_TRAIN = 0.15 * 0.8
 def alphabet() -> esm.data.Alphabet:
     """fair-esm's ESM-2 alphabet (built once; treat it as read-only)."""
     return esm.data.Alphabet.from_architecture(ALPHABET_NAME)
-
-
-#: The single-character tokens of the alphabet: what a normalised sequence may hold.
-RESIDUES: str = "".join(tok for tok in alphabet().standard_toks if len(tok) == 1)
 
 
 def resolve_layers(requested: Sequence[int] | None, num_layers: int, *, argument: str = "layers") -> tuple[int, ...]:
