@@ -34,7 +34,7 @@ layer and pipeline import them; ``h200_run.sh`` carries both as wheels), transfo
 einops (DNABERT-S's code, vendored in ``tests/reference/dnabert_s``).
 
     python benchmarks/dnabert_speed.py                      # GPU: benchmarks/results/dnabert_speed.{json,md}
-    python benchmarks/dnabert_speed.py --device cpu --smoke  # < 1 minute: a tiny model, fp32, a subset
+    python benchmarks/dnabert_speed.py --device cpu --smoke  # < 1 minute: a tiny model, fp32, 120 slices of 500 bp
 """
 
 from __future__ import annotations
@@ -67,7 +67,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
 SPEC = "random:dnabert-s"
 TINY = (2, 64, 4, 96)  # layers, hidden, heads, intermediate: the CPU smoke model
-CHUNKS = (500, 300)
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
 
 Row = dict[str, Any]
@@ -341,6 +340,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="JSON to merge rows into, the .md beside it (default: by mode)")
     parser.add_argument("--inputs", type=Path, nargs="+", default=sorted(EXAMPLES.glob("*.fna.gz")), help="contigs")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, from {','.join(SYSTEMS)}")
+    parser.add_argument("--chunks", help="chunk sizes in bp, one data set each (default 500,300; smoke 500)")
     parser.add_argument("--repeat", type=int, help="copies of each data set (default 4; 1 with --smoke)")
     parser.add_argument("--limit", type=int, help="records per data set, before --repeat (default all; smoke 120)")
     parser.add_argument("--max-tokens", type=int, help="virnucpro tokens per packed batch (default: auto_max_tokens)")
@@ -354,6 +354,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.systems = args.systems.split(",")
     if unknown := set(args.systems) - set(SYSTEMS):
         parser.error(f"--systems: unknown {sorted(unknown)}; choose from {','.join(SYSTEMS)}")
+    args.chunks = [int(size) for size in (args.chunks or ("500" if args.smoke else "500,300")).split(",")]
     args.repeat = args.repeat or (1 if args.smoke else 4)
     args.limit = args.limit or (120 if args.smoke else None)
     args.sequential_limit = args.sequential_limit or (40 if args.smoke else 1000)
@@ -378,7 +379,7 @@ def main(argv: list[str] | None = None) -> None:
     built = time.perf_counter() - start
     print(f"{bench.model_name}: built in {built:.1f} s; max_tokens {bench.max_tokens:,}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for chunk in CHUNKS:
+        for chunk in args.chunks:
             data = build_data(f"slices-{chunk}", chunk, args, bench.tokenizer, Path(tmp))
             print(f"{data.name}: {len(data.records):,} sequences, {data.tokens:,} tokens", flush=True)
             for name in (s for s in SYSTEMS if s in args.systems):

@@ -18,10 +18,9 @@ from torch import nn
 
 from virnucpro.data.tokenizer import Tokenizer
 
-__all__ = ["RANDOM_PREFIX", "ModelFamily", "folder_files"]
+from .common.random_spec import RANDOM_PREFIX
 
-#: Specs ``random:<name>`` build a model with random weights (for trying the tool; no files).
-RANDOM_PREFIX = "random:"
+__all__ = ["RANDOM_PREFIX", "ModelFamily", "folder_files"]
 
 # The files of a model folder that decide its output, in the order they are looked for.
 _WEIGHTS = ("model.safetensors", "pytorch_model.bin")

@@ -88,6 +88,13 @@ class DNATokenizer:
     def __setstate__(self, state: dict[str, str]) -> None:
         self.__init__(state["text"], state["source"])
 
+    def __eq__(self, other: object) -> bool:
+        """Tokenizers read from the same text are equal (a pickled copy equals its original)."""
+        return isinstance(other, DNATokenizer) and other._text == self._text
+
+    def __hash__(self) -> int:
+        return hash(self._text)
+
     def to_str(self) -> str:
         """The tokenizer.json text this tokenizer was read from."""
         return self._text

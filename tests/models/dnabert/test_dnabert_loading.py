@@ -13,8 +13,9 @@ from dnabert_reference import SHAPES, reference_layers, reference_model, save_fo
 from hf_cache import cache_model, hf_cache  # noqa: F401 (a fixture)
 from mapped import in_mapping, mapped_ranges
 from payloads import MkdirPayload
+from safetensors.torch import load_file, save_file
 
-from virnucpro.models.dnabert import PackedDNABERT, checkpoint_files, load, owns, tokenizer
+from virnucpro.models.dnabert import PackedDNABERT, files, load, owns, tokenizer
 
 SHAPE = SHAPES["2-layers-4-heads"]
 SEQUENCES = ["ACGTTGCAAGGCTTAACN" * 9, "GATTACA", "NNNNACGTRYACGT"]
@@ -90,11 +91,29 @@ def test_a_hub_id_is_read_from_the_local_cache_and_never_downloaded(hf_cache, of
     snapshot = cache_model(hf_cache, "zhihan1996/DNABERT-S", folder)
     assert owns("zhihan1996/DNABERT-S")
     assert_runs_as("zhihan1996/DNABERT-S", reference)
-    assert checkpoint_files("zhihan1996/DNABERT-S") == [
-        snapshot / "config.json", snapshot / "tokenizer.json", snapshot / "model.safetensors"
-    ]
+    assert files("zhihan1996/DNABERT-S") == {
+        "config": snapshot / "config.json", "tokenizer": snapshot / "tokenizer.json", "model": snapshot / "model.safetensors"
+    }
     with pytest.raises(ValueError, match=r"'zhihan1996/DNABERT-2-117M' is not in the local Hugging Face cache"):
         load("zhihan1996/DNABERT-2-117M")
+
+
+def test_a_sharded_checkpoint_loads_and_lists_its_shards(tmp_path, reference, tokenizer_json):
+    folder = save_folder(reference, tmp_path / "sharded", tokenizer_json)
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    keys = sorted(state)
+    weight_map = {key: f"model-0000{1 + (i % 2)}-of-00002.safetensors" for i, key in enumerate(keys)}
+    for shard in sorted(set(weight_map.values())):
+        save_file({key: state[key] for key in keys if weight_map[key] == shard}, folder / shard)
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    assert files(folder) == {
+        "config": folder / "config.json", "tokenizer": folder / "tokenizer.json",
+        "model": folder / "model.safetensors.index.json",
+        "model-shard-1": folder / "model-00001-of-00002.safetensors",
+        "model-shard-2": folder / "model-00002-of-00002.safetensors",
+    }  # fmt: skip
+    assert_runs_as(folder, reference)
 
 
 def test_owns_only_dnabert_specs(tmp_path, folder, hf_cache, offline):  # noqa: F811
@@ -116,7 +135,7 @@ def test_random_dnabert_s_warns_and_is_seeded():
     assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
     shapes = {name: tuple(t.shape) for name, t in first.state_dict().items()}
     assert shapes["encoder.layer.11.mlp.gated_layers.weight"] == (6144, 768) and len(shapes) == 4 + 12 * 11
-    assert tokens.vocab_size == 4096 and checkpoint_files("random:dnabert-s") is None
+    assert tokens.vocab_size == 4096 and files("random:dnabert-s") == {}
     with pytest.raises(ValueError, match=r"unknown model 'random:dnabert-7'.*'random:dnabert-s'"):
         load("random:dnabert-7")
 

@@ -129,7 +129,7 @@ def without(json_text: str, **changes) -> str:
     ("change", "pattern"),
     [
         ({"post_processor": None}, r"does not wrap a sequence as \[CLS\] sequence \[SEP\]"),
-        ({"unk_token": None}, r"gives no token for 'URYSWKMBDHV' \(it has no unknown token\)"),
+        ({"unk_token": None}, r"gives no token for 'RYKMSWBDHV' \(it has no unknown token\)"),
     ],
     ids=["no-template", "no-unknown-token"],
 )
