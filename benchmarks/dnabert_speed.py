@@ -341,7 +341,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--inputs", type=Path, nargs="+", default=sorted(EXAMPLES.glob("*.fna.gz")), help="contigs")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, from {','.join(SYSTEMS)}")
     parser.add_argument("--chunks", help="chunk sizes in bp, one data set each (default 500,300; smoke 500)")
-    parser.add_argument("--repeat", type=int, help="copies of each data set (default 4; 1 with --smoke)")
+    parser.add_argument("--repeat", type=int, help="copies of each data set (default 16; 1 with --smoke)")
     parser.add_argument("--limit", type=int, help="records per data set, before --repeat (default all; smoke 120)")
     parser.add_argument("--max-tokens", type=int, help="virnucpro tokens per packed batch (default: auto_max_tokens)")
     parser.add_argument("--padded-tokens", type=int, default=16384, help="padded tokens per reference batch")
@@ -355,7 +355,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown := set(args.systems) - set(SYSTEMS):
         parser.error(f"--systems: unknown {sorted(unknown)}; choose from {','.join(SYSTEMS)}")
     args.chunks = [int(size) for size in (args.chunks or ("500" if args.smoke else "500,300")).split(",")]
-    args.repeat = args.repeat or (1 if args.smoke else 4)
+    args.repeat = args.repeat or (1 if args.smoke else 16)
     args.limit = args.limit or (120 if args.smoke else None)
     args.sequential_limit = args.sequential_limit or (40 if args.smoke else 1000)
     args.passes = args.passes or (1 if args.smoke else 3)
