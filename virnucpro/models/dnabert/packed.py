@@ -199,11 +199,15 @@ class _Block(nn.Module):
     ) -> Tensor:
         """(T, E) => (T, E): the block's output, the next block's input."""
         m = self.matmul
-        q, k, v = m.linear(x, self.qkv).unflatten(1, (3, self.heads, -1)).unbind(1)  # (T, 3E) => 3 x (T, H, D)
-        attended = attend(q, k, v, cu_seqlens, max_seqlen, alibi_slopes=slopes)  # (T, H, D)
-        a = m.add_layer_norm(x, m.linear(attended.flatten(1), self.out), self.attn_norm)[1]
+        a = m.add_layer_norm(x, self._attention(x, cu_seqlens, max_seqlen, slopes, attend), self.attn_norm)[1]
         gated = kernels.gated_gelu(m.linear(a, self.gated), approximate)  # (T, E) => (T, 2I) => (T, I)
         return m.add_layer_norm(a, m.linear(gated, self.wo), self.mlp_norm)[1]
+
+    def _attention(self, x: Tensor, cu_seqlens: Tensor, max_seqlen: int, slopes: Tensor, attend: AttentionFn) -> Tensor:
+        """(T, E) => (T, E), the attention's output projection; the (T, 3E) QKV is freed on return, before the MLP."""
+        q, k, v = self.matmul.linear(x, self.qkv).unflatten(1, (3, self.heads, -1)).unbind(1)  # 3 x (T, H, D)
+        attended = attend(q, k, v, cu_seqlens, max_seqlen, alibi_slopes=slopes)  # (T, H, D)
+        return self.matmul.linear(attended.flatten(1), self.out)
 
 
 def _linear(model: DNABERTWeights, matmul: NativeMatmul, name: str) -> Linear:
