@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from virnucpro.data import SequenceDataset, VarlenCollator
+from virnucpro.data import SequenceDataset, Tokenizer, VarlenCollator
 from virnucpro.models import ForwardOptions, ModelFamily, family_for, get_pooling
 
 from .background import Background, count_records
@@ -32,7 +32,7 @@ from .dataset import JobCollator, JobsDataset
 from .job_state import JobState, check_existing, prepare_part, remaining
 from .finish import finish_job
 from .distributed import Ranks, all_reduce, barrier, choose_device, process_group
-from .fingerprint import input_identities, job_fingerprint, model_identity
+from .fingerprint import input_identities, job_fingerprint, model_identities
 from .jobs import Job, check_paths, plan_jobs
 from .loop import Embedder, run_batches
 from .parts import PartLayout
@@ -63,6 +63,8 @@ def run_embed(config: EmbedConfig, model: nn.Module | None = None) -> EmbedSumma
     """
     stage = _Stages()
     family = family_for(config.model)
+    tokenizer = family.tokenizer(config.model)
+    config = config.for_tokenizer(tokenizer)  # max_length filled in; windows and per-token checked
     jobs = plan_jobs(config.inputs, config.output, config.output_dir, ".h5")
     check_paths(jobs, parents=config.parents)
     if config.resume and model is not None:
@@ -74,7 +76,7 @@ def run_embed(config: EmbedConfig, model: nn.Module | None = None) -> EmbedSumma
         states = _claim(jobs, config, ranks)
         stage("outputs claimed")
         try:
-            return _run(config, family, ranks, device, states, model, stage)
+            return _run(config, (family, tokenizer), ranks, device, states, model, stage)
         except BaseException:
             _fail(states, ranks)
             raise
@@ -101,7 +103,7 @@ def _claim(jobs: Sequence[Job], config: EmbedConfig, ranks: Ranks) -> list[JobSt
 
 def _run(
     config: EmbedConfig,
-    family: ModelFamily,
+    family_tokenizer: tuple[ModelFamily, Tokenizer],
     ranks: Ranks,
     device: torch.device,
     states: list[JobState],
@@ -109,6 +111,7 @@ def _run(
     stage: _Stages,
 ) -> EmbedSummary:
     started = time.perf_counter()
+    family, tokenizer = family_tokenizer
     todo = [state for state in states if not state.claim.done]
     if not todo:
         return _nothing_to_do(states, config, ranks)
@@ -116,7 +119,7 @@ def _run(
     # while the model is loaded and copied: the first run after a checkpoint is written hashes
     # gigabytes. These threads may run across the DataLoader's fork: they only read and digest
     # files, holding no lock that a forked worker could inherit held (the fork's hazard).
-    model_file = Background(lambda: stage.after(model_identity(config.model), "checkpoint hashed"))
+    model_file = Background(lambda: stage.after(model_identities(family, config.model), "checkpoint hashed"))
     identities = [Background(lambda s=s: stage.after(input_identities(s.job.inputs), "inputs hashed")) for s in todo]
     dtype = _compute_dtype(config, device)
     if model is None:  # as stored (e.g. fp16, memory-mapped): the packed copy converts once, on the device
@@ -127,7 +130,7 @@ def _run(
     layout = PartLayout((len(layers), model.embed_dim), np.dtype(config.storage), _COLUMNS + config.kind.columns)
     default_tokens = config.max_tokens or family.max_tokens(model, dtype, device, len(layers), matmul=options.matmul)
     meta = functools.partial(
-        _meta, config, family, device, (model.embed_dim, layers, dtype, options), model_file=model_file
+        _meta, config, (family, tokenizer), device, (model.embed_dim, layers, dtype, options), model_file=model_file
     )
     for state, identity in zip(todo, identities):
         if state.claim.existing:
@@ -139,7 +142,7 @@ def _run(
         return _nothing_to_do(states, config, ranks)
     barrier(ranks)  # every rank has read the committed state before anyone adds to it
     stage("parts ready")
-    batches = iter(_loader(config, family, ranks, device, todo))  # workers read while the model is copied
+    batches = iter(_loader(config, tokenizer, ranks, device, todo))  # workers read while the model is copied
     stage("workers started")
     for state in todo:
         state.meta.start()  # after the forks: a fork must not copy a thread's held locks
@@ -181,7 +184,7 @@ def _embedder(
     stage: _Stages,
 ) -> Embedder | SelfCheckedEmbedder:
     """The packed model on the device, warmed up, with pooling; with FP8, a bf16 copy to check it against."""
-    pooling = get_pooling(config.pooling)
+    pooling = get_pooling(config.pooling, include_special_tokens=family.mean_includes_special_tokens)
     packed = family.packed(model, dtype=dtype, device=device, options=options)
     stage("model on the device")
     packed.warm_up()
@@ -198,7 +201,7 @@ def _embedder(
 
 def _meta(
     config: EmbedConfig,
-    family: ModelFamily,
+    family_tokenizer: tuple[ModelFamily, Tokenizer],
     device: torch.device,
     computed: tuple[int, tuple[int, ...], torch.dtype, Any],
     job: Job,
@@ -209,6 +212,7 @@ def _meta(
 ) -> dict[str, Any]:
     """What a job's parts record of it: fingerprint, inputs, output layout and attributes."""
     embed_dim, layers, dtype, options = computed
+    family, tokenizer = family_tokenizer
     fingerprint = job_fingerprint(
         config, family, identity.result(), model_file.result(), layers, dtype, max_tokens, options
     )
@@ -220,26 +224,28 @@ def _meta(
             "per_token": config.per_token,
             "row_shape": list(row_shape),
             "storage": config.storage,
-            "special_tokens": family.vocabulary.special_tokens_per_sequence,
+            "special_tokens": tokenizer.special_tokens_per_sequence,
         },
         "attributes": job_attributes(config, job.inputs, fingerprint, device, model_file.result()),
     }
 
 
 def _loader(
-    config: EmbedConfig, family: ModelFamily, ranks: Ranks, device: torch.device, todo: Sequence[JobState]
+    config: EmbedConfig, tokenizer: Tokenizer, ranks: Ranks, device: torch.device, todo: Sequence[JobState]
 ) -> DataLoader:
+    # One tokenizer object for the datasets and the collator: batches whose budgeting encoded
+    # their tokens carry them (``Encoded``), and the collator takes them from its own tokenizer.
     return DataLoader(
-        JobsDataset([_dataset(state, config, family, ranks) for state in todo]),
+        JobsDataset([_dataset(state, config, tokenizer, ranks) for state in todo]),
         batch_size=None,
-        collate_fn=JobCollator(VarlenCollator(family.batch_converter())),
+        collate_fn=JobCollator(VarlenCollator(tokenizer)),
         num_workers=config.workers,
         pin_memory=device.type == "cuda",
         prefetch_factor=4 if config.workers else None,
     )
 
 
-def _dataset(state: JobState, config: EmbedConfig, family: ModelFamily, ranks: Ranks) -> SequenceDataset:
+def _dataset(state: JobState, config: EmbedConfig, tokenizer: Tokenizer, ranks: Ranks) -> SequenceDataset:
     lanes = config.shard.count * ranks.world_size
     return SequenceDataset(
         state.job.inputs,
@@ -253,7 +259,7 @@ def _dataset(state: JobState, config: EmbedConfig, family: ModelFamily, ranks: R
         rank=config.shard.index * ranks.world_size + ranks.rank,
         world_size=lanes,
         report=False,
-        vocabulary=family.vocabulary,
+        tokenizer=tokenizer,
         kind=config.kind,
     )
 

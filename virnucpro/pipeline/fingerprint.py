@@ -2,7 +2,8 @@
 
 Files are identified by content (SHA-256 and size), not by name or time: a checkpoint
 copied over the model's path is caught, while the same checkpoint reached through
-another path, or touched, still resumes.
+another path, or touched, still resumes. The model's files are those its family names
+(``ModelFamily.files``): the weights, and a folder's ``tokenizer.json`` where it has one.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Any
 import torch
 
 from virnucpro.models import ForwardOptions, ModelFamily
-from virnucpro.models.esm2.loading import RANDOM_PREFIX, checkpoint_path
 
 from .config import EmbedConfig
 from .digests import FileIdentity, identify
@@ -25,7 +25,7 @@ __all__ = [
     "differences",
     "input_identities",
     "job_fingerprint",
-    "model_identity",
+    "model_identities",
     "same_job",
 ]
 
@@ -34,10 +34,10 @@ FORMAT = 2
 _PER_SHARD = ("max_tokens",)
 
 
-def model_identity(model: str) -> FileIdentity | None:
-    """SHA-256 and size of the model's checkpoint file; None for ``random:`` specs."""
-    path = None if model.startswith(RANDOM_PREFIX) else checkpoint_path(model)
-    return None if path is None else identify(path)
+def model_identities(family: ModelFamily, model: str) -> dict[str, FileIdentity]:
+    """SHA-256 and size of each file the model's output depends on, by role (``"model"``: the
+    weights; ``"tokenizer"``); empty for ``random:`` specs."""
+    return {role: identify(path) for role, path in family.files(model).items()}
 
 
 def input_identities(inputs: Sequence[Path]) -> list[FileIdentity]:
@@ -53,18 +53,20 @@ def job_fingerprint(
     config: EmbedConfig,
     family: ModelFamily,
     inputs: Sequence[FileIdentity],
-    model: FileIdentity | None,
+    model: dict[str, FileIdentity],
     layers: Sequence[int],
     dtype: torch.dtype,
     max_tokens: int,
     options: ForwardOptions,
 ) -> dict[str, Any]:
-    """What a job's partial results depend on."""
+    """What a job's partial results depend on; ``model``: ``model_identities``' files."""
+    files = {role: _content(identity) for role, identity in model.items() if role != "model"}
     return {
         "format": FORMAT,
         "family": family.name,
         "inputs": [_content(identity) for identity in inputs],
-        "model": {"random": config.model, "seed": 0} if model is None else _content(model),
+        "model": _content(model["model"]) if "model" in model else {"random": config.model, "seed": 0},
+        **files,
         "layers": list(layers),
         "pooling": config.pooling,
         "dtype": str(dtype),

@@ -48,6 +48,7 @@ def job_attributes(
         "model": config.model,
         "model_file": "" if model_file is None else str(model_file.path),
         "model_sha256": fingerprint["model"].get("sha256", ""),
+        **({"tokenizer_sha256": fingerprint["tokenizer"]["sha256"]} if "tokenizer" in fingerprint else {}),
         "layers": fingerprint["layers"],
         "pooling": config.pooling,
         "compute_dtype": fingerprint["dtype"].removeprefix("torch."),

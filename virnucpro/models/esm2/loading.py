@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import warnings
 from pathlib import Path
 
 import esm
@@ -26,7 +25,9 @@ import torch
 from esm.model.esm2 import ESM2
 
 from ..common import hub
+from ..common.random_spec import warn_random
 from ..common.safe_pickle import load_torch_file
+from ..common.upload import placed
 from .architecture import ALPHABET_NAME, ARCHITECTURES
 from .checkpoint_format import FAIR_ESM, Config, Layout, checked_state, read_config, skeleton
 from .hf_layout import HF_LAYOUT, read_hf_config
@@ -119,11 +120,7 @@ def _random_model(name: str, seed: int, device: torch.device) -> ESM2:
     full_name = name if name in ARCHITECTURES else f"{name}_UR50D"
     if full_name not in ARCHITECTURES:
         raise ValueError(f"unknown model {RANDOM_PREFIX + name!r}; {ACCEPTED}")
-    warnings.warn(
-        f"{RANDOM_PREFIX}{full_name}: weights are RANDOM (seed {seed}), its embeddings are meaningless "
-        "for biology; use it for benchmarks and offline demos only",
-        stacklevel=3,
-    )
+    warn_random(full_name, seed, stacklevel=3)
     layers, embed_dim, heads = ARCHITECTURES[full_name]
     torch.manual_seed(seed)
     with torch.device(device):
@@ -160,7 +157,7 @@ def _assemble(
     if "self_attn.rot_emb.inv_freq" in layout.derived:  # the skeleton computed them, on the CPU
         for i, layer in enumerate(model.layers):
             state[f"layers.{i}.self_attn.rot_emb.inv_freq"] = layer.self_attn.rot_emb.inv_freq
-    state = {name: _placed(tensor, dtype, device) for name, tensor in state.items()}
+    state = {name: placed(tensor, dtype, device) for name, tensor in state.items()}
     # assign=True: the module's parameters become these tensors (the mmapped ones for
     # dtype=None on the CPU) instead of being copied into; every one was checked.
     model.load_state_dict(state, strict=False, assign=True)
@@ -184,13 +181,6 @@ def _fill(model: ESM2, names: list[str], dtype: torch.dtype, device: torch.devic
             value.normal_(0.0, 0.02, generator=generator)
         values[name] = value.to(device=device, dtype=dtype)
     model.load_state_dict(values, strict=False, assign=True)
-
-
-def _placed(tensor: torch.Tensor, dtype: torch.dtype | None, device: torch.device) -> torch.Tensor:
-    """``tensor`` itself for dtype None on the CPU, else a copy in ``dtype`` on ``device`` owning its memory."""
-    if dtype is None and device.type == "cpu":
-        return tensor
-    return tensor.to(device=device, dtype=dtype or tensor.dtype, copy=True)
 
 
 def _load_file(path: Path) -> object:

@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 
 from ..common import hub
+from ..common.random_spec import RANDOM_PREFIX
 from .architecture import ARCHITECTURES
 
 __all__ = ["ACCEPTED", "MODEL_URL", "RANDOM_PREFIX", "checkpoint_path", "owns", "source"]
 
 MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
-RANDOM_PREFIX = "random:"
 #: What a message lists as the accepted forms, the Hugging Face cache first.
 ACCEPTED = (
     "pass a Hugging Face id in the local cache (e.g. 'facebook/esm2_t33_650M_UR50D'), the path of a folder "
