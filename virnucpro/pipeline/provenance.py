@@ -39,11 +39,13 @@ def job_attributes(
     inputs: Sequence[Path],
     fingerprint: dict[str, Any],
     device: torch.device,
-    model_file: FileIdentity | None = None,
+    model_files: dict[str, FileIdentity] | None = None,
 ) -> dict[str, Any]:
-    """The output's attributes (the assembler adds the counts); ``model_file``: the weights file read
-    (a Hub id's is in the Hugging Face cache), None for random weights."""
+    """The output's attributes (the assembler adds the counts); ``model_files``: the files the model
+    was read from, by role ("model": the weights, a Hub id's in the Hugging Face cache; "tokenizer"),
+    none for random weights."""
     identities = fingerprint["inputs"]
+    model_file = (model_files or {}).get("model")
     return {
         "model": config.model,
         "model_file": "" if model_file is None else str(model_file.path),

@@ -172,13 +172,14 @@ def test_a_mapped_folder_copies_nothing(fair_esm_and_copy, tmp_path):
 
 
 def test_a_hub_id_loads_from_the_cache_and_provenance_names_its_file(fair_esm_and_copy, tmp_path, hf_cache):
-    from virnucpro.pipeline.fingerprint import model_identity
+    from virnucpro.models.esm2 import FAMILY
+    from virnucpro.pipeline.fingerprint import model_identities
 
     model, fair_path, _ = fair_esm_and_copy
     snapshot = cache_model(hf_cache, "facebook/esm2_tiny", save_hf_folder(model, tmp_path / "hf"))
     weights = snapshot / "model.safetensors"
     assert owns("facebook/esm2_tiny") and checkpoint_path("facebook/esm2_tiny") == weights
-    identity = model_identity("facebook/esm2_tiny")
+    identity = model_identities(FAMILY, "facebook/esm2_tiny")["model"]
     assert identity.sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert identity.size == weights.stat().st_size
     fair, ours = load_model(fair_path)[0].state_dict(), load_model("facebook/esm2_tiny")[0].state_dict()
