@@ -8,12 +8,11 @@ token, [CLS] and [SEP] included. Run ``pytest -s -m gpu tests/models/dnabert`` t
 
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import CONTIGS, requires_cuda
+from conftest import CONTIGS, requires_cuda, requires_flash_attn
 from dnabert_reference import REAL, nucleotide_slices, our_weights, packed_batches, padded_last_layers, reference_model
 
 from virnucpro.models import ForwardOptions, mean_pool
@@ -26,10 +25,7 @@ MIN_COSINE = 0.9999
 ATTENTION = [
     "triton",
     "reference",
-    pytest.param(
-        "flash-attn",
-        marks=pytest.mark.skipif(importlib.util.find_spec("flash_attn") is None, reason="flash-attn not installed"),
-    ),
+    pytest.param("flash-attn", marks=requires_flash_attn),
 ]
 
 
