@@ -232,6 +232,7 @@ class SequenceDataset(IterableDataset):
             self.tokenizer.alphabet,
             allow_nucleotide_like=self.allow_nucleotide_like or self.kind.nucleotide_like_ok,
             nucleotides=self.kind.yields == "nucleotide",
+            windows=is_per_character(self.tokenizer),
         )
 
     def _skipped(self, record: Record) -> bool:
@@ -316,10 +317,11 @@ class SequenceDataset(IterableDataset):
     @staticmethod
     def _warn(normalise: Normaliser, duplicates: DuplicateIds, stride: int) -> None:
         if normalise.truncated:
+            unit = "bases" if normalise.nucleotides else "residues"
+            windows = "on_overlength='window' to embed every residue in overlapping windows, or " * normalise.windows
             warnings.warn(
                 f"truncated {normalise.truncated} sequences longer than max_length={normalise.max_length} "
-                "residues to their first max_length residues; pass on_overlength='window' to embed every residue "
-                "in overlapping windows, or on_overlength='raise' to reject them instead",
+                f"{unit} to their first max_length {unit}; pass {windows}on_overlength='raise' to reject them instead",
                 stacklevel=3,
             )
         if normalise.windowed:

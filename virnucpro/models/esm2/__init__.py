@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from ..family import RANDOM_PREFIX, ModelFamily
+from ..common.random_spec import RANDOM_PREFIX
+from ..family import ModelFamily
 from .architecture import ARCHITECTURES, MAX_LENGTH, alphabet, resolve_layers
 from .loading import checkpoint_path, load_model, save_checkpoint
 from .memory import auto_max_tokens
@@ -15,10 +16,10 @@ def owns(spec: str) -> bool:
     return spec in ARCHITECTURES or spec.startswith(RANDOM_PREFIX + "esm2") or spec.endswith(".pt")
 
 
-def files(spec: str) -> dict[str, Path]:
-    """The checkpoint file ``spec`` loads (a fair-esm name's cached file), by role; none for ``random:``."""
+def files(spec: str) -> list[Path]:
+    """The checkpoint file ``spec`` loads (a fair-esm name's cached file); none for ``random:``."""
     path = checkpoint_path(spec)
-    return {} if path is None else {"model": path}
+    return [] if path is None else [path]
 
 
 FAMILY = ModelFamily(
@@ -29,9 +30,9 @@ FAMILY = ModelFamily(
     resolve_layers=resolve_layers,
     packed=PackedESM2,
     max_tokens=auto_max_tokens,
+    files=files,
     reads="protein",
     mean_includes_special_tokens=False,  # esm-extract's mean: residues only, BOS and EOS left out
-    files=files,
 )
 
 __all__ = [
