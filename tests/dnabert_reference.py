@@ -21,7 +21,7 @@ from reference.dnabert_s.configuration_bert import BertConfig
 from safetensors.torch import save_file
 
 from virnucpro.data.dna import read_dna
-from virnucpro.models.dnabert import Config
+from virnucpro.models.dnabert import Config, DNABERTWeights
 
 #: (layers, hidden, heads, intermediate) of DNABERT-S (zhihan1996/DNABERT-S's config.json).
 REAL = (12, 768, 12, 3072)
@@ -79,6 +79,12 @@ def our_config(model: BertModel) -> Config:
     )  # fmt: skip
 
 
+def our_weights(model: BertModel) -> DNABERTWeights:
+    """The reference model's own tensors (not copies) as ``DNABERTWeights``; its pooler left out, as the loader does."""
+    state = {key: tensor for key, tensor in model.state_dict().items() if not key.startswith("pooler.")}
+    return DNABERTWeights(our_config(model), state)
+
+
 @torch.no_grad()
 def reference_layers(model: BertModel, ids: torch.Tensor) -> list[torch.Tensor]:
     """Every layer of one sequence, as VirNucPro runs the model (one sequence, no mask):
@@ -114,30 +120,54 @@ def save_folder(model: BertModel, folder: Path, tokenizer_json: str, weights: st
     return folder
 
 
-@torch.no_grad()
-def padded_last_layers(
-    model: BertModel, sequences: Sequence[torch.Tensor], tokens_per_batch: int, pad_id: int = 3
-) -> Iterator[list[torch.Tensor]]:
-    """The reference's last layer ``model(input_ids, attention_mask)[0]`` per sequence (its real rows,
-    (L_i, E)), over padded batches of consecutive ``sequences`` of at most ``tokens_per_batch``
-    padded tokens: the model's own unpadding path, as batched rewrites run it. One list per batch."""
-    device = next(model.parameters()).device
+def padded_batches(
+    sequences: Sequence[torch.Tensor], tokens_per_batch: int, pad_id: int = 3
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, Sequence[torch.Tensor]]]:
+    """Padded batches of consecutive ``sequences``, each of at most ``tokens_per_batch`` padded tokens
+    (or one sequence): (input_ids (B, L) int64 padded with ``pad_id``, attention_mask (B, L) int64, the
+    batch's sequences), on the host."""
     start = 0
     while start < len(sequences):
-        end = start + 1
-        while end < len(sequences) and (end + 1 - start) * max(map(len, sequences[start : end + 1])) <= tokens_per_batch:
-            end += 1
+        end, longest = start + 1, len(sequences[start])
+        while end < len(sequences) and (end + 1 - start) * max(longest, len(sequences[end])) <= tokens_per_batch:
+            longest, end = max(longest, len(sequences[end])), end + 1
         batch = sequences[start:end]
-        longest = max(map(len, batch))
         ids = torch.full((len(batch), longest), pad_id, dtype=torch.int64)
         mask = torch.zeros((len(batch), longest), dtype=torch.int64)
         for row, seq in enumerate(batch):
             ids[row, : len(seq)], mask[row, : len(seq)] = seq, 1
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            hidden = model(ids.to(device), attention_mask=mask.to(device))[0]  # (B, longest, E), zeros past each end
-        yield [hidden[row, : len(seq)] for row, seq in enumerate(batch)]
+        yield ids, mask, batch
         start = end
+
+
+@torch.no_grad()
+def padded_last_layers(
+    model: BertModel, sequences: Sequence[torch.Tensor], tokens_per_batch: int
+) -> Iterator[list[torch.Tensor]]:
+    """The reference's last layer ``model(input_ids, attention_mask)[0]`` per sequence (its real rows,
+    (L_i, E)), over ``padded_batches``: the model's own unpadding path, as batched rewrites run it.
+    One list per batch."""
+    device = next(model.parameters()).device
+    for ids, mask, batch in padded_batches(sequences, tokens_per_batch):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Increasing alibi size ..."
+            hidden = model(ids.to(device), attention_mask=mask.to(device))[0]  # (B, L, E), zeros past each end
+        yield [hidden[row, : len(seq)] for row, seq in enumerate(batch)]
+
+
+def packed_batches(sequences: Sequence[torch.Tensor], max_tokens: int) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+    """Consecutive ``sequences`` packed into batches of at most ``max_tokens`` tokens (or one sequence):
+    (input_ids (T,) int64, cu_seqlens (N + 1,) int32, max_seqlen) each, on the host."""
+    batches, start = [], 0
+    while start < len(sequences):
+        end, total = start + 1, len(sequences[start])
+        while end < len(sequences) and total + len(sequences[end]) <= max_tokens:
+            total, end = total + len(sequences[end]), end + 1
+        lengths = torch.tensor([len(s) for s in sequences[start:end]])
+        cu_seqlens = torch.nn.functional.pad(lengths.cumsum(0), (1, 0)).to(torch.int32)
+        batches.append((torch.cat(list(sequences[start:end])), cu_seqlens, int(lengths.max())))
+        start = end
+    return batches
 
 
 def nucleotide_slices(paths: Sequence[Path], chunk_sizes: Sequence[int] = (500, 300)) -> list[str]:

@@ -36,9 +36,10 @@ class ModelFamily:
         packed: ``packed(model, dtype=, device=, options=)``, the packed forward (``forward(batch,
             repr_layers=)`` -> {"representations": {layer: (T, E)}}, and ``warm_up()``).
         max_tokens: ``max_tokens(model, dtype, device, num_layers_out, matmul=...)``, the default token budget.
-        files: ``files(spec) -> [path, ...]``, every file ``load(spec)`` and ``tokenizer(spec)`` read
-            (checkpoint; or config, tokenizer.json and weights), which the resume fingerprint
-            identifies by content; empty for ``random:`` specs.
+        files: ``files(spec) -> {role: path}``, every file ``load(spec)`` and ``tokenizer(spec)``
+            read, which the resume fingerprint identifies by content: ``"model"`` (the checkpoint
+            or weights) and, for a folder, ``"config"``, ``"tokenizer"``, ...; empty for
+            ``random:`` specs.
         reads: which FASTA the family embeds: "protein", or "nucleotide" (DNA, read as DNA).
         mean_includes_special_tokens: the family's published mean recipe: False, residues only
             (ESM-2, as esm-extract); True, every token with the special ones (DNABERT-S).
@@ -51,7 +52,7 @@ class ModelFamily:
     resolve_layers: Callable[..., tuple[int, ...]]
     packed: Callable[..., nn.Module]
     max_tokens: Callable[..., int]
-    files: Callable[[str], Sequence[Path]]
+    files: Callable[[str], dict[str, Path]]
     reads: Literal["protein", "nucleotide"] = "protein"
     mean_includes_special_tokens: bool = False
 

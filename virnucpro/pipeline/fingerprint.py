@@ -35,9 +35,9 @@ _PER_SHARD = ("max_tokens",)
 
 
 def model_identities(family: ModelFamily, model: str) -> dict[str, FileIdentity]:
-    """SHA-256 and size of every file the model spec reads, by file name (as the family lists it:
-    a cache's symlinks keep their names); empty for ``random:`` specs."""
-    return {path.name: identify(path) for path in family.files(model)}
+    """SHA-256 and size of every file the model spec reads, by its role (``ModelFamily.files``:
+    "model", "config", "tokenizer", ...); empty for ``random:`` specs."""
+    return {role: identify(path) for role, path in family.files(model).items()}
 
 
 def input_identities(inputs: Sequence[Path]) -> list[FileIdentity]:
@@ -82,12 +82,12 @@ def job_fingerprint(
 
 
 def _model(spec: str, files: dict[str, FileIdentity]) -> dict[str, Any]:
-    """The model's entry: its seed for ``random:``, its file's content, or each file's by name."""
+    """The model's entry: its seed for ``random:``, its checkpoint's content, or each file's by role."""
     if not files:
         return {"random": spec, "seed": 0}
-    if len(files) == 1:
-        return _content(next(iter(files.values())))
-    return {name: _content(identity) for name, identity in files.items()}
+    if set(files) == {"model"}:
+        return _content(files["model"])
+    return {role: _content(identity) for role, identity in sorted(files.items())}
 
 
 def differences(a: dict[str, Any], b: dict[str, Any], *, across_shards: bool = False) -> list[str]:

@@ -17,7 +17,7 @@ from .config import EmbedConfig
 
 __all__ = ["job_attributes", "software"]
 
-_TOKENIZER = "tokenizer.json"
+_TOKENIZER = "tokenizer"
 
 
 def software(device: torch.device) -> dict[str, str]:
@@ -65,7 +65,7 @@ def job_attributes(
 
 
 def _model_digests(model: dict[str, Any]) -> dict[str, Any]:
-    """``model_sha256`` of a one-file model ("" for ``random:``); of a folder, each file's
+    """``model_sha256`` of a one-file model ("" for ``random:``); of a folder, each file's by role
     (``model_files_sha256``) and the tokenizer's (``tokenizer_sha256``)."""
     if "sha256" in model or "random" in model:
         return {"model_sha256": model.get("sha256", "")}

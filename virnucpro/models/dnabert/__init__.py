@@ -2,8 +2,8 @@
 the packed ALiBi forward and its memory model."""
 
 from ..family import ModelFamily
-from .architecture import ALPHABET, DNABERT_S, MAX_LENGTH, SPECIAL_TOKENS_PER_SEQUENCE, Config, resolve_layers
-from .loading import RANDOM_NAMES, checkpoint_files, load, owns, tokenizer
+from .architecture import ALPHABET, DNABERT_S, MAX_LENGTH, Config, resolve_layers
+from .loading import RANDOM_NAMES, files, load, owns, tokenizer
 from .memory import auto_max_tokens
 from .packed import PackedDNABERT
 from .tokenizer import DNATokenizer
@@ -17,9 +17,9 @@ FAMILY = ModelFamily(
     resolve_layers=resolve_layers,
     packed=PackedDNABERT,
     max_tokens=auto_max_tokens,
-    files=lambda spec: checkpoint_files(spec) or [],
     reads="nucleotide",
-    mean_includes_special_tokens=True,  # DNABERT-S's recipe: the mean of every token's row, [CLS] and [SEP] included
+    mean_includes_special_tokens=True,  # DNABERT-S's (and VirNucPro's) mean: every token, [CLS] and [SEP] too
+    files=files,
 )
 
 __all__ = [
@@ -33,7 +33,7 @@ __all__ = [
     "DNATokenizer",
     "PackedDNABERT",
     "auto_max_tokens",
-    "checkpoint_files",
+    "files",
     "load",
     "owns",
     "resolve_layers",

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from virnucpro.data.tokenizer import NUCLEOTIDE_CODES
+
 from ..common.layers import resolve_layer_numbers
 
 __all__ = [
@@ -54,10 +56,10 @@ class Config:
 #: zhihan1996/DNABERT-S (and DNABERT-2-117M, the same shape): its config.json.
 DNABERT_S = Config(layers=12, embed_dim=768, heads=12, intermediate=3072, vocab_size=4096)
 
-#: The IUPAC nucleotide codes, upper case: what a normalised DNA sequence may hold (the codes
-#: ``virnucpro.data.dna`` reads). The tokenizer maps each to what the model's own tokenizer.json
-#: gives: byte-pair tokens where its vocabulary has them, [UNK] for a character it never saw.
-ALPHABET = "ACGTURYSWKMBDHVN"
+#: The IUPAC nucleotide codes, upper case, that the data layer reads as DNA: what a normalised
+#: sequence may hold. The tokenizer maps each to what the model's own tokenizer.json gives:
+#: byte-pair tokens where its vocabulary has them, [UNK] for a character it never saw.
+ALPHABET = NUCLEOTIDE_CODES
 
 #: DNABERT adds [CLS] and [SEP] to every sequence.
 SPECIAL_TOKENS_PER_SEQUENCE = 2

@@ -23,7 +23,7 @@ from .random_tokenizer import random_tokenizer
 from .tokenizer import TOKENIZER, DNATokenizer
 from .weights import DNABERTWeights, random_state
 
-__all__ = ["RANDOM_NAMES", "checkpoint_files", "load", "owns", "tokenizer"]
+__all__ = ["RANDOM_NAMES", "files", "load", "owns", "tokenizer"]
 
 #: ``random:<name>`` specs of this family, and the architecture each builds.
 RANDOM_NAMES: dict[str, Config] = {"dnabert-s": DNABERT_S}
@@ -116,14 +116,17 @@ def tokenizer(spec: str | os.PathLike) -> DNATokenizer:
     return DNATokenizer.from_file(_tokenizer_path(hub.local_folder(text)))
 
 
-def checkpoint_files(spec: str | os.PathLike) -> list[Path] | None:
-    """The files ``load(spec)`` reads (config, tokenizer, weights and shards), for fingerprints;
-    None for ``random:`` specs, which read no model file."""
+def files(spec: str | os.PathLike) -> dict[str, Path]:
+    """The files ``load(spec)`` reads, by role, for the resume fingerprint: "config", "tokenizer",
+    "model" (the weights, or a sharded checkpoint's index) and "model-shard-<i>" for its shards;
+    empty for ``random:`` specs, which read no model file. A Hub id's files are its cached snapshot's."""
     text = _spec_text(spec)
     if text.startswith(RANDOM_PREFIX):
-        return None
+        return {}
     folder = hub.local_folder(text)
-    return [folder / hub.CONFIG, _tokenizer_path(folder), *hub.weight_files(hub.weights_path(folder))]
+    weights, *shards = hub.weight_files(hub.weights_path(folder))
+    found = {"config": folder / hub.CONFIG, "tokenizer": _tokenizer_path(folder), "model": weights}
+    return found | {f"model-shard-{i}": shard for i, shard in enumerate(shards, start=1)}
 
 
 def _spec_text(spec: str | os.PathLike) -> str:

@@ -33,5 +33,6 @@ def auto_max_tokens(
     itemsize = torch.finfo(dtype).bits // 8
     config = model.config
     weights = sum(p.numel() for p in model.parameters()) * itemsize
-    per_token = itemsize * (12 * config.embed_dim + 3 * config.intermediate) + 4 * config.embed_dim * (num_layers_out + 2)
+    activations = itemsize * (12 * config.embed_dim + 3 * config.intermediate)
+    per_token = activations + 4 * config.embed_dim * (num_layers_out + 2)
     return token_budget(device, weights, per_token, cpu=CPU_MAX_TOKENS, floor=MIN_TOKENS, cap=MAX_AUTO_TOKENS)

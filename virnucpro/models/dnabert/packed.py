@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from ..common.alibi import alibi_slopes
 from ..common.attention import AttentionFn, select_attention
 from ..common.kernels import Kernels, select_kernels
-from ..common.matmul import NativeMatmul, Norm, copy_norm, copy_tensor
+from ..common.matmul import Linear, NativeMatmul, Norm, copy_norm, copy_tensor
 from ..common.packed_model import PackedModel, build_blocks_warming, packed_inputs, warm_in_thread
 from ..common.upload import staged_uploads
 from ..options import ForwardOptions
@@ -66,7 +66,9 @@ class PackedDNABERT(PackedModel):
     ):
         super().__init__()
         if not isinstance(model, DNABERTWeights):
-            raise TypeError(f"model must be a DNABERTWeights (virnucpro.models.dnabert.load), got {type(model).__name__}")
+            raise TypeError(
+                f"model must be a DNABERTWeights (virnucpro.models.dnabert.load), got {type(model).__name__}"
+            )
         word = model.weight("embeddings.word_embeddings.weight")
         dtype = word.dtype if dtype is None else dtype
         device = word.device if device is None else torch.device(device)
@@ -176,7 +178,9 @@ class _Block(nn.Module):
         scale = (embed_dim // heads) ** -0.5
         q_weight, k_weight, v_weight = qkv_weight.split(embed_dim)
         q_bias, k_bias, v_bias = qkv_bias.split(embed_dim)
-        self.qkv = matmul.prepare_weight((q_weight.float() * scale, k_weight, v_weight), (q_bias.float() * scale, k_bias, v_bias))
+        self.qkv = matmul.prepare_weight(
+            (q_weight.float() * scale, k_weight, v_weight), (q_bias.float() * scale, k_bias, v_bias)
+        )
         self.out = _linear(model, matmul, f"{prefix}.attention.output.dense")
         self.attn_norm = copy_norm(_norm(model, f"{prefix}.attention.output.LayerNorm"), matmul.dtype, matmul.device)
         self.gated = matmul.prepare_weight((model.weight(f"{prefix}.mlp.gated_layers.weight"),), None)
@@ -195,12 +199,16 @@ class _Block(nn.Module):
     ) -> Tensor:
         """(T, E) => (T, E): the block's output, the next block's input."""
         m = self.matmul
-        q, k, v = m.linear(x, self.qkv).unflatten(1, (3, self.heads, -1)).unbind(1)  # (T, 3E) => 3 x (T, H, D)
-        attended = attend(q, k, v, cu_seqlens, max_seqlen, alibi_slopes=slopes)  # (T, H, D)
-        a = m.add_layer_norm(x, m.linear(attended.flatten(1), self.out), self.attn_norm)[1]
+        a = m.add_layer_norm(x, self._attention(x, cu_seqlens, max_seqlen, slopes, attend), self.attn_norm)[1]
         gated = kernels.gated_gelu(m.linear(a, self.gated), approximate)  # (T, E) => (T, 2I) => (T, I)
         return m.add_layer_norm(a, m.linear(gated, self.wo), self.mlp_norm)[1]
 
+    def _attention(self, x: Tensor, cu_seqlens: Tensor, max_seqlen: int, slopes: Tensor, attend: AttentionFn) -> Tensor:
+        """(T, E) => (T, E), the attention's output projection; the (T, 3E) QKV is freed on return, before the MLP."""
+        q, k, v = self.matmul.linear(x, self.qkv).unflatten(1, (3, self.heads, -1)).unbind(1)  # 3 x (T, H, D)
+        attended = attend(q, k, v, cu_seqlens, max_seqlen, alibi_slopes=slopes)  # (T, H, D)
+        return self.matmul.linear(attended.flatten(1), self.out)
 
-def _linear(model: DNABERTWeights, matmul: NativeMatmul, name: str):
+
+def _linear(model: DNABERTWeights, matmul: NativeMatmul, name: str) -> Linear:
     return matmul.prepare_weight((model.weight(f"{name}.weight"),), (model.weight(f"{name}.bias"),))

@@ -1,4 +1,4 @@
-"""``DNATokenizer``: a DNABERT model's own tokenizer.json, run by the ``tokenizers`` library, as the data layer takes it.
+"""``DNATokenizer``: a DNABERT model's own tokenizer.json, run by the ``tokenizers`` library, for the data layer.
 
 The byte-pair encoding is the Rust code transformers' ``AutoTokenizer`` runs for DNABERT-S,
 from the model's own file: nothing of it is re-implemented. What the data layer relies on is
@@ -71,11 +71,15 @@ class DNATokenizer:
         with path.open("rb") as handle:  # an unreadable file raises OSError, which says so itself
             data = handle.read(MAX_TOKENIZER_BYTES + 1)
         if len(data) > MAX_TOKENIZER_BYTES:
-            raise ValueError(f"{path}: larger than {MAX_TOKENIZER_BYTES} bytes; a tokenizer.json is a few MB at most")
+            raise ValueError(
+                f"{path}: larger than {MAX_TOKENIZER_BYTES} bytes; a tokenizer.json is a few MB at most"
+            )
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}), not a tokenizer.json") from err
+            raise ValueError(
+                f"{path}: not UTF-8 text ({err.reason} at byte {err.start}), not a tokenizer.json"
+            ) from err
         return cls(text, os.fspath(path))
 
     def __getstate__(self) -> dict[str, str]:
@@ -83,6 +87,13 @@ class DNATokenizer:
 
     def __setstate__(self, state: dict[str, str]) -> None:
         self.__init__(state["text"], state["source"])
+
+    def __eq__(self, other: object) -> bool:
+        """Tokenizers read from the same text are equal (a pickled copy equals its original)."""
+        return isinstance(other, DNATokenizer) and other._text == self._text
+
+    def __hash__(self) -> int:
+        return hash(self._text)
 
     def to_str(self) -> str:
         """The tokenizer.json text this tokenizer was read from."""

@@ -16,10 +16,10 @@ def owns(spec: str) -> bool:
     return spec in ARCHITECTURES or spec.startswith(RANDOM_PREFIX + "esm2") or spec.endswith(".pt")
 
 
-def files(spec: str) -> list[Path]:
-    """The checkpoint file ``spec`` loads (a fair-esm name's cached file); none for ``random:``."""
+def files(spec: str) -> dict[str, Path]:
+    """The checkpoint file ``spec`` loads (a fair-esm name's cached file), as "model"; none for ``random:``."""
     path = checkpoint_path(spec)
-    return [] if path is None else [path]
+    return {} if path is None else {"model": path}
 
 
 FAMILY = ModelFamily(

@@ -1,14 +1,14 @@
-"""PackedDNABERT on the CPU in float32 against DNABERT-S's own model code, run one sequence at a time as VirNucPro does."""
+"""PackedDNABERT on the CPU in float32 against DNABERT-S's own code, run one sequence at a time as VirNucPro does."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
-from dnabert_reference import SHAPES, our_config, reference_layers, reference_model
+from dnabert_reference import SHAPES, our_weights, reference_layers, reference_model
 
 from virnucpro.models import ForwardOptions, mean_pool
-from virnucpro.models.dnabert import DNABERTWeights, PackedDNABERT, load
+from virnucpro.models.dnabert import PackedDNABERT, load
 
 #: 1 to 600 tokens, packed together in this order: a 1-token sequence, lengths on and off the
 #: attention kernels' 64-row blocks, the longest beyond the reference's 512-position ALiBi table.
@@ -24,10 +24,6 @@ def packed_ids(lengths: tuple[int, ...], vocab_size: int, seed: int) -> tuple[li
     return sequences, cu_seqlens
 
 
-def weights_of(reference: torch.nn.Module) -> DNABERTWeights:
-    return DNABERTWeights(our_config(reference), dict(reference.state_dict()))
-
-
 def assert_within(actual: torch.Tensor, expected: torch.Tensor, what: str) -> None:
     error = (actual - expected).abs()
     assert error.max() <= TOLERANCE, f"{what}: max abs error {error.max():.3g}, mean {error.mean():.3g}"
@@ -36,7 +32,7 @@ def assert_within(actual: torch.Tensor, expected: torch.Tensor, what: str) -> No
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 def test_every_layer_and_the_mean_match_dnabert_s_own_code(shape):
     reference = reference_model(*SHAPES[shape], seed=11)
-    packed = PackedDNABERT(weights_of(reference))
+    packed = PackedDNABERT(our_weights(reference))
     sequences, cu_seqlens = packed_ids(LENGTHS, reference.config.vocab_size, seed=1)
     layers = range(reference.config.num_hidden_layers + 1)
     out = packed(torch.cat(sequences), cu_seqlens, max(LENGTHS), repr_layers=layers)["representations"]
@@ -54,7 +50,7 @@ def test_every_layer_and_the_mean_match_dnabert_s_own_code(shape):
 
 def test_a_packed_batch_is_read_whole_and_negative_layers_count_from_the_end():
     reference = reference_model(*SHAPES["2-layers-4-heads"], seed=3)
-    packed = PackedDNABERT(weights_of(reference))
+    packed = PackedDNABERT(our_weights(reference))
     sequences, cu_seqlens = packed_ids((5, 9, 1), reference.config.vocab_size, seed=2)
     input_ids = torch.cat(sequences)
     full = packed(input_ids, cu_seqlens, 9, repr_layers=[0, 1, 2])["representations"]
@@ -68,7 +64,7 @@ def test_a_packed_batch_is_read_whole_and_negative_layers_count_from_the_end():
 
 def test_the_source_weights_are_never_changed_and_the_copy_cannot_move():
     reference = reference_model(*SHAPES["3-layers-6-heads"], seed=4)
-    model = weights_of(reference)
+    model = our_weights(reference)
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     packed = PackedDNABERT(model, dtype=torch.float64)
     sequences, cu_seqlens = packed_ids((4, 8), reference.config.vocab_size, seed=3)
@@ -80,7 +76,7 @@ def test_the_source_weights_are_never_changed_and_the_copy_cannot_move():
 
 
 def test_fp8_matmuls_and_attention_without_alibi_are_refused_by_name():
-    model = weights_of(reference_model(*SHAPES["2-layers-4-heads"]))
+    model = our_weights(reference_model(*SHAPES["2-layers-4-heads"]))
     with pytest.raises(ValueError, match=r"matmul='fp8' \(CLI: --dtype\) is not available for DNABERT"):
         PackedDNABERT(model, options=ForwardOptions(matmul="fp8"))
     with pytest.raises(ValueError, match=r"attention='torch-varlen' cannot add the ALiBi bias"):

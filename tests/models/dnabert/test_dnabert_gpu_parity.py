@@ -1,7 +1,7 @@
 """PackedDNABERT in bfloat16 on the GPU against DNABERT-S's own code in float32, at DNABERT-S's real shape.
 
 Random weights (nothing is downloaded) and VirNucPro's nucleotide slices of the bundled
-contigs (500- and 300-bp chunks, about 4,300 sequences), tokenised by random:dnabert-s's
+contigs (500- and 300-bp chunks: 2,147 sequences, 157,036 tokens), tokenised by random:dnabert-s's
 tokenizer. The embedding compared is DNABERT-S's: the mean of the last layer over every
 token, [CLS] and [SEP] included. Run ``pytest -s -m gpu tests/models/dnabert`` to see the figures.
 """
@@ -14,10 +14,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import CONTIGS, requires_cuda
-from dnabert_reference import REAL, nucleotide_slices, our_config, padded_last_layers, reference_model
+from dnabert_reference import REAL, nucleotide_slices, our_weights, packed_batches, padded_last_layers, reference_model
 
 from virnucpro.models import ForwardOptions, mean_pool
-from virnucpro.models.dnabert import DNABERTWeights, PackedDNABERT, tokenizer
+from virnucpro.models.dnabert import PackedDNABERT, tokenizer
 
 pytestmark = [pytest.mark.gpu, requires_cuda]
 
@@ -49,18 +49,11 @@ def reference():
 
 def packed_means(packed: PackedDNABERT, sequences: list[torch.Tensor]) -> torch.Tensor:
     """(N, E) float32: the mean over every token of the last layer, packed batches of TOKENS_PER_BATCH."""
-    means, start = [], 0
-    while start < len(sequences):
-        end, total = start, 0
-        while end < len(sequences) and total + len(sequences[end]) <= TOKENS_PER_BATCH:
-            total, end = total + len(sequences[end]), end + 1
-        batch = sequences[start:end]
-        lengths = torch.tensor([len(s) for s in batch])
-        cu_seqlens = F.pad(lengths.cumsum(0), (1, 0)).to(device=packed.device, dtype=torch.int32)
-        reps = packed(torch.cat(batch).to(packed.device), cu_seqlens, int(lengths.max()))["representations"]
-        reps = reps[packed.num_layers]
+    means = []
+    for input_ids, cu_seqlens, max_seqlen in packed_batches(sequences, TOKENS_PER_BATCH):
+        input_ids, cu_seqlens = input_ids.to(packed.device), cu_seqlens.to(packed.device)
+        reps = packed(input_ids, cu_seqlens, max_seqlen)["representations"][packed.num_layers]
         means.append(mean_pool(reps, cu_seqlens, bos=False, eos=False))
-        start = end
     return torch.cat(means)
 
 
@@ -68,7 +61,7 @@ def packed_means(packed: PackedDNABERT, sequences: list[torch.Tensor]) -> torch.
 @pytest.mark.parametrize("attention", ATTENTION)
 def test_bf16_means_match_the_float32_reference(reference, attention, kernels):
     model, sequences, expected = reference
-    weights = DNABERTWeights(our_config(model), {k: v for k, v in model.state_dict().items() if k[:7] != "pooler."})
+    weights = our_weights(model)
     options = ForwardOptions(attention=attention, kernels=kernels)
     packed = PackedDNABERT(weights, dtype=torch.bfloat16, device="cuda", options=options)
     assert packed.options.attention == attention and packed.options.kernels == kernels

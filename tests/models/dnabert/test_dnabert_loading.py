@@ -1,4 +1,4 @@
-"""dnabert.load: folders saved from DNABERT-S's own code, the Hugging Face cache, random:dnabert-s, and every refusal."""
+"""dnabert.load: folders saved from DNABERT-S's own code, the HF cache, random:dnabert-s, and every refusal."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from dnabert_reference import SHAPES, reference_layers, reference_model, save_fo
 from hf_cache import cache_model, hf_cache  # noqa: F401 (a fixture)
 from mapped import in_mapping, mapped_ranges
 from payloads import MkdirPayload
+from safetensors.torch import load_file, save_file
 
-from virnucpro.models.dnabert import PackedDNABERT, checkpoint_files, load, owns, tokenizer
+from virnucpro.models.dnabert import PackedDNABERT, files, load, owns, tokenizer
 
 SHAPE = SHAPES["2-layers-4-heads"]
 SEQUENCES = ["ACGTTGCAAGGCTTAACN" * 9, "GATTACA", "NNNNACGTRYACGT"]
@@ -70,7 +71,8 @@ def test_a_folder_saved_from_dnabert_s_own_code_loads_and_runs_the_same(tmp_path
 def test_a_dnabert_2_masked_lm_checkpoint_loads_without_its_head(tmp_path, tokenizer_json, recwarn):
     mlm = reference_model(*SHAPE, seed=22, mlm=True)
     folder = save_folder(mlm, tmp_path / "mlm", tokenizer_json)
-    assert any(key.startswith("bert.") for key in mlm.state_dict()) and any(k.startswith("cls.") for k in mlm.state_dict())
+    keys = mlm.state_dict()
+    assert any(key.startswith("bert.") for key in keys) and any(key.startswith("cls.") for key in keys)
     assert_runs_as(folder, mlm.bert)
     assert not [w for w in recwarn if "unexpected" in str(w.message)]
 
@@ -89,11 +91,29 @@ def test_a_hub_id_is_read_from_the_local_cache_and_never_downloaded(hf_cache, of
     snapshot = cache_model(hf_cache, "zhihan1996/DNABERT-S", folder)
     assert owns("zhihan1996/DNABERT-S")
     assert_runs_as("zhihan1996/DNABERT-S", reference)
-    assert checkpoint_files("zhihan1996/DNABERT-S") == [
-        snapshot / "config.json", snapshot / "tokenizer.json", snapshot / "model.safetensors"
-    ]
+    assert files("zhihan1996/DNABERT-S") == {
+        "config": snapshot / "config.json", "tokenizer": snapshot / "tokenizer.json", "model": snapshot / "model.safetensors"
+    }
     with pytest.raises(ValueError, match=r"'zhihan1996/DNABERT-2-117M' is not in the local Hugging Face cache"):
         load("zhihan1996/DNABERT-2-117M")
+
+
+def test_a_sharded_checkpoint_loads_and_lists_its_shards(tmp_path, reference, tokenizer_json):
+    folder = save_folder(reference, tmp_path / "sharded", tokenizer_json)
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    keys = sorted(state)
+    weight_map = {key: f"model-0000{1 + (i % 2)}-of-00002.safetensors" for i, key in enumerate(keys)}
+    for shard in sorted(set(weight_map.values())):
+        save_file({key: state[key] for key in keys if weight_map[key] == shard}, folder / shard)
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    assert files(folder) == {
+        "config": folder / "config.json", "tokenizer": folder / "tokenizer.json",
+        "model": folder / "model.safetensors.index.json",
+        "model-shard-1": folder / "model-00001-of-00002.safetensors",
+        "model-shard-2": folder / "model-00002-of-00002.safetensors",
+    }  # fmt: skip
+    assert_runs_as(folder, reference)
 
 
 def test_owns_only_dnabert_specs(tmp_path, folder, hf_cache, offline):  # noqa: F811
@@ -115,7 +135,7 @@ def test_random_dnabert_s_warns_and_is_seeded():
     assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
     shapes = {name: tuple(t.shape) for name, t in first.state_dict().items()}
     assert shapes["encoder.layer.11.mlp.gated_layers.weight"] == (6144, 768) and len(shapes) == 4 + 12 * 11
-    assert tokens.vocab_size == 4096 and checkpoint_files("random:dnabert-s") is None
+    assert tokens.vocab_size == 4096 and files("random:dnabert-s") == {}
     with pytest.raises(ValueError, match=r"unknown model 'random:dnabert-7'.*'random:dnabert-s'"):
         load("random:dnabert-7")
 
@@ -170,7 +190,10 @@ def test_a_crafted_config_is_one_line_before_any_weight_is_read(folder, changes,
     ("changes", "expected"),
     [
         ({"num_hidden_layers": 256}, "num_hidden_layers = 256 means blocks 0..255, but the state dict has no weights"),
-        ({"hidden_size": 65536, "num_attention_heads": 64, "intermediate_size": 262144}, "but config.json (hidden_size=65536"),
+        (
+            {"hidden_size": 65536, "num_attention_heads": 64, "intermediate_size": 262144},
+            "but config.json (hidden_size=65536",
+        ),
     ],
     ids=["layers", "widths"],
 )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import requires_cuda
-from dnabert_reference import REAL, our_config, reference_model
+from dnabert_reference import REAL, our_weights, reference_model
 
-from virnucpro.models.dnabert import MAX_LENGTH, DNABERTWeights, PackedDNABERT, auto_max_tokens, load
+from virnucpro.models.dnabert import MAX_LENGTH, PackedDNABERT, auto_max_tokens, load
 from virnucpro.models.dnabert.memory import CPU_MAX_TOKENS, MAX_AUTO_TOKENS, MIN_TOKENS
 
 
@@ -23,7 +23,7 @@ def test_every_budget_holds_the_longest_default_sequence_at_one_token_per_base(r
 @requires_cuda
 def test_a_batch_of_the_auto_budget_fits_in_the_memory_it_planned_for():
     reference = reference_model(*REAL, noise=0.0, device="cuda")
-    weights = DNABERTWeights(our_config(reference), {k: v for k, v in reference.state_dict().items() if k[:7] != "pooler."})
+    weights = our_weights(reference)
     free_before = torch.cuda.mem_get_info()[0]
     budget = auto_max_tokens(weights, torch.bfloat16, torch.device("cuda"), 1)
     assert MIN_TOKENS <= budget <= MAX_AUTO_TOKENS and budget % 1024 == 0
