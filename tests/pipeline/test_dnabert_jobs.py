@@ -173,4 +173,4 @@ def test_truncated_dna_is_counted_and_a_changed_tokenizer_is_not_resumed(capsys,
         (copy / name).write_bytes((folder / name).read_bytes())
     (copy / "tokenizer.json").write_text(json.dumps(json.loads((folder / "tokenizer.json").read_text()), indent=1))
     refused = run_cli(capsys, "embed", fasta, "-o", out, "--model", copy, "--max-length", "100", "--shard", "0/2", "--resume")
-    assert refused.code == 1 and "tokenizer.json" in refused.err and "different job" in refused.err, refused.err
+    assert refused.code == 1 and "different job (model:" in refused.err and "'tokenizer': {'sha256'" in refused.err, refused.err
