@@ -29,7 +29,7 @@ from virnucpro.models import ForwardOptions, ModelFamily, family_for, get_poolin
 from .background import Background, count_records
 from .claim import Claim, claim_output, release
 from .config import DTYPES, STORAGE, EmbedConfig, EmbedSummary, JobResult
-from .dataset import JobCollator, JobsDataset
+from .dataset import JobCollator, JobsDataset, flatten
 from .job_state import JobState, check_existing, prepare_part, remaining
 from .finish import finish_job
 from .distributed import Ranks, all_reduce, barrier, choose_device, process_group
@@ -143,7 +143,7 @@ def _run(
         return _nothing_to_do(states, config, ranks)
     barrier(ranks)  # every rank has read the committed state before anyone adds to it
     stage("parts ready")
-    batches = iter(_loader(config, tokenizer, ranks, device, todo))  # workers read while the model is copied
+    batches = flatten(iter(_loader(config, tokenizer, ranks, device, todo)))  # workers fork now, read while the model is copied
     stage("workers started")
     for state in todo:
         state.meta.start()  # after the forks: a fork must not copy a thread's held locks
