@@ -78,6 +78,7 @@ class Normaliser:
     (default ESM's).
     ``allow_nucleotide_like``: accept records that read as DNA/RNA (see ``NUCLEOTIDE_MIN_LENGTH``).
     ``nucleotides``: the sequences are DNA for a model that reads DNA: IUPAC codes only, kept as they are.
+    ``windows``: whether the tokenizer allows windows (one token per character), for the messages.
     """
 
     max_length: int = field(default_factory=lambda: default_tokenizer().max_length)
@@ -89,6 +90,7 @@ class Normaliser:
     windowed: int = 0
     allow_nucleotide_like: bool = field(default=False, kw_only=True)
     nucleotides: bool = field(default=False, kw_only=True)
+    windows: bool = field(default=True, kw_only=True)
 
     def __post_init__(self) -> None:
         allowed = "".join(c for c in self.residues if c in NUCLEOTIDE_CODES) if self.nucleotides else self.residues
@@ -152,11 +154,16 @@ class Normaliser:
         length = len(seq)
         if length > self.max_length:
             if self.on_overlength == "raise":
-                raise ValueError(
-                    f"{record.where} has {length} residues, more than max_length={self.max_length}; "
+                unit = "bases" if self.nucleotides else "residues"
+                windows = (
                     "pass on_overlength='window' (CLI: --on-overlength window) to embed every residue in "
-                    f"overlapping windows, or on_overlength='truncate' (CLI: --on-overlength truncate) to keep "
-                    f"the first {self.max_length}"
+                    "overlapping windows, or "
+                    if self.windows
+                    else "pass "
+                )
+                raise ValueError(
+                    f"{record.where} has {length} {unit}, more than max_length={self.max_length}; {windows}"
+                    f"on_overlength='truncate' (CLI: --on-overlength truncate) to keep the first {self.max_length}"
                 )
             if self.on_overlength == "window":
                 self.windowed += 1

@@ -21,6 +21,12 @@ Budgets count the model's real tokens: ``Tokenizer.count`` over chunks of record
 per-character tokenizer (ESM-2: length + 2); for any other (byte pairs), ``encode`` over the
 chunks, and each batch carries its tokens (``Encoded``) so that ``VarlenCollator`` does not
 encode them again.
+
+Encoding byte pairs costs far more than parsing (``benchmarks/bpe_tokenize_cost.py``), and
+through ``__iter__`` every worker encodes every record of its rank. ``rank_groups`` shares that
+work out instead: it cuts a rank's records into groups by characters (cheap, so every worker
+agrees on them); the worker that owns a group encodes and budgets it alone (``batches_of``),
+its batches never crossing the group's ends. ``virnucpro.pipeline`` deals out groups.
 """
 
 from __future__ import annotations
@@ -49,6 +55,10 @@ __all__ = ["SequenceDataset", "worker_slot"]
 
 #: Records tokenised (or counted) per call while budgeting: batched, not one call per record.
 BUDGET_CHUNK = 512
+#: ``rank_groups``: characters per group, per token of ``max_tokens``. A token holds at least one
+#: character, so a group fills several batches (about 6 at DNABERT-S's ~5 bases per token), and
+#: only its last batch may be short.
+GROUP_CHARACTERS_PER_TOKEN = 32
 
 
 def worker_slot() -> tuple[int, int]:
@@ -211,6 +221,37 @@ class SequenceDataset(IterableDataset):
         records = (r for r in self._records(report and self.rank == 0) if r.index % self.world_size == self.rank)
         return self._unskipped(records) if self.max_tokens is None else self._budget(records)
 
+    @property
+    def grouped(self) -> bool:
+        """Whether budgeting encodes (a tokenizer that is not one token per character, with
+        ``max_tokens``): then ``rank_groups`` spares each worker the encoding of every record."""
+        return self.max_tokens is not None and not is_per_character(self.tokenizer)
+
+    def rank_groups(self) -> Iterator[list[Record]]:
+        """This rank's records, in order, in groups of at least ``GROUP_CHARACTERS_PER_TOKEN *
+        max_tokens`` characters (the last may hold fewer); groups whose records are all skipped
+        are left out. ``batches_of(group)`` budgets one. Needs ``max_tokens``."""
+        if self.max_tokens is None:
+            raise ValueError("rank_groups() needs max_tokens; pass SequenceDataset(..., max_tokens=...)")
+        records = (r for r in self._records(False) if r.index % self.world_size == self.rank)
+        size = GROUP_CHARACTERS_PER_TOKEN * self.max_tokens
+        group: list[Record] = []
+        characters = 0
+        for record in records:
+            group.append(record)
+            characters += len(record.sequence)
+            if characters >= size:
+                if not all(map(self._skipped, group)):
+                    yield group
+                group, characters = [], 0
+        if group and not all(map(self._skipped, group)):
+            yield group
+
+    def batches_of(self, records: list[Record]) -> list[list[Record]]:
+        """``records`` (a group of ``rank_groups``) budgeted into batches of at most ``max_tokens``
+        tokens, skipped records removed: ``Encoded`` batches for a tokenizer that is not per character."""
+        return list(self._budget(iter(records)))
+
     def _stride(self, window_stride: int | None) -> int:
         """The window stride (0 unless ``on_overlength="window"``), validated here, not in a worker."""
         if self.on_overlength != "window":
@@ -232,6 +273,7 @@ class SequenceDataset(IterableDataset):
             self.tokenizer.alphabet,
             allow_nucleotide_like=self.allow_nucleotide_like or self.kind.nucleotide_like_ok,
             nucleotides=self.kind.yields == "nucleotide",
+            windows=is_per_character(self.tokenizer),
         )
 
     def _skipped(self, record: Record) -> bool:
@@ -316,10 +358,11 @@ class SequenceDataset(IterableDataset):
     @staticmethod
     def _warn(normalise: Normaliser, duplicates: DuplicateIds, stride: int) -> None:
         if normalise.truncated:
+            unit = "bases" if normalise.nucleotides else "residues"
+            windows = "on_overlength='window' to embed every residue in overlapping windows, or " * normalise.windows
             warnings.warn(
                 f"truncated {normalise.truncated} sequences longer than max_length={normalise.max_length} "
-                "residues to their first max_length residues; pass on_overlength='window' to embed every residue "
-                "in overlapping windows, or on_overlength='raise' to reject them instead",
+                f"{unit} to their first max_length {unit}; pass {windows}on_overlength='raise' to reject them instead",
                 stacklevel=3,
             )
         if normalise.windowed:

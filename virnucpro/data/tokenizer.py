@@ -118,6 +118,6 @@ def is_per_character(tokenizer: Tokenizer) -> bool:
 
 
 def reads_nucleotides(tokenizer: Tokenizer) -> bool:
-    """Whether ``tokenizer`` reads DNA: its alphabet holds nucleotide codes only (any protein
-    alphabet has letters that are none, such as E, F, I, L, P, Q)."""
-    return bool(tokenizer.alphabet) and set(tokenizer.alphabet) <= set(NUCLEOTIDE_CODES)
+    """Whether ``tokenizer`` reads DNA: its alphabet holds nucleotide codes only, U included (any
+    protein alphabet has letters that are none, such as E, F, I, L, P, Q)."""
+    return bool(tokenizer.alphabet) and set(tokenizer.alphabet) <= set(NUCLEOTIDE_CODES + "U")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from .dnabert import FAMILY as DNABERT
 from .esm2 import FAMILY as ESM2
 from .family import ModelFamily
 
 __all__ = ["FAMILIES", "family_for"]
 
 #: Every family, in the order ``family_for`` asks them; ESM-2 last: it takes every spec no other owns.
-FAMILIES: dict[str, ModelFamily] = {family.name: family for family in (ESM2,)}
+FAMILIES: dict[str, ModelFamily] = {family.name: family for family in (DNABERT, ESM2)}
 
 
 def family_for(spec: str) -> ModelFamily:

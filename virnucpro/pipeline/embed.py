@@ -23,12 +23,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from virnucpro.data import SequenceDataset, Tokenizer, VarlenCollator
+from virnucpro.data.tokenizer import is_per_character
 from virnucpro.models import ForwardOptions, ModelFamily, family_for, get_pooling
 
 from .background import Background, count_records
 from .claim import Claim, claim_output, release
 from .config import DTYPES, STORAGE, EmbedConfig, EmbedSummary, JobResult
-from .dataset import JobCollator, JobsDataset
+from .dataset import JobCollator, JobsDataset, flatten
 from .job_state import JobState, check_existing, prepare_part, remaining
 from .finish import finish_job
 from .distributed import Ranks, all_reduce, barrier, choose_device, process_group
@@ -142,7 +143,7 @@ def _run(
         return _nothing_to_do(states, config, ranks)
     barrier(ranks)  # every rank has read the committed state before anyone adds to it
     stage("parts ready")
-    batches = iter(_loader(config, tokenizer, ranks, device, todo))  # workers read while the model is copied
+    batches = flatten(iter(_loader(config, tokenizer, ranks, device, todo)))  # workers fork now, read while the model is copied
     stage("workers started")
     for state in todo:
         state.meta.start()  # after the forks: a fork must not copy a thread's held locks
@@ -151,7 +152,8 @@ def _run(
             state.expected = Background(lambda s=state: count_records(s.job.inputs, config.kind))
     embed = _embedder(config, family, model, dtype, device, options, layers, stage)
     setup_s = time.perf_counter() - started
-    return _embed(config, ranks, device, todo, states, embed, options, batches, setup_s)
+    count_tokens = not is_per_character(tokenizer)
+    return _embed(config, ranks, device, todo, states, embed, options, batches, setup_s, count_tokens=count_tokens)
 
 
 class _Stages:
@@ -225,6 +227,7 @@ def _meta(
             "row_shape": list(row_shape),
             "storage": config.storage,
             "special_tokens": tokenizer.special_tokens_per_sequence,
+            "counted_tokens": not is_per_character(tokenizer),
         },
         "attributes": job_attributes(config, job.inputs, fingerprint, device, model_file.result()),
     }
@@ -274,6 +277,8 @@ def _embed(
     options: ForwardOptions,
     batches: Any,
     setup_s: float,
+    *,
+    count_tokens: bool,
 ) -> EmbedSummary:
     alone = ranks.world_size == 1 and config.shard.count == 1  # this process holds every part
 
@@ -282,7 +287,9 @@ def _embed(
             _finish(todo[job_index])
 
     verify = embed.verify if isinstance(embed, SelfCheckedEmbedder) else None
-    sink = Sink([state.part for state in todo], on_done=finish, per_token=config.per_token, verify=verify)
+    sink = Sink(
+        [state.part for state in todo], on_done=finish, per_token=config.per_token, count_tokens=count_tokens, verify=verify
+    )
     sink.start()
     lanes = config.shard.count * ranks.world_size
     progress = Progress(config.progress and ranks.rank == 0, total=lambda: remaining(todo, lanes))

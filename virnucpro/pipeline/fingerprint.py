@@ -3,7 +3,7 @@
 Files are identified by content (SHA-256 and size), not by name or time: a checkpoint
 copied over the model's path is caught, while the same checkpoint reached through
 another path, or touched, still resumes. The model's files are those its family names
-(``ModelFamily.files``): the weights, and a folder's ``tokenizer.json`` where it has one.
+(``ModelFamily.files``): a checkpoint, or a folder's config.json, tokenizer.json and weights.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ _PER_SHARD = ("max_tokens",)
 
 
 def model_identities(family: ModelFamily, model: str) -> dict[str, FileIdentity]:
-    """SHA-256 and size of each file the model's output depends on, by role (``"model"``: the
-    weights; ``"tokenizer"``); empty for ``random:`` specs."""
+    """SHA-256 and size of every file the model spec reads, by its role (``ModelFamily.files``:
+    "model", "config", "tokenizer", ...); empty for ``random:`` specs."""
     return {role: identify(path) for role, path in family.files(model).items()}
 
 
@@ -59,14 +59,12 @@ def job_fingerprint(
     max_tokens: int,
     options: ForwardOptions,
 ) -> dict[str, Any]:
-    """What a job's partial results depend on; ``model``: ``model_identities``' files."""
-    files = {role: _content(identity) for role, identity in model.items() if role != "model"}
+    """What a job's partial results depend on; ``model``: ``model_identities``."""
     return {
         "format": FORMAT,
         "family": family.name,
         "inputs": [_content(identity) for identity in inputs],
-        "model": _content(model["model"]) if "model" in model else {"random": config.model, "seed": 0},
-        **files,
+        "model": _model(config.model, model),
         "layers": list(layers),
         "pooling": config.pooling,
         "dtype": str(dtype),
@@ -81,6 +79,15 @@ def job_fingerprint(
         "forward": options.as_dict(),
         "shards": config.shard.count,
     }
+
+
+def _model(spec: str, files: dict[str, FileIdentity]) -> dict[str, Any]:
+    """The model's entry: its seed for ``random:``, its checkpoint's content, or each file's by role."""
+    if not files:
+        return {"random": spec, "seed": 0}
+    if set(files) == {"model"}:
+        return _content(files["model"])
+    return {role: _content(identity) for role, identity in sorted(files.items())}
 
 
 def differences(a: dict[str, Any], b: dict[str, Any], *, across_shards: bool = False) -> list[str]:

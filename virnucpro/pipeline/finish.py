@@ -50,6 +50,7 @@ def finish_job(job: Job, expected: int | None = None) -> JobResult:
         row_shape=tuple(layout["row_shape"]),
         storage=np.dtype(layout["storage"]),
         special_tokens=layout["special_tokens"],
+        counted_tokens=layout.get("counted_tokens", False),
         attrs={**meta["attributes"], "shards": fingerprint["shards"], **combine_checks([p.check for p in parts])},
         shards=fingerprint["shards"],
     )

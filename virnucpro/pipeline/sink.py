@@ -56,6 +56,7 @@ class Sink:
     parts: Sequence[PartWriter]
     on_done: Callable[[int], None] = lambda job: None
     per_token: bool = False  # the rows are residues: windows merge row by row
+    count_tokens: bool = False  # count each batch's tokens in its part (tokens are not residues + special)
     verify: Callable[[np.ndarray, int], None] | None = None  # raises when a self-check fails
     checks: list[np.ndarray] = field(default_factory=list)
     inbox: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=_QUEUE_DEPTH))
@@ -102,8 +103,10 @@ class Sink:
         if len(done):
             columns = {"lengths": done.residues, "input_lengths": done.lengths, **done.columns}
             replaced = int(done.replaced.sum())
+            # Without windows (the only case with count_tokens) the batch's records are exactly those done.
+            tokens = {"tokens": item.batch.num_tokens} if self.count_tokens else {}
             self.parts[item.job].append(
-                done.indices, columns, done.ids, done.rows, replaced=replaced, windowed=windowed
+                done.indices, columns, done.ids, done.rows, replaced=replaced, windowed=windowed, **tokens
             )
         if item.check is not None:
             cosines = item.check.numpy().copy()

@@ -27,9 +27,9 @@ FAMILY = ModelFamily(
     resolve_layers=resolve_layers,
     packed=PackedESM2,
     max_tokens=auto_max_tokens,
+    files=files,
     reads="protein",
     mean_includes_special_tokens=False,  # esm-extract's mean: residues only, BOS and EOS left out
-    files=files,
 )
 
 __all__ = [
