@@ -162,8 +162,8 @@ class SequenceDataset(IterableDataset):
         self.max_length = vocabulary.max_length if max_length is None else max_length
         if max_tokens is not None and max_tokens < 1 + vocabulary.special_tokens_per_sequence:
             raise ValueError(
-                f"max_tokens must be at least {1 + vocabulary.special_tokens_per_sequence} (one residue and the "
-                f"special tokens), got {max_tokens} (CLI: --max-tokens)"
+                f"max_tokens (CLI: --max-tokens) must be at least {1 + vocabulary.special_tokens_per_sequence} (one "
+                f"residue and the special tokens), got {max_tokens}"
             )
         self.max_tokens = max_tokens
         self.invalid = invalid

@@ -165,5 +165,5 @@ POOLINGS: dict[str, Pooling] = {
 def get_pooling(name: str) -> Pooling:
     """The pooling mode ``name``; ``ValueError`` naming the known ones otherwise."""
     if name not in POOLINGS:
-        raise ValueError(f"pooling={name!r} is unknown; choose one of {tuple(POOLINGS)} (CLI: --pooling)")
+        raise ValueError(f"pooling (CLI: --pooling) must be one of {tuple(POOLINGS)}, got {name!r}")
     return POOLINGS[name]
