@@ -89,13 +89,14 @@ def test_internal_stop_is_invalid(tmp_path):
     assert "mid" in message and "'*'" in message and re.search(r"\b3\b", message), message
 
 
-def test_accepts_exactly_the_single_character_tokens_of_esm(tmp_path, alphabet):
+def test_accepts_exactly_the_single_character_tokens_of_esm_but_gaps(tmp_path, alphabet):
     """Every printable character, in both cases, against ESM's alphabet as the reference.
 
     With ``invalid="X"`` an accepted character comes out upper-cased and a
-    rejected one as ``X``, so one file checks them all.
+    rejected one as ``X``, so one file checks them all. ESM's alignment gaps ``-`` and
+    ``.`` are tokens but no protein's residues: they are refused like unknown ones.
     """
-    esm_residues = {tok for tok in alphabet.all_toks if len(tok) == 1}
+    esm_residues = {tok for tok in alphabet.all_toks if len(tok) == 1} - {"-", "."}
     chars = [c for c in string.printable if not c.isspace() and c != ">"]
     text = "".join(f">c{i}\nA{c}A\n" for i, c in enumerate(chars))
     path = write(tmp_path / "all.faa", text)
@@ -105,6 +106,19 @@ def test_accepts_exactly_the_single_character_tokens_of_esm(tmp_path, alphabet):
     expected = {f"c{i}": "A" + (c.upper() if c.upper() in esm_residues else "X") + "A" for i, c in enumerate(chars)}
     wrong = {k: (got.get(k), v) for k, v in expected.items() if got.get(k) != v}
     assert not wrong, f"{len(wrong)} characters handled unlike ESM's alphabet, (got, expected): {wrong}"
+
+
+@pytest.mark.parametrize("gap", ["-", "."])
+def test_an_alignment_gap_is_refused_naming_the_alignment(tmp_path, gap):
+    path = write(tmp_path / "aligned.faa", f">a\nMKV\n>WP_2 aligned\nMK{gap}{gap}VL\n")
+    with pytest.raises(ValueError) as info:
+        records(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: record 2 ('WP_2') has alignment gap {gap!r} at position 3"), message
+    assert "alignment" in message and "invalid='X'" in message, message
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert seqs_by_id(records(path, invalid="X")) == {"a": "MKV", "WP_2": "MKXXVL"}
 
 
 # --- invalid residues ------------------------------------------------------------------------

@@ -7,7 +7,8 @@ error: it is not sequence text (a mis-encoded file, a word processor's
 characters, binary data), and ``str.upper`` would turn some such letters into
 residues (``'ß'`` into ``'SS'``). A record that reads as nucleotides is refused
 unless ``allow_nucleotide_like``. Every other character outside the model's
-alphabet is an error that names the file, the record and the fix, unless
+alphabet (and the alignment gaps ``-`` and ``.``, which ESM's alphabet holds but no
+protein does) is an error that names the file, the record and the fix, unless
 ``invalid="X"`` asks for it to be replaced, which is counted. Sequences over
 ``max_length`` are truncated (counted), refused, or kept whole (counted) for
 ``SequenceDataset`` to cut into overlapping windows (``windows.py``).
@@ -23,7 +24,7 @@ from virnucpro.models.esm2 import VOCABULARY
 
 from .fasta import FastaRecord
 
-__all__ = ["OVERLENGTH", "Normaliser"]
+__all__ = ["GAPS", "OVERLENGTH", "Normaliser"]
 
 #: What ``on_overlength`` may ask for a sequence over ``max_length``.
 OVERLENGTH = ("truncate", "raise", "window")
@@ -34,6 +35,11 @@ _WHITESPACE = re.compile(r"\s+", re.ASCII)
 
 _NOT_ASCII = re.compile(r"[^\x00-\x7f]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+#: Alignment gaps. ESM's alphabet has tokens for them, but no protein holds one: a sequence
+#: with gaps comes from an alignment, and embedding them would embed another protein. They
+#: are refused like any other unknown character (``invalid="X"`` replaces them).
+GAPS = "-."
 
 # A record refused as nucleotide-like has at least NUCLEOTIDE_MIN_LENGTH letters, all of them
 # IUPAC nucleotide codes, and at least NUCLEOTIDE_MIN_FRACTION of them A, C, G, T, U or N.
@@ -82,15 +88,16 @@ class Normaliser:
     allow_nucleotide_like: bool = field(default=False, kw_only=True)
 
     def __post_init__(self) -> None:
-        self._not_residue = re.compile(f"[^{re.escape(self.residues)}]")
+        allowed = "".join(c for c in self.residues if c not in GAPS)
+        self._not_residue = re.compile(f"[^{re.escape(allowed)}]")
         if self.max_length < 1:
-            raise ValueError(f"max_length must be >= 1, got {self.max_length} (CLI: --max-length)")
+            raise ValueError(f"max_length (CLI: --max-length) must be >= 1, got {self.max_length}")
         if self.on_overlength not in OVERLENGTH:
             raise ValueError(
-                f"on_overlength must be one of {OVERLENGTH}, got {self.on_overlength!r} (CLI: --on-overlength)"
+                f"on_overlength (CLI: --on-overlength) must be one of {OVERLENGTH}, got {self.on_overlength!r}"
             )
         if self.invalid not in ("raise", "X"):
-            raise ValueError(f"invalid must be 'raise' or 'X', got {self.invalid!r} (CLI: --invalid)")
+            raise ValueError(f"invalid (CLI: --invalid) must be 'raise' or 'X', got {self.invalid!r}")
         if self.allow_nucleotide_like not in (True, False):
             raise ValueError(f"allow_nucleotide_like must be True or False, got {self.allow_nucleotide_like!r}")
 
@@ -124,6 +131,12 @@ class Normaliser:
                 raise ValueError(
                     f"{record.where} has control character {control.group()!r} at position {control.start() + 1}; "
                     "it is binary data, not sequence text: is the file corrupt?"
+                )
+            if self.invalid == "raise" and bad.group() in GAPS:
+                raise ValueError(
+                    f"{record.where} has alignment gap {bad.group()!r} at position {bad.start() + 1}: the file looks "
+                    "like an alignment, not protein sequences; remove the gaps (e.g. seqkit seq --remove-gaps), or "
+                    "pass invalid='X' (CLI: --invalid X) to replace them with X"
                 )
             if self.invalid == "raise":
                 raise ValueError(
@@ -160,6 +173,7 @@ class Normaliser:
             return
         raise ValueError(
             f"{record.where} looks like a nucleotide sequence, not a protein: its {len(seq)} letters are all "
-            f"nucleotide codes, {share:.1%} of them A, C, G, T, U or N; translate it first (CLI: --dna), "
+            f"nucleotide codes, {share:.1%} of them A, C, G, T, U or N; translate it first with dna=DnaInput "
+            "(CLI: --dna), "
             "or pass allow_nucleotide_like=True (CLI: --allow-nucleotide-like) if it really is a protein"
         )
