@@ -9,6 +9,7 @@ user needs to find the record: file, record id, character, position, fix.
 from __future__ import annotations
 
 import gzip
+import io
 import random
 import re
 import string
@@ -36,6 +37,31 @@ def seqs_by_id(recs: list[dict]) -> dict[str, str]:
 
 def matching_warnings(caught: list[warnings.WarningMessage], pattern: str) -> list[str]:
     return [str(w.message) for w in caught if re.search(pattern, str(w.message))]
+
+
+# --- record splitting ------------------------------------------------------------------------
+
+_SPLITS = {
+    "crlf-and-blank-lines": ">a first\r\nMKV\r\n\r\nLAA\r\n\r\n>b\r\nQQ\r\n",
+    "spaces-tabs-and-cr-inside": ">a\tdesc  \nMK V\tL\r\nA A  \n>b\n Q Q\n",
+    "empty-headers-and-records": ">\n>a\n>  \nMKV\n>b\n",
+    "no-final-newline": ">a\nMKV\n>b desc\nQQ",
+    "header-only-at-the-end": ">a\nMKV\n>last header",
+    "gt-inside-lines": ">a >b\nMK>V\n>c\nQ\n",
+    "leading-blank-lines": "\n  \n>a\nMKV\n",
+}
+
+
+@pytest.mark.parametrize("name", list(_SPLITS))
+def test_records_are_split_as_biopython_splits_them(tmp_path, name):
+    from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+    text = _SPLITS[name]
+    path = write(tmp_path / "split.faa", text)
+    got = [(r.id, r.sequence) for r in read_fasta(path)]
+    lines = io.StringIO(text.lstrip(), newline=None)
+    expected = [(title.split(None, 1)[0] if title.strip() else "", seq) for title, seq in SimpleFastaParser(lines)]
+    assert got == expected
 
 
 # --- normalisation ---------------------------------------------------------------------------

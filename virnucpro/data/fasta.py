@@ -1,8 +1,8 @@
 """FASTA reading: plain, gzip, bzip2 or xz files, streamed record by record.
 
 Files are told apart by their first bytes (not their name, see ``compression``)
-and streamed through Biopython's FASTA parser: no file is ever held in memory
-whole. Whatever goes wrong while reading (not a regular file, unreadable,
+and streamed line by line, split into records as Biopython's ``SimpleFastaParser``
+splits them (``_split``; tested against it): no file is ever held in memory whole. Whatever goes wrong while reading (not a regular file, unreadable,
 corrupt compressed data, bytes that are not UTF-8, control characters in a
 header) is one line naming the file and the record where it went wrong.
 
@@ -119,26 +119,22 @@ def _text(binary: io.RawIOBase) -> io.TextIOWrapper:
 def read_fasta(path: str | os.PathLike) -> Iterator[FastaRecord]:
     """Stream the records of one FASTA file, in file order.
 
-    Parsed with Biopython's ``Bio.SeqIO.FastaIO.SimpleFastaParser``, the parser under
-    ``SeqIO.parse(..., "fasta")`` minus the per-record ``SeqRecord`` objects, which
-    matter here because every worker reads the whole input; ids are taken as
-    ``SeqIO`` takes them (the header up to the first whitespace). Blank lines
+    Records are split as Biopython's ``Bio.SeqIO.FastaIO.SimpleFastaParser`` splits them,
+    the parser under ``SeqIO.parse(..., "fasta")``, without its per-record objects, which
+    matter here because every worker reads the whole input; ids are taken as ``SeqIO``
+    takes them (the header up to the first whitespace). Blank lines
     before the first header are allowed. An empty (or whitespace-only) file
     yields nothing. Raises ``ValueError`` naming the file (and how far reading
     got) for content that is not FASTA, bytes that are not UTF-8, corrupt or
     truncated compressed data, and control characters in a header.
     """
-    # Imported here: Bio.SeqIO imports every format's parser, a fifth of a second that the CLI's
-    # start-up would wait for; the threads and workers that read FASTA import it on first use.
-    from Bio.SeqIO.FastaIO import SimpleFastaParser
-
     path_str = str(path)
     number = 0
     binary, compression = open_decompressed(require_fasta_file(path))
     with _text(binary) as handle:
         try:
             lines = _from_first_header(handle, path_str, compression)
-            for title, sequence in SimpleFastaParser(lines):
+            for title, sequence in _split(lines):
                 number += 1
                 record = FastaRecord(path_str, number, title.split(None, 1)[0] if title.strip() else "", sequence)
                 # isprintable() is a C loop; the regexes only run on headers with tabs or rarer characters.
@@ -154,6 +150,29 @@ def read_fasta(path: str | os.PathLike) -> Iterator[FastaRecord]:
                 f"{path_str}: corrupt or truncated {compression} data {_after(number)}: {err}; "
                 "re-download or re-compress the file"
             ) from err
+
+
+def _split(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
+    """``(title, sequence)`` per record of ``lines``, exactly as ``SimpleFastaParser`` gives them: the title
+    line without '>' and trailing whitespace; the sequence lines joined, trailing whitespace, spaces and
+    CR removed. Our own few lines, because importing ``Bio.SeqIO`` imports every format's parser: a
+    fifth of a second, paid by each DataLoader worker before its first batch and, in the validation
+    pass's thread, holding the GIL while the model loads."""
+    for line in lines:
+        if line[0] == ">":
+            title = line[1:].rstrip()
+            break
+    else:
+        return
+    chunks: list[str] = []
+    for line in lines:
+        if line[0] == ">":
+            yield title, "".join(chunks).replace(" ", "").replace("\r", "")
+            chunks = []
+            title = line[1:].rstrip()
+            continue
+        chunks.append(line.rstrip())
+    yield title, "".join(chunks).replace(" ", "").replace("\r", "")
 
 
 def _check_header(record: FastaRecord, title: str, compression: str | None) -> None:
