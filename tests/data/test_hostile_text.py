@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.cli_helpers import run_cli
+
 from virnucpro.data import DnaInput, SequenceDataset, VarlenCollator
 
 
@@ -75,30 +77,34 @@ def _compressed(content: bytes, how: str) -> bytes:
     return {"plain": lambda c: c, "gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[how](content)
 
 
+def _expected(path: Path, place: str, how: str) -> str:
+    """The start of the error for ``_PLACES[place]`` written to ``path`` compressed ``how``."""
+    content, said = _PLACES[place]
+    try:
+        content.decode()
+    except UnicodeDecodeError as err:
+        offset = err.start
+    line = content[:offset].count(b"\n") + 1
+    where = "of the file" if how == "plain" else "of the decompressed data"
+    return f"{path}: {said}: byte 0x{content[offset]:02x} at byte offset {offset} {where} (line {line});"
+
+
 @pytest.mark.parametrize("how", ["plain", "gzip", "bz2", "xz"])
 @pytest.mark.parametrize("place", list(_PLACES))
 def test_a_byte_that_is_not_utf8_is_blamed_on_the_record_that_holds_it(tmp_path, place, how):
-    content, said = _PLACES[place]
-    offset = next(i for i in range(len(content)) if _invalid_at(content, i))
-    line = content[:offset].count(b"\n") + 1
-    path = write(tmp_path / "odd.faa", _compressed(content, how))
+    path = write(tmp_path / "odd.faa", _compressed(_PLACES[place][0], how))
     message = error_message(path)
-    where = "of the file" if how == "plain" else "of the decompressed data"
-    expected = f"{path}: {said}: byte 0x{content[offset]:02x} at byte offset {offset} {where} (line {line});"
-    assert message.startswith(expected), f"expected {expected!r}, got {message!r}"
+    assert message.startswith(_expected(path, place, how)), f"expected {_expected(path, place, how)!r}: {message!r}"
 
 
-def _invalid_at(content: bytes, i: int) -> bool:
-    """Whether ``content`` stops being UTF-8 at byte ``i`` (its first ``i`` bytes decode, the next does not)."""
-    try:
-        content[:i].decode()
-    except UnicodeDecodeError:
-        return False
-    try:
-        content[: i + 4].decode()
-    except UnicodeDecodeError as err:
-        return err.start == i
-    return False
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["plain", "gzip"])
+@pytest.mark.parametrize("place", list(_PLACES))
+def test_the_cli_blames_the_record_that_holds_a_byte_that_is_not_utf8(capsys, tmp_path, tiny_checkpoint, place, how):
+    path = write(tmp_path / "odd.faa", _compressed(_PLACES[place][0], how))
+    result = run_cli(capsys, "embed", path, "-o", tmp_path / "o.h5", "--model", tiny_checkpoint)
+    assert result.code == 1 and result.err.startswith(f"virnucpro: error: {_expected(path, place, how)}"), result.err
+    assert "nothing was embedded" in result.err and not (tmp_path / "o.h5.parts").exists(), result.err
 
 
 @pytest.mark.parametrize("how", ["plain", "gzip"])

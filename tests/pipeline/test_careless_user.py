@@ -264,10 +264,20 @@ def test_reading_a_shard_output_before_assembly_says_what_to_do(capsys, tmp_path
 
 
 @pytest.mark.parametrize(("umask", "file_mode", "folder_mode"), [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
-def test_outputs_get_the_mode_the_umask_gives_a_new_file(capsys, tmp_path, model, umask, file_mode, folder_mode):
+def test_outputs_get_the_mode_the_umask_gives_a_new_file(
+    capsys, tmp_path, model, monkeypatch, umask, file_mode, folder_mode
+):
     fasta = write_fasta(tmp_path / "in.faa", proteins(3))
     dna = tmp_path / "in.fna"
     dna.write_text(">contig\n" + "ACGTTGCAAGGCTTAA" * 40 + "\n")
+    while_written = []  # the temporary's mode while the output is written into it
+    finish = HDF5Writer.finish
+
+    def watched(self, attrs):
+        while_written.append(stat.S_IMODE(os.stat(self._file.filename).st_mode))
+        finish(self, attrs)
+
+    monkeypatch.setattr(HDF5Writer, "finish", watched)
     previous = os.umask(umask)
     try:
         assert run_cli(capsys, "embed", fasta, "-o", tmp_path / "o.h5", "--model", model).code == 0
@@ -281,6 +291,7 @@ def test_outputs_get_the_mode_the_umask_gives_a_new_file(capsys, tmp_path, model
     modes = {str(p): oct(stat.S_IMODE(p.stat().st_mode)) for p in files + folders}
     expected = {str(p): oct(file_mode if p in files else folder_mode) for p in files + folders}
     assert modes == expected
+    assert while_written == [0o600], "a temporary stays private until it is renamed into place"
 
 
 # --- standard input -----------------------------------------------------------------------------
