@@ -88,7 +88,8 @@ def test_dash_is_standard_input_and_standard_output_where_an_output_streams(caps
     dna.write_text(CONTIG)
     reference, nucleotides = tmp_path / "p.faa", tmp_path / "n.fna"
     assert run_cli(capsys, "translate", dna, "-o", reference, "--nucleotide-out", nucleotides).code == 0
-    command = [sys.executable, "-m", "virnucpro", "translate", "-", "-o", "-", "--nucleotide-out", str(tmp_path / "m.fna")]
+    command = [sys.executable, "-m", "virnucpro", "translate", "-", "-o", "-"]
+    command += ["--nucleotide-out", str(tmp_path / "m.fna")]
     streamed = subprocess.run(command, input=dna.read_bytes(), capture_output=True)
     assert streamed.returncode == 0, streamed.stderr.decode()
     assert streamed.stdout == reference.read_bytes(), "standard output holds exactly the protein FASTA"

@@ -60,14 +60,15 @@ def test_a_byte_that_is_not_utf8_is_placed_by_byte_offset_and_line(tmp_path, com
 # Where the first byte that is not UTF-8 is, and what the error must say of it. The file after
 # it holds more records, so a reader that blames its read-ahead buffer, not the record, disagrees.
 _LATIN1 = "é".encode("latin-1")
+_HEADER, _SEQUENCE = "not UTF-8 text in its header", "not UTF-8 text in its sequence"
 _PLACES = {
-    "record-1-header": (b">caf" + _LATIN1 + b" x\nMKV\n>b\nMKV\n", "record 1 ('caf\\udce9'): not UTF-8 text in its header"),
-    "record-2-header": (b">a\nMKV\n>caf" + _LATIN1 + b"\nMKV\n>c\nMKV\n", "record 2 ('caf\\udce9'): not UTF-8 text in its header"),
-    "record-2-description": (b">a\nMKV\n>b prot" + _LATIN1 + b"ine\nMKV\n", "record 2 ('b'): not UTF-8 text in its header"),
-    "record-2-sequence": (b">a\nMKV\n>b\nMK" + _LATIN1 + b"V\n>c\nMKV\n", "record 2 ('b'): not UTF-8 text in its sequence"),
+    "record-1-header": (b">caf" + _LATIN1 + b" x\nMKV\n>b\nMKV\n", f"record 1 ('caf\\udce9'): {_HEADER}"),
+    "record-2-header": (b">a\nMKV\n>caf" + _LATIN1 + b"\nMKV\n>c\nMKV\n", f"record 2 ('caf\\udce9'): {_HEADER}"),
+    "record-2-description": (b">a\nMKV\n>b prot" + _LATIN1 + b"ine\nMKV\n", f"record 2 ('b'): {_HEADER}"),
+    "record-2-sequence": (b">a\nMKV\n>b\nMK" + _LATIN1 + b"V\n>c\nMKV\n", f"record 2 ('b'): {_SEQUENCE}"),
     "last-record-past-the-buffer": (
         b"".join(b">r%d\nMKVLAAQQRRST\n" % i for i in range(4000)) + b">last\nMKV" + _LATIN1 + b"\n",
-        "record 4001 ('last'): not UTF-8 text in its sequence",
+        f"record 4001 ('last'): {_SEQUENCE}",
     ),
     "before-the-first-record": (b"\n\xff\xfe\n>a\nMKV\n", "not UTF-8 text before the first record"),
 }

@@ -85,7 +85,8 @@ def test_window_starts_and_coverage_match_brute_force():
 
 @pytest.mark.parametrize("stride", [0, -1, W + 1, 2.5, True, "10"])
 def test_bad_stride_names_the_option_and_the_flag(proteins, stride):
-    with pytest.raises(ValueError, match=r"window_stride \(CLI: --window-stride\) must be an int in 1\.\.20, the window width"):
+    refused = r"window_stride \(CLI: --window-stride\) must be an int in 1\.\.20, the window width"
+    with pytest.raises(ValueError, match=refused):
         window_starts(50, W, stride)
     with pytest.raises(ValueError, match=r"window_stride.*--window-stride"):
         SequenceDataset(proteins[0], max_length=W, on_overlength="window", window_stride=stride)

@@ -221,7 +221,8 @@ def test_sigterm_says_how_to_resume_exits_143_and_resume_gives_the_same_file(cap
     os.killpg(proc.pid, signal.SIGTERM)  # as SLURM at a time limit: the process and its workers
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err
-    assert err.strip().splitlines()[-1].startswith("virnucpro: terminated (SIGTERM); rerun the same command with --resume")
+    hint = "virnucpro: terminated (SIGTERM); rerun the same command with --resume"
+    assert err.strip().splitlines()[-1].startswith(hint), err
     assert "Traceback" not in err, err
     assert _committed(out) >= 10 and not out.exists()
     assert run_cli(capsys, "embed", fasta, "-o", out, "--model", model, *TOKENS, "--resume").code == 0

@@ -2,9 +2,10 @@
 
 Files are told apart by their first bytes (not their name, see ``compression``)
 and streamed line by line, split into records as Biopython's ``SimpleFastaParser``
-splits them (``_split``; tested against it): no file is ever held in memory whole. Whatever goes wrong while reading (not a regular file, unreadable,
-corrupt compressed data, bytes that are not UTF-8, control characters in a
-header) is one line naming the file and the record where it went wrong.
+splits them (``_split``; tested against it): no file is ever held in memory whole.
+Whatever goes wrong while reading (not a regular file, unreadable, corrupt
+compressed data, bytes that are not UTF-8, control characters in a header) is
+one line naming the file and the record where it went wrong.
 
 Text is decoded with ``surrogateescape``, so a byte that is not UTF-8 reaches the
 record that holds it (as a lone surrogate) instead of failing the decoder's
