@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import part_dir, proteins, run_cli, same_file, spawn, wait_for_commit, write_fasta
+from conftest import requires_cuda
 
 import virnucpro
 from virnucpro.pipeline import validation
@@ -101,14 +102,16 @@ def test_options_that_cannot_give_an_output_are_refused_before_anything_runs(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.faa"], "nothing may be created"
 
 
-def test_a_late_bad_record_stops_the_run_before_the_records_before_it_are_embedded(capsys, tmp_path, model):
-    # 2,000 records parse in milliseconds and take the tiny model tens of seconds on a CPU.
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, requires_cuda])])
+def test_a_late_bad_record_stops_the_run_before_the_records_before_it_are_embedded(capsys, tmp_path, model, device):
+    # 2,000 records parse in milliseconds; the tiny model takes tens of seconds on a CPU, and on a GPU
+    # the DataLoader workers fork from a process whose validation thread is already reading.
     good = "".join(f">r{i}\nMKVLAAQQRRST\n" for i in range(2000))
     fasta = tmp_path / "late.faa"
     fasta.write_text(good + ">bad\nMKV?LL\n>after\nMKV\n")
     out = tmp_path / "o.h5"
     started = time.monotonic()
-    result = run_cli(capsys, "embed", fasta, "-o", out, "--model", model, *TOKENS)
+    result = run_cli(capsys, "embed", fasta, "-o", out, "--model", model, *TOKENS, "--device", device)
     _one_line(result)
     assert f"{fasta}: record 2001 ('bad') has invalid residue '?' at position 4" in result.err, result.err
     assert _committed(out) < 1000, f"{_committed(out)} of the 2,000 records before the bad one were embedded"
