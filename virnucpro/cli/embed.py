@@ -12,7 +12,8 @@ from virnucpro.data.dna import FRAMES
 from virnucpro.models import BACKENDS, FAMILIES, KERNELS, POOLINGS, ForwardOptions
 from virnucpro.models.options import GELUS
 from virnucpro.pipeline import DTYPES, STORAGE, EmbedConfig, SelfCheck, Shard, run_embed
-from virnucpro.pipeline.jobs import STDIN, spooled_stdin
+
+from .streams import STDIN, fasta_inputs, refuse_stdout
 
 __all__ = ["DETAILS", "RESUME_HINT", "add_arguments", "run"]
 
@@ -41,7 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "only); - reads standard input",
     )  # fmt: skip
     out = p.add_mutually_exclusive_group(required=True)
-    out.add_argument("-o", "--output", type=Path, help="the file to write (.h5); it appears only when complete")
+    out.add_argument(
+        "-o", "--output", type=Path,
+        help="the file to write (.h5, .npz or .parquet, by its suffix); it appears only when complete",
+    )  # fmt: skip
     out.add_argument("--output-dir", type=Path, help="write DIR/<input name>.h5 for each input, through one model")
     p.add_argument("--parents", action="store_true", help="create the output folder if it does not exist")
     p.add_argument(
@@ -100,6 +104,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--workers", type=int, help="DataLoader workers that parse and tokenise (default: 2, or 1 on 2 cores)"
     )
     p.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")
+    p.add_argument(
+        "--threads", type=int,
+        help="CPU threads torch computes with (default: torch's choice, one per core); on a shared node, "
+        "the cores you were given",
+    )  # fmt: skip
     p.add_argument("--attention", choices=("auto", *BACKENDS), default="auto", help="attention backend (default auto)")
     p.add_argument(
         "--kernels", choices=("auto", *KERNELS), default="auto",
@@ -112,7 +121,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--shard", metavar="I/N", help="embed only shard I of N (0 <= I < N); then run virnucpro assemble")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--resume", action="store_true", help="continue an interrupted run from its committed results")
+    mode.add_argument(
+        "--resume", action="store_true",
+        help="continue a stopped run from its committed results, whatever stopped it (after a bad record: "
+        "once the input is fixed); a stopped --overwrite replaces the old output when complete",
+    )  # fmt: skip
     mode.add_argument("--overwrite", action="store_true", help="replace an existing output and discard partial results")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
 
@@ -127,11 +140,20 @@ def _shard(text: str | None) -> Shard:
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    refuse_stdout("-o", args.output, "an embeddings file")
+    refuse_stdout("--output-dir", args.output_dir, "a folder of embeddings files")
     if STDIN in args.inputs and (args.output_dir is not None or args.shard is not None):
         raise ValueError("standard input (-) needs -o, and cannot be split with --shard: save it to a file first")
     folder = args.output.parent if args.output is not None else args.output_dir
-    with spooled_stdin(args.inputs, folder if folder.is_dir() else Path(".")) as inputs:
+    with fasta_inputs(args.inputs, folder) as inputs:
         return _embed(args, argv, inputs)
+
+
+def _dna(args: argparse.Namespace) -> DnaInput | None:
+    """--dna's input kind; --chunk-size 0 is refused as in translate (DnaInput checks it), never replaced."""
+    if not args.dna:
+        return None
+    return DnaInput(500 if args.chunk_size is None else args.chunk_size, args.frames or "stop-free")
 
 
 def _embed(args: argparse.Namespace, argv: Sequence[str], inputs: tuple[Path, ...]) -> int:
@@ -153,9 +175,10 @@ def _embed(args: argparse.Namespace, argv: Sequence[str], inputs: tuple[Path, ..
         on_overlength=args.on_overlength,
         window_stride=args.window_stride,
         invalid=args.invalid,
-        dna=DnaInput(args.chunk_size or 500, args.frames or "stop-free") if args.dna else None,
+        dna=_dna(args),
         allow_nucleotide_like=args.allow_nucleotide_like,
         device=args.device,
+        threads=args.threads,
         forward=ForwardOptions(attention=args.attention, kernels=args.kernels, gelu=args.gelu),
         shard=_shard(args.shard),
         resume=args.resume,
@@ -166,5 +189,6 @@ def _embed(args: argparse.Namespace, argv: Sequence[str], inputs: tuple[Path, ..
         **options,
     )
     summary = run_embed(config)
-    print(summary.line())
+    if not args.quiet:
+        print(summary.line())
     return 0

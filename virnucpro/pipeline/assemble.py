@@ -1,9 +1,10 @@
 """Assembly: verified parts -> exact-once check -> one output file in input order, appearing atomically.
 
 The output is written under a new, uniquely named temporary file in the output's folder
-(never a name that could have been planted), flushed to disk, recorded in the parts
-folder as assembled, then renamed onto the output: a file with the output's name is
-always complete. Only then are the parts removed.
+(never a name that could have been planted; readable by its owner only while written),
+flushed to disk, given the mode the umask gives a new file, recorded in the parts folder
+as assembled, then renamed onto the output: a file with the output's name is always
+complete. Only then are the parts removed (and an output it replaces, by the rename).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from virnucpro.data import DuplicateIds
 from .claim import mark_assembled
 from .coverage import Coverage, cover
 from .jobs import Job
+from .permissions import publish
 from .parts import DamagedPartsError, Part
 from .writers import OutputLayout, Span, writer_for
 
@@ -114,6 +116,7 @@ def assemble(
         counts = dataclasses.replace(counts, duplicate_ids=duplicates.result()[0])
         writer.finish({**attrs, **_count_attrs(counts)})
         _fsync(tmp)
+        publish(tmp)  # private while written, then readable as any other new file
         mark_assembled(job, tmp)
         os.replace(tmp, job.output)
         _fsync(job.output.parent)

@@ -3,9 +3,15 @@
 One process per GPU (torchrun for several, ``--shard`` for independent scheduler tasks):
 
     claim the outputs (locks; start, resume, replace or skip)  -> load the model while the
-    file digests and CUDA start in the background -> DataLoader workers start -> the packed
-    model is copied to the device and warmed up -> batches (``loop.py``) -> each job's part is
-    closed and, when this process holds all of it, assembled into its output (``assemble.py``).
+    file digests, the validation pass over every input (``validation.py``) and CUDA start in
+    the background -> DataLoader workers start -> the packed model is copied to the device and
+    warmed up -> batches (``loop.py``), each checked against the validation pass -> each job's
+    part is closed and, when this process holds all of it, assembled into its output
+    (``assemble.py``).
+
+A bad record stops the run as soon as the validation pass reaches it; the parts of its job
+then note where it stopped (``fixed_input.py``), so that a resume on the fixed input keeps
+what was embedded.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -26,11 +32,11 @@ from virnucpro.data import SequenceDataset, Tokenizer, VarlenCollator
 from virnucpro.data.tokenizer import is_per_character
 from virnucpro.models import ForwardOptions, ModelFamily, family_for, get_pooling
 
-from .background import Background, count_records
+from .background import Background
 from .claim import Claim, claim_output, release
 from .config import DTYPES, STORAGE, EmbedConfig, EmbedSummary, JobResult
 from .dataset import JobCollator, JobsDataset, flatten
-from .job_state import JobState, check_existing, prepare_part, remaining
+from .job_state import JobState, check_existing, kept_records, note_stop, prepare_part, remaining, warn_empty
 from .finish import finish_job
 from .distributed import Ranks, all_reduce, barrier, choose_device, process_group
 from .fingerprint import input_identities, job_fingerprint, model_identities
@@ -41,6 +47,7 @@ from .progress import Progress
 from .provenance import job_attributes
 from .selfcheck import SelfCheckedEmbedder
 from .sink import Sink
+from .validation import InputCheck, InputError, records_digest
 
 __all__ = ["run_embed"]
 
@@ -60,26 +67,31 @@ def run_embed(config: EmbedConfig, model: nn.Module | None = None) -> EmbedSumma
             modified. Resuming needs the model named by ``config.model`` itself.
 
     Raises on bad input or options, leaving no output file; committed partial results
-    stay, for ``resume``.
+    stay, for ``resume``. A bad record raises ``InputError`` as soon as the validation pass
+    reaches it, before the GPU reaches the records before it.
     """
     stage = _Stages()
     family = family_for(config.model)
     tokenizer = family.tokenizer(config.model)
     config = config.for_tokenizer(tokenizer)  # max_length filled in; windows and per-token checked
     jobs = plan_jobs(config.inputs, config.output, config.output_dir, ".h5")
-    check_paths(jobs, parents=config.parents)
+    check_paths(jobs, parents=config.parents, per_token=config.per_token)
     if config.resume and model is not None:
         raise ValueError("resume needs the model named by config.model, not an in-memory model it cannot verify")
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     with process_group() as ranks:
         device = choose_device(config.device, ranks)
         config.forward_options.resolve(device, _compute_dtype(config, device))  # refuse what cannot run here, now
         stage("device ready")
         states = _claim(jobs, config, ranks)
         stage("outputs claimed")
+        check = _validate(states, config, tokenizer, ranks)
         try:
-            return _run(config, (family, tokenizer), ranks, device, states, model, stage)
-        except BaseException:
-            _fail(states, ranks)
+            return _run(config, (family, tokenizer), ranks, device, states, model, stage, check)
+        except BaseException as err:
+            stop = err if isinstance(err, InputError) else None
+            _fail(states, ranks, stop, functools.partial(_digest, config=config, tokenizer=tokenizer, ranks=ranks))
             raise
 
 
@@ -102,6 +114,34 @@ def _claim(jobs: Sequence[Job], config: EmbedConfig, ranks: Ranks) -> list[JobSt
     return states
 
 
+def _validate(states: list[JobState], config: EmbedConfig, tokenizer: Tokenizer, ranks: Ranks) -> InputCheck | None:
+    """Start the validation pass over the inputs of every job that has work to do; None if none has."""
+    todo = [state for state in states if not (state.claim.done or state.claim.existing)]
+    if not todo:
+        return None
+    datasets = [(s.job.output, functools.partial(_dataset, s, config, tokenizer, ranks, whole=True)) for s in todo]
+    check = InputCheck(datasets, config.command)
+    for state, count in zip(todo, check.jobs):
+        state.expected = count
+    return check
+
+
+def _checked(batches: Iterator[Any], check: InputCheck | None) -> Iterator[Any]:
+    """The loader's batches; a bad record that a worker meets first is raised as the validation pass's
+    ``InputError`` (the pass meets it too, or an earlier one), which says how to rerun."""
+    try:
+        yield from batches
+    except ValueError:
+        if check is not None and (stop := check.wait()) is not None:
+            raise stop from None
+        raise
+
+
+def _digest(state: JobState, position: int, *, config: EmbedConfig, tokenizer: Tokenizer, ranks: Ranks) -> str:
+    """The digest of ``state``'s job's records before ``position`` (``validation.records_digest``)."""
+    return records_digest(_dataset(state, config, tokenizer, ranks, whole=True), position)
+
+
 def _run(
     config: EmbedConfig,
     family_tokenizer: tuple[ModelFamily, Tokenizer],
@@ -110,6 +150,7 @@ def _run(
     states: list[JobState],
     model: nn.Module | None,
     stage: _Stages,
+    check: InputCheck | None,
 ) -> EmbedSummary:
     started = time.perf_counter()
     family, tokenizer = family_tokenizer
@@ -126,6 +167,8 @@ def _run(
     if model is None:  # as stored (e.g. fp16, memory-mapped): the packed copy converts once, on the device
         model, _ = family.load(config.model, dtype=None)
         stage("checkpoint mapped")
+    if not config.resume:  # a resume first verifies its parts, to note in them where the run stopped
+        _raise_failure(check)
     layers = family.layers(config.layers, model)
     options = config.forward_options.resolve(device, dtype)
     layout = PartLayout((len(layers), model.embed_dim), np.dtype(config.storage), _COLUMNS + config.kind.columns)
@@ -133,27 +176,41 @@ def _run(
     meta = functools.partial(
         _meta, config, (family, tokenizer), device, (model.embed_dim, layers, dtype, options), model_file=model_file
     )
+    digest = functools.partial(_digest, config=config, tokenizer=tokenizer, ranks=ranks)
     for state, identity in zip(todo, identities):
         if state.claim.existing:
             check_existing(state, functools.partial(meta, state.job, identity), default_tokens)
         else:
-            prepare_part(state, config, functools.partial(meta, state.job, identity), default_tokens, layout, ranks)
+            describe = functools.partial(meta, state.job, identity)
+            prepare_part(state, config, describe, default_tokens, layout, ranks, functools.partial(digest, state))
     todo = [state for state in todo if not state.claim.done]
     if not todo:
         return _nothing_to_do(states, config, ranks)
     barrier(ranks)  # every rank has read the committed state before anyone adds to it
     stage("parts ready")
-    batches = flatten(iter(_loader(config, tokenizer, ranks, device, todo)))  # workers fork now, read while the model is copied
+    if check is not None:
+        check.ready.wait()  # the pass holds no import lock once reading: the workers' fork cannot inherit one
+    _raise_failure(check)
+    # workers fork now and read while the model is copied
+    batches = _checked(flatten(iter(_loader(config, tokenizer, ranks, device, todo))), check)
     stage("workers started")
     for state in todo:
         state.meta.start()  # after the forks: a fork must not copy a thread's held locks
-    if ranks.rank == 0:
-        for state in todo:
-            state.expected = Background(lambda s=state: count_records(s.job.inputs, config.kind))
     embed = _embedder(config, family, model, dtype, device, options, layers, stage)
+    _raise_failure(check)
+    if check is not None and check.seconds is not None:  # logged here: the pass's thread never logs (forks)
+        log.debug("set-up: the validation pass had read every input in %.2f s", check.seconds)
     setup_s = time.perf_counter() - started
     count_tokens = not is_per_character(tokenizer)
-    return _embed(config, ranks, device, todo, states, embed, options, batches, setup_s, count_tokens=count_tokens)
+    return _embed(
+        config, ranks, device, todo, states, embed, options, batches, setup_s, check, count_tokens=count_tokens
+    )
+
+
+def _raise_failure(check: InputCheck | None) -> None:
+    """Stop the run if the validation pass has found a bad record."""
+    if check is not None:
+        check.raise_failure()
 
 
 class _Stages:
@@ -248,19 +305,22 @@ def _loader(
     )
 
 
-def _dataset(state: JobState, config: EmbedConfig, tokenizer: Tokenizer, ranks: Ranks) -> SequenceDataset:
+def _dataset(
+    state: JobState, config: EmbedConfig, tokenizer: Tokenizer, ranks: Ranks, *, whole: bool = False
+) -> SequenceDataset:
+    """This rank's share of the job's records, batched; ``whole``: every record, unbatched (validation)."""
     lanes = config.shard.count * ranks.world_size
     return SequenceDataset(
         state.job.inputs,
         max_length=config.max_length,
-        max_tokens=state.max_tokens,
+        max_tokens=None if whole else state.max_tokens,
         invalid=config.invalid,
         on_overlength=config.on_overlength,
         window_stride=config.window_stride,
         allow_nucleotide_like=config.allow_nucleotide_like,
-        skip=state.skip,
-        rank=config.shard.index * ranks.world_size + ranks.rank,
-        world_size=lanes,
+        skip=None if whole else state.skip,
+        rank=0 if whole else config.shard.index * ranks.world_size + ranks.rank,
+        world_size=1 if whole else lanes,
         report=False,
         tokenizer=tokenizer,
         kind=config.kind,
@@ -277,6 +337,7 @@ def _embed(
     options: ForwardOptions,
     batches: Any,
     setup_s: float,
+    check: InputCheck | None,
     *,
     count_tokens: bool,
 ) -> EmbedSummary:
@@ -294,7 +355,8 @@ def _embed(
     lanes = config.shard.count * ranks.world_size
     progress = Progress(config.progress and ranks.rank == 0, total=lambda: remaining(todo, lanes))
     try:
-        stats = run_batches(batches, len(todo), embed, device, STORAGE[config.storage], sink, progress)
+        stop = check.raise_failure if check is not None else None
+        stats = run_batches(batches, len(todo), embed, device, STORAGE[config.storage], sink, progress, stop)
         sink.put(None)
         sink.join()
     except BaseException:
@@ -305,6 +367,8 @@ def _embed(
     finally:
         progress.close()
     finishing = time.perf_counter()
+    if ranks.rank == 0:
+        warn_empty(todo)
     totals = all_reduce(ranks, stats.records, stats.tokens)
     barrier(ranks)
     if ranks.rank == 0 and not alone and config.shard.count == 1:
@@ -347,12 +411,22 @@ def _finish(state: JobState) -> None:
     state.result = finish_job(state.job, state.expected.result())
 
 
-def _fail(states: list[JobState], ranks: Ranks) -> None:
-    """After a failure: keep what was committed (unless the writer itself failed), drop the locks."""
+def _fail(
+    states: list[JobState], ranks: Ranks, stop: InputError | None, digest: Callable[[JobState, int], str]
+) -> None:
+    """After a failure: keep what was committed (unless the writer itself failed), drop the locks.
+
+    ``stop``: the bad record that stopped the run, noted in its job's parts (``fixed_input``) and
+    told how many records the run keeps; ``digest(state, position)`` as ``_digest``.
+    """
     for state in states:
+        if stop is not None and state.job.output == stop.output and not state.failed:
+            note_stop(state, stop.position, functools.partial(digest, state), others=ranks.rank == 0)
         if state.part is not None:
-            try:
-                state.part.close(commit=not state.failed)
+            try:  # a part that never received a record is not committed: its folder then goes (release)
+                state.part.close(commit=not state.failed and state.part.records > 0)
             except OSError as err:  # the run's own error is what the user must see; this one is logged
                 log.warning("%s: could not commit partial results: %s", state.part.directory, err)
         release(state.claim, failed=True)
+    if stop is not None:
+        stop.kept = sum(kept_records(state) for state in states)

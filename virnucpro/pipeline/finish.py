@@ -24,6 +24,7 @@ from .fingerprint import same_job
 from .jobs import Job
 from .lock import JobLock
 from .parts import DamagedPartsError, NeverCommittedError, Part, part_directories, read_part
+from .writers import check_format
 
 __all__ = ["assemble_output", "finish_job"]
 
@@ -42,6 +43,7 @@ def finish_job(job: Job, expected: int | None = None) -> JobResult:
         _check_unchanged(inputs, fingerprint)
         expected = count_records(inputs, kind_from(fingerprint["input_kind"]))
     layout = meta["output"]
+    check_format(job.output, per_token=layout["per_token"])
     done = assemble(
         job,
         parts,
@@ -65,14 +67,20 @@ def _read_parts(job: Job) -> list[Part]:
         try:
             parts.append(read_part(directory, None, None))
         except NeverCommittedError as err:
-            raise DamagedPartsError(f"{err}; rerun that shard with --resume, then assemble") from None
+            raise DamagedPartsError(
+                f"{err}; rerun that shard with resume=True (CLI: --resume), then assemble"
+            ) from None
     if not parts:
-        raise DamagedPartsError(f"{job.parts_dir} holds no parts; run the shards first (virnucpro embed --shard I/N)")
+        raise DamagedPartsError(
+            f"{job.parts_dir} holds no parts; run the shards first, shard=Shard(I, N) "
+            "(CLI: virnucpro embed --shard I/N)"
+        )
     for part in parts[1:]:
         if not same_job(part.fingerprint, parts[0].fingerprint):
             raise ValueError(
                 f"{part.directory} and {parts[0].directory} come from different jobs; "
-                "rerun the odd shard with the same inputs and options (--overwrite), then assemble"
+                "rerun the odd shard with the same inputs and options and overwrite=True (CLI: --overwrite), "
+                "then assemble"
             )
     _check_all_shards(job, parts)
     return parts
@@ -85,7 +93,7 @@ def _check_all_shards(job: Job, parts: list[Part]) -> None:
     if missing:
         raise ValueError(
             f"{job.output}: shards {', '.join(f'{i}/{count}' for i in missing)} have no results in {job.parts_dir}; "
-            f"run them (virnucpro embed ... --shard I/{count}), then assemble"
+            f"run them, shard=Shard(I, {count}) (CLI: virnucpro embed ... --shard I/{count}), then assemble"
         )
 
 
@@ -93,14 +101,16 @@ def _check_unchanged(inputs: list[Path], fingerprint: dict) -> None:
     for path, recorded in zip(inputs, fingerprint["inputs"]):
         now = identify(path)
         if (now.sha256, now.size) != (recorded["sha256"], recorded["size"]):
-            raise ValueError(f"{path} changed since the shards embedded it; rerun every shard with --overwrite")
+            raise ValueError(
+                f"{path} changed since the shards embedded it; rerun every shard with overwrite=True (CLI: --overwrite)"
+            )
 
 
 def assemble_output(output: Path, *, overwrite: bool) -> JobResult:
     """``virnucpro assemble OUT``: the output from the parts of its ``--shard`` runs, once all are done."""
     job = Job((), output)
     if os.path.lexists(output) and not overwrite:
-        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+        raise FileExistsError(f"{output} exists; pass overwrite=True (CLI: --overwrite) to replace it")
     locks = []
     try:
         for lock in sorted(job.parts_dir.glob("shard-*.lock")) if job.parts_dir.is_dir() else []:

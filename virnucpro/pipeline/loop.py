@@ -60,8 +60,12 @@ def run_batches(
     storage: torch.dtype,
     sink: Sink,
     progress: Progress,
+    stop: Callable[[], None] | None = None,
 ) -> LoopStats:
-    """Embed every ``(job, batch)``, jobs in order; tell the sink when each of the ``jobs`` jobs is complete."""
+    """Embed every ``(job, batch)``, jobs in order; tell the sink when each of the ``jobs`` jobs is complete.
+
+    ``stop()`` is called before each batch and raises to end the run (the validation pass found a bad
+    record): a host-side check, nothing waits on the GPU."""
     on_gpu = device.type == "cuda"
     stats = LoopStats()
     host_wait, finished = 0.0, 0
@@ -79,6 +83,8 @@ def run_batches(
         finished = job
         if item is None:
             break
+        if stop is not None:
+            stop()
         batch = item[1]
         started = torch.cuda.Event(enable_timing=True) if on_gpu else None
         done = torch.cuda.Event(enable_timing=True) if on_gpu else None
