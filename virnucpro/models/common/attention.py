@@ -184,8 +184,8 @@ def select_attention(
         raise ValueError(f"attention (CLI: --attention) must be 'auto' or one of {BACKENDS}, got {name!r}")
     if alibi and name not in ALIBI_BACKENDS:
         raise ValueError(
-            f"attention (CLI: --attention) {name!r} cannot add the ALiBi bias this model needs; "
-            f"choose 'auto' or one of {ALIBI_BACKENDS}"
+            f"attention={name!r} cannot add the ALiBi bias this model needs; choose attention "
+            f"(CLI: --attention) 'auto' or one of {ALIBI_BACKENDS}"
         )
     if name != "reference" and not on_gpu_in_half:
         raise ValueError(
