@@ -16,7 +16,7 @@ from virnucpro.models import ForwardOptions, get_pooling
 
 from virnucpro.models.esm2.architecture import MAX_LENGTH
 
-__all__ = ["DTYPES", "STORAGE", "EmbedConfig", "EmbedSummary", "JobResult", "SelfCheck", "Shard"]
+__all__ = ["DTYPES", "STORAGE", "EmbedConfig", "EmbedSummary", "JobResult", "RunResult", "SelfCheck", "Shard"]
 
 #: Compute dtype per ``dtype`` name; "fp8" computes in bf16 around FP8 matmuls (``ForwardOptions.matmul``).
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.bfloat16}
@@ -212,8 +212,8 @@ class JobResult:
 
 
 @dataclass(frozen=True)
-class EmbedSummary:
-    """What a finished run did; ``line()`` is the summary the CLI prints (rank 0's is global)."""
+class RunResult:
+    """What a run of any task did (rank 0's counts are global); a task's summary words it."""
 
     jobs: tuple[JobResult, ...]
     records: int
@@ -225,9 +225,8 @@ class EmbedSummary:
     finish_s: float
     max_tokens: int
     peak_gpu_bytes: int
-    options: ForwardOptions
     world_size: int
-    fp8_check: tuple[float, float] | None = None  # (min, mean) cosine FP8 vs bf16 over the checked rows
+    checks: tuple[float, float] | None = None  # (min, mean) of a self-check's cosines over the checked rows
 
     @property
     def output(self) -> Path:
@@ -249,14 +248,28 @@ class EmbedSummary:
     def windowed(self) -> int:
         return sum(job.windowed for job in self.jobs)
 
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class EmbedSummary(RunResult):
+    """What a finished ``embed`` run did; ``line()`` is the summary the CLI prints (rank 0's is global).
+
+    ``options``: the forward options as resolved for the device."""
+
+    options: ForwardOptions = field(default_factory=ForwardOptions)
+
+    @property
+    def fp8_check(self) -> tuple[float, float] | None:
+        """(min, mean) cosine FP8 vs bf16 over the checked rows; None without FP8."""
+        return self.checks
+
     def _fp8(self) -> str:
         if self.fp8_check is None:
             return ""
         return f"FP8 self-check cosine vs bf16 min {self.fp8_check[0]:.5f} mean {self.fp8_check[1]:.5f}; "
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / self.wall_s if self.wall_s > 0 else 0.0
 
     def line(self) -> str:
         if all(job.skipped for job in self.jobs):

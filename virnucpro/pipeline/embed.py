@@ -1,52 +1,43 @@
 """``run_embed``: FASTA on disk to embeddings on disk, asynchronously, exactly once.
 
-One process per GPU (torchrun for several, ``--shard`` for independent scheduler tasks):
-
-    claim the outputs (locks; start, resume, replace or skip)  -> load the model while the
-    file digests and CUDA start in the background -> DataLoader workers start -> the packed
-    model is copied to the device and warmed up -> batches (``loop.py``) -> each job's part is
-    closed and, when this process holds all of it, assembled into its output (``assemble.py``).
+``embed`` is a task of the job machinery (``runner.py``, ``task.py``): it hands it one model,
+its tokenizer's batches, the pooled rows per batch (``embedder.py``), the row layout, and an
+output file written by suffix (``writers/``). Everything else (claims, parts, resume, shards,
+assembly) is the machinery's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
-import time
-from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from virnucpro.data import SequenceDataset, VarlenCollator
 from virnucpro.models import ForwardOptions, ModelFamily, family_for, get_pooling
+from virnucpro.reading import read_attributes
 
-from .background import Background, count_records
-from .claim import Claim, claim_output, release
-from .config import DTYPES, STORAGE, EmbedConfig, EmbedSummary, JobResult
-from .dataset import JobCollator, JobsDataset
-from .job_state import JobState, check_existing, prepare_part, remaining
-from .finish import finish_job
-from .distributed import Ranks, all_reduce, barrier, choose_device, process_group
-from .fingerprint import input_identities, job_fingerprint, model_identity
-from .jobs import Job, check_paths, plan_jobs
-from .loop import Embedder, run_batches
+from .background import Background
+from .config import DTYPES, STORAGE, EmbedConfig, EmbedSummary, RunResult
+from .embedder import Embedder, EmbedRows, StoredRows
+from .fingerprint import model_fields, model_identity
+from .job_state import JobState
+from .jobs import Job
+from .outputs import FileOutput
 from .parts import PartLayout
-from .progress import Progress
 from .provenance import job_attributes
+from .runner import Stages, run_jobs
 from .selfcheck import SelfCheckedEmbedder
-from .sink import Sink
+from .task import Assembly, Plan
+from .writers import OutputWriter, writer_for
 
-__all__ = ["run_embed"]
-
-log = logging.getLogger("virnucpro")
+__all__ = ["ASSEMBLY", "EmbedTask", "run_embed"]
 
 _COLUMNS = ("lengths", "input_lengths")
-T = TypeVar("T")
+_FILE = FileOutput()
 
 
 def run_embed(config: EmbedConfig, model: nn.Module | None = None) -> EmbedSummary:
@@ -61,186 +52,123 @@ def run_embed(config: EmbedConfig, model: nn.Module | None = None) -> EmbedSumma
     Raises on bad input or options, leaving no output file; committed partial results
     stay, for ``resume``.
     """
-    stage = _Stages()
-    family = family_for(config.model)
-    jobs = plan_jobs(config.inputs, config.output, config.output_dir, ".h5")
-    check_paths(jobs, parents=config.parents)
     if config.resume and model is not None:
         raise ValueError("resume needs the model named by config.model, not an in-memory model it cannot verify")
-    with process_group() as ranks:
-        device = choose_device(config.device, ranks)
-        config.forward_options.resolve(device, _compute_dtype(config, device))  # refuse what cannot run here, now
-        stage("device ready")
-        states = _claim(jobs, config, ranks)
-        stage("outputs claimed")
-        try:
-            return _run(config, family, ranks, device, states, model, stage)
-        except BaseException:
-            _fail(states, ranks)
-            raise
+    task = EmbedTask(config, family_for(config.model), model)
+    result = run_jobs(config, task)
+    return _summary(result, task.resolved or config.forward)
 
 
-def _claim(jobs: Sequence[Job], config: EmbedConfig, ranks: Ranks) -> list[JobState]:
-    """Rank 0 claims every output; the other ranks learn which outputs need no work."""
-    states = []
-    for job in jobs:  # a failure on rank 0 ends the run; torchrun then stops the ranks waiting below
-        if ranks.rank == 0:
-            states.append(
-                JobState(job, claim_output(job, config.shard, overwrite=config.overwrite, resume=config.resume))
-            )
-        else:
-            states.append(JobState(job, Claim(job)))
-    barrier(ranks)
-    done = all_reduce(ranks, *(int(state.claim.done) for state in states))
-    for state, is_done in zip(states, done):
-        state.claim.done = bool(is_done)
-        if is_done:
-            state.result = JobResult(state.job.output, 0, skipped=True)
-    return states
+def _writer(job: Job, meta: dict[str, Any]) -> OutputWriter:
+    return writer_for(job.output)
 
 
-def _run(
+#: How ``embed``'s parts become its output file (the format chosen by the output's suffix).
+ASSEMBLY = Assembly(output=lambda layout: _FILE, writer=_writer, attributes=read_attributes)
+
+
+class EmbedTask:
+    """``embed`` as the runner drives it: one model of ``family``, pooled rows per record."""
+
+    name = "embed"
+    output = _FILE
+
+    def __init__(self, config: EmbedConfig, family: ModelFamily, model: nn.Module | None) -> None:
+        self.config, self.family, self.model = config, family, model
+        self.resolved: ForwardOptions | None = None  # the forward options as resolved for the device, once planned
+
+    def check_device(self, device: torch.device) -> None:
+        self.config.forward_options.resolve(device, compute_dtype(self.config.dtype, device))
+
+    def plan(self, device: torch.device, stage: Stages) -> Plan:
+        config, family = self.config, self.family
+        # SHA-256 of the checkpoint, hashed from now on while the model is loaded and copied:
+        # the first run after a checkpoint is written hashes gigabytes.
+        model_file = Background(lambda: stage.after(model_identity(config.model), "checkpoint hashed"))
+        dtype = compute_dtype(config.dtype, device)
+        model = self.model
+        if model is None:  # as stored (e.g. fp16, memory-mapped): the packed copy converts once, on the device
+            model, _ = family.load(config.model, dtype=None)
+            stage("checkpoint mapped")
+        layers = family.layers(config.layers, model)
+        options = self.resolved = config.forward_options.resolve(device, dtype)
+        row_shape = (model.embed_dim,) if len(layers) == 1 else (len(layers), model.embed_dim)
+        return Plan(
+            layout=PartLayout((len(layers), model.embed_dim), np.dtype(config.storage), _COLUMNS + config.kind.columns),
+            max_tokens=config.max_tokens or family.max_tokens(model, dtype, device, len(layers), matmul=options.matmul),
+            kind=config.kind,
+            fingerprint=functools.partial(_fingerprint, config, family, model_file, layers, dtype, options),
+            output={
+                "per_token": config.per_token,
+                "row_shape": list(row_shape),
+                "storage": config.storage,
+                "special_tokens": family.vocabulary.special_tokens_per_sequence,
+            },
+            attributes=lambda job, fingerprint: job_attributes(config, job.inputs, fingerprint, device),
+            dataset=functools.partial(_dataset, config, family),
+            collate=VarlenCollator(family.batch_converter()),
+            compute=functools.partial(self._compute, model, (dtype, device), options, layers, stage),
+            store=lambda part: EmbedRows(part, config.per_token),
+            assembly=ASSEMBLY,
+        )
+
+    def _compute(
+        self,
+        model: nn.Module,
+        where: tuple[torch.dtype, torch.device],
+        options: ForwardOptions,
+        layers: tuple[int, ...],
+        stage: Stages,
+    ) -> StoredRows:
+        """The packed model on the device, warmed up, with pooling; with FP8, a bf16 copy to check it against."""
+        config, family = self.config, self.family
+        dtype, device = where
+        pooling = get_pooling(config.pooling)
+        packed = family.packed(model, dtype=dtype, device=device, options=options)
+        stage("model on the device")
+        packed.warm_up()
+        stage("warmed up")
+        embed = Embedder(packed, layers, pooling)
+        if options.matmul == "fp8":
+            native = dataclasses.replace(options, matmul="native")
+            reference = family.packed(model, dtype=dtype, device=device, options=native)
+            reference.warm_up()
+            stage("bf16 reference for the FP8 self-check on the device, warmed up")
+            embed = SelfCheckedEmbedder(embed, Embedder(reference, layers, pooling), config.fp8_check)
+        return StoredRows(embed, STORAGE[config.storage])
+
+
+def compute_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
+    """The compute dtype of a ``dtype`` option (``DTYPES``): None is bf16 on CUDA, fp32 on the CPU."""
+    return DTYPES[dtype or ("bf16" if device.type == "cuda" else "fp32")]
+
+
+def _fingerprint(
     config: EmbedConfig,
     family: ModelFamily,
-    ranks: Ranks,
-    device: torch.device,
-    states: list[JobState],
-    model: nn.Module | None,
-    stage: _Stages,
-) -> EmbedSummary:
-    started = time.perf_counter()
-    todo = [state for state in states if not state.claim.done]
-    if not todo:
-        return _nothing_to_do(states, config, ranks)
-    # SHA-256 of the checkpoint and inputs, for the fingerprint and provenance, hashed from now on
-    # while the model is loaded and copied: the first run after a checkpoint is written hashes
-    # gigabytes. These threads may run across the DataLoader's fork: they only read and digest
-    # files, holding no lock that a forked worker could inherit held (the fork's hazard).
-    model_file = Background(lambda: stage.after(model_identity(config.model), "checkpoint hashed"))
-    identities = [Background(lambda s=s: stage.after(input_identities(s.job.inputs), "inputs hashed")) for s in todo]
-    dtype = _compute_dtype(config, device)
-    if model is None:  # as stored (e.g. fp16, memory-mapped): the packed copy converts once, on the device
-        model, _ = family.load(config.model, dtype=None)
-        stage("checkpoint mapped")
-    layers = family.layers(config.layers, model)
-    options = config.forward_options.resolve(device, dtype)
-    layout = PartLayout((len(layers), model.embed_dim), np.dtype(config.storage), _COLUMNS + config.kind.columns)
-    default_tokens = config.max_tokens or family.max_tokens(model, dtype, device, len(layers), matmul=options.matmul)
-    meta = functools.partial(
-        _meta, config, family, device, (model.embed_dim, layers, dtype, options), model_file=model_file
-    )
-    for state, identity in zip(todo, identities):
-        if state.claim.existing:
-            check_existing(state, functools.partial(meta, state.job, identity), default_tokens)
-        else:
-            prepare_part(state, config, functools.partial(meta, state.job, identity), default_tokens, layout, ranks)
-    todo = [state for state in todo if not state.claim.done]
-    if not todo:
-        return _nothing_to_do(states, config, ranks)
-    barrier(ranks)  # every rank has read the committed state before anyone adds to it
-    stage("parts ready")
-    batches = iter(_loader(config, family, ranks, device, todo))  # workers read while the model is copied
-    stage("workers started")
-    for state in todo:
-        state.meta.start()  # after the forks: a fork must not copy a thread's held locks
-    if ranks.rank == 0:
-        for state in todo:
-            state.expected = Background(lambda s=state: count_records(s.job.inputs, config.kind))
-    embed = _embedder(config, family, model, dtype, device, options, layers, stage)
-    setup_s = time.perf_counter() - started
-    return _embed(config, ranks, device, todo, states, embed, options, batches, setup_s)
-
-
-class _Stages:
-    """Logs each set-up stage at DEBUG with the seconds since ``run_embed`` began: where start-up goes."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    def __call__(self, name: str) -> None:
-        log.debug("set-up: %s at %.2f s", name, time.perf_counter() - self.start)
-
-    def after(self, value: T, name: str) -> T:
-        """``value``, once ``name`` is logged: the stage of a background computation."""
-        self(name)
-        return value
-
-
-def _compute_dtype(config: EmbedConfig, device: torch.device) -> torch.dtype:
-    return DTYPES[config.dtype or ("bf16" if device.type == "cuda" else "fp32")]
-
-
-def _embedder(
-    config: EmbedConfig,
-    family: ModelFamily,
-    model: nn.Module,
-    dtype: torch.dtype,
-    device: torch.device,
-    options: ForwardOptions,
-    layers: tuple[int, ...],
-    stage: _Stages,
-) -> Embedder | SelfCheckedEmbedder:
-    """The packed model on the device, warmed up, with pooling; with FP8, a bf16 copy to check it against."""
-    pooling = get_pooling(config.pooling)
-    packed = family.packed(model, dtype=dtype, device=device, options=options)
-    stage("model on the device")
-    packed.warm_up()
-    stage("warmed up")
-    embed = Embedder(packed, layers, pooling)
-    if options.matmul != "fp8":
-        return embed
-    native = dataclasses.replace(options, matmul="native")
-    reference = family.packed(model, dtype=dtype, device=device, options=native)
-    reference.warm_up()
-    stage("bf16 reference for the FP8 self-check on the device, warmed up")
-    return SelfCheckedEmbedder(embed, Embedder(reference, layers, pooling), config.fp8_check)
-
-
-def _meta(
-    config: EmbedConfig,
-    family: ModelFamily,
-    device: torch.device,
-    computed: tuple[int, tuple[int, ...], torch.dtype, Any],
-    job: Job,
-    identity: Background,
-    max_tokens: int,
-    *,
     model_file: Background,
+    layers: tuple[int, ...],
+    dtype: torch.dtype,
+    options: ForwardOptions,
 ) -> dict[str, Any]:
-    """What a job's parts record of it: fingerprint, inputs, output layout and attributes."""
-    embed_dim, layers, dtype, options = computed
-    fingerprint = job_fingerprint(
-        config, family, identity.result(), model_file.result(), layers, dtype, max_tokens, options
-    )
-    row_shape = (embed_dim,) if len(layers) == 1 else (len(layers), embed_dim)
+    """``embed``'s fields of the resume fingerprint: the model, its options, the precision."""
     return {
-        "fingerprint": fingerprint,
-        "inputs": [str(path.resolve()) for path in job.inputs],
-        "output": {
-            "per_token": config.per_token,
-            "row_shape": list(row_shape),
-            "storage": config.storage,
-            "special_tokens": family.vocabulary.special_tokens_per_sequence,
-        },
-        "attributes": job_attributes(config, job.inputs, fingerprint, device),
+        "family": family.name,
+        "model": model_fields(config.model, model_file.result()),
+        "layers": list(layers),
+        "pooling": config.pooling,
+        "dtype": str(dtype),
+        "storage": config.storage,
+        "max_length": config.max_length,
+        "on_overlength": config.on_overlength,
+        "window_stride": config.window_stride,
+        "invalid": config.invalid,
+        "allow_nucleotide_like": config.allow_nucleotide_like,
+        "forward": options.as_dict(),
     }
 
 
-def _loader(
-    config: EmbedConfig, family: ModelFamily, ranks: Ranks, device: torch.device, todo: Sequence[JobState]
-) -> DataLoader:
-    return DataLoader(
-        JobsDataset([_dataset(state, config, family, ranks) for state in todo]),
-        batch_size=None,
-        collate_fn=JobCollator(VarlenCollator(family.batch_converter())),
-        num_workers=config.workers,
-        pin_memory=device.type == "cuda",
-        prefetch_factor=4 if config.workers else None,
-    )
-
-
-def _dataset(state: JobState, config: EmbedConfig, family: ModelFamily, ranks: Ranks) -> SequenceDataset:
-    lanes = config.shard.count * ranks.world_size
+def _dataset(config: EmbedConfig, family: ModelFamily, state: JobState, lane: int, lanes: int) -> SequenceDataset:
     return SequenceDataset(
         state.job.inputs,
         max_length=config.max_length,
@@ -250,7 +178,7 @@ def _dataset(state: JobState, config: EmbedConfig, family: ModelFamily, ranks: R
         window_stride=config.window_stride,
         allow_nucleotide_like=config.allow_nucleotide_like,
         skip=state.skip,
-        rank=config.shard.index * ranks.world_size + ranks.rank,
+        rank=lane,
         world_size=lanes,
         report=False,
         vocabulary=family.vocabulary,
@@ -258,88 +186,5 @@ def _dataset(state: JobState, config: EmbedConfig, family: ModelFamily, ranks: R
     )
 
 
-def _embed(
-    config: EmbedConfig,
-    ranks: Ranks,
-    device: torch.device,
-    todo: list[JobState],
-    states: list[JobState],
-    embed: Embedder | SelfCheckedEmbedder,
-    options: ForwardOptions,
-    batches: Any,
-    setup_s: float,
-) -> EmbedSummary:
-    alone = ranks.world_size == 1 and config.shard.count == 1  # this process holds every part
-
-    def finish(job_index: int) -> None:
-        if alone:
-            _finish(todo[job_index])
-
-    verify = embed.verify if isinstance(embed, SelfCheckedEmbedder) else None
-    sink = Sink([state.part for state in todo], on_done=finish, per_token=config.per_token, verify=verify)
-    sink.start()
-    lanes = config.shard.count * ranks.world_size
-    progress = Progress(config.progress and ranks.rank == 0, total=lambda: remaining(todo, lanes))
-    try:
-        stats = run_batches(batches, len(todo), embed, device, STORAGE[config.storage], sink, progress)
-        sink.put(None)
-        sink.join()
-    except BaseException:
-        sink.stop()
-        for state in todo:  # a writer that failed mid-append leaves parts its last commit must describe
-            state.failed = sink.error is not None
-        raise
-    finally:
-        progress.close()
-    finishing = time.perf_counter()
-    totals = all_reduce(ranks, stats.records, stats.tokens)
-    barrier(ranks)
-    if ranks.rank == 0 and not alone and config.shard.count == 1:
-        for state in todo:
-            _finish(state)
-    barrier(ranks)
-    for state in states:
-        release(state.claim, failed=False)
-    gpu_wait = sink.gpu_idle_s if device.type == "cuda" else stats.input_wait
-    checked = np.concatenate(sink.checks) if sink.checks else None
-    return EmbedSummary(
-        jobs=tuple(state.result or JobResult(state.job.output, 0, assembled=False) for state in states),
-        records=totals[0],
-        tokens=totals[1],
-        wall_s=stats.wall_s,
-        input_wait=gpu_wait / max(stats.wall_s, 1e-9),
-        startup_s=stats.startup_s,
-        setup_s=setup_s,
-        finish_s=time.perf_counter() - finishing,
-        max_tokens=todo[0].max_tokens if todo else 0,
-        peak_gpu_bytes=torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0,
-        options=options,
-        world_size=ranks.world_size,
-        fp8_check=None if checked is None else (float(checked.min()), float(checked.mean())),
-    )
-
-
-def _nothing_to_do(states: list[JobState], config: EmbedConfig, ranks: Ranks) -> EmbedSummary:
-    for state in states:
-        release(state.claim, failed=False)
-    return EmbedSummary(
-        jobs=tuple(state.result for state in states), records=0, tokens=0, wall_s=0.0, input_wait=0.0,
-        startup_s=0.0, setup_s=0.0, finish_s=0.0, max_tokens=config.max_tokens or 0, peak_gpu_bytes=0,
-        options=config.forward, world_size=ranks.world_size,
-    )  # fmt: skip
-
-
-def _finish(state: JobState) -> None:
-    """Check the job's parts cover its input exactly once and write its output."""
-    state.result = finish_job(state.job, state.expected.result())
-
-
-def _fail(states: list[JobState], ranks: Ranks) -> None:
-    """After a failure: keep what was committed (unless the writer itself failed), drop the locks."""
-    for state in states:
-        if state.part is not None:
-            try:
-                state.part.close(commit=not state.failed)
-            except OSError as err:  # the run's own error is what the user must see; this one is logged
-                log.warning("%s: could not commit partial results: %s", state.part.directory, err)
-        release(state.claim, failed=True)
+def _summary(result: RunResult, options: ForwardOptions) -> EmbedSummary:
+    return EmbedSummary(**{f.name: getattr(result, f.name) for f in dataclasses.fields(result)}, options=options)

@@ -11,12 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from virnucpro.models import ForwardOptions, ModelFamily
+from virnucpro.data import InputKind
 from virnucpro.models.esm2.loading import RANDOM_PREFIX, checkpoint_path
 
-from .config import EmbedConfig
 from .digests import FileIdentity, identify
 
 __all__ = [
@@ -25,11 +22,12 @@ __all__ = [
     "differences",
     "input_identities",
     "job_fingerprint",
+    "model_fields",
     "model_identity",
     "same_job",
 ]
 
-FORMAT = 2
+FORMAT = 3
 # May differ between the shards of one output (each sizes its batches for its own GPU).
 _PER_SHARD = ("max_tokens",)
 
@@ -50,35 +48,29 @@ def _content(identity: FileIdentity) -> dict[str, Any]:
 
 
 def job_fingerprint(
-    config: EmbedConfig,
-    family: ModelFamily,
+    task: str,
     inputs: Sequence[FileIdentity],
-    model: FileIdentity | None,
-    layers: Sequence[int],
-    dtype: torch.dtype,
+    kind: InputKind,
     max_tokens: int,
-    options: ForwardOptions,
+    shards: int,
+    fields: dict[str, Any],
 ) -> dict[str, Any]:
-    """What a job's partial results depend on."""
+    """What a job's partial results depend on: the machinery's fields and the task's ``fields``
+    (its models, options and precision)."""
     return {
         "format": FORMAT,
-        "family": family.name,
+        "task": task,
         "inputs": [_content(identity) for identity in inputs],
-        "model": {"random": config.model, "seed": 0} if model is None else _content(model),
-        "layers": list(layers),
-        "pooling": config.pooling,
-        "dtype": str(dtype),
-        "storage": config.storage,
-        "max_length": config.max_length,
-        "on_overlength": config.on_overlength,
-        "window_stride": config.window_stride,
-        "invalid": config.invalid,
-        "allow_nucleotide_like": config.allow_nucleotide_like,
-        "input_kind": config.kind.describe(),
+        "input_kind": kind.describe(),
         "max_tokens": max_tokens,
-        "forward": options.as_dict(),
-        "shards": config.shard.count,
+        "shards": shards,
+        **fields,
     }
+
+
+def model_fields(config_model: str, model: FileIdentity | None) -> dict[str, Any]:
+    """A model's part of a fingerprint: its checkpoint's content, or the ``random:`` spec and seed."""
+    return {"random": config_model, "seed": 0} if model is None else _content(model)
 
 
 def differences(a: dict[str, Any], b: dict[str, Any], *, across_shards: bool = False) -> list[str]:

@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 from virnucpro.data import require_fasta_file
 
-from .writers import check_format
+from .outputs import OutputKind
 
 __all__ = ["FASTA_SUFFIXES", "STDIN", "Job", "check_paths", "output_name", "plan_jobs", "spooled_stdin"]
 
@@ -78,11 +78,12 @@ def plan_jobs(inputs: Sequence[Path], output: Path | None, output_dir: Path | No
     return jobs
 
 
-def check_paths(jobs: Sequence[Job], *, parents: bool) -> None:
+def check_paths(jobs: Sequence[Job], *, parents: bool, output: OutputKind) -> None:
     """Refuse, before anything is written, any output that is or would overwrite an input.
 
     Checked per job: every input is a readable FASTA file; the output's folder exists
-    (or ``parents`` allows creating it); the output is not a directory; and neither the
+    (or ``parents`` allows creating it); the output can be ``output``'s shape (``OutputKind.check``:
+    a file is not a directory and has a known format; a folder holds only the task's files); and neither the
     output, its parts folder nor anything inside the folder's name space of the output
     resolves to an input (``os.path.samefile`` on what exists, resolved paths otherwise).
     """
@@ -99,11 +100,7 @@ def check_paths(jobs: Sequence[Job], *, parents: bool) -> None:
                 raise ValueError(
                     f"output {path} is the input {clash}: writing it would destroy the input; choose another output"
                 )
-        if job.output.is_dir():
-            raise ValueError(
-                f"-o {job.output} is a directory; name the output file to write (e.g. {job.output}/out.h5)"
-            )
-        check_format(job.output)
+        output.check(job.output)
         _check_folder(job.output.parent, parents)
 
 

@@ -37,7 +37,7 @@ __all__ = ["DamagedPartsError", "Meta", "NeverCommittedError", "PartLayout", "cr
 Meta = dict[str, Any] | Callable[[], dict[str, Any]]
 
 STATE = "state.json"
-META_KEYS = ("fingerprint", "inputs", "output", "attributes")
+META_KEYS = ("task", "fingerprint", "inputs", "output", "attributes")
 IDS, ROWS = "ids.txt", "rows.bin"
 FORMAT = 2
 _READ_BLOCK = 1 << 24
