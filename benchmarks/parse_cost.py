@@ -28,8 +28,7 @@ from pathlib import Path
 from bench_data import proteome, repeat, vnp500, write_fasta
 from timing import best_seconds
 
-from virnucpro.data import SequenceDataset
-from virnucpro.models.esm2 import VOCABULARY
+from virnucpro.data import SequenceDataset, default_tokenizer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -50,7 +49,7 @@ def parse_once(path: Path) -> tuple[int, int, int]:
         for record in SequenceDataset(path).records():
             n += 1
             residues += record.length
-            tokens += len(record.sequence) + VOCABULARY.special_tokens_per_sequence
+            tokens += len(record.sequence) + default_tokenizer().special_tokens_per_sequence
     return n, residues, tokens
 
 

@@ -70,9 +70,9 @@ from typing import Any
 import _paths  # noqa: F401  (tests/ on sys.path: the fair-esm reference loop)
 import esm
 import torch
-import torch.nn.functional as F
 import fp8_levers
 from bench_data import DATASETS, repeat, write_fasta
+from matmul_floor import floor_pass
 from esm_reference import esm_extract_batches, esm_extract_means
 from throughput_report import gib, markdown, merge_rows
 from timing import timed_runs, wall_seconds
@@ -315,35 +315,14 @@ def virnucpro_gpu_only(bench: Bench, data: Data) -> Iterator[Row]:
 
 
 def matmul_floor(bench: Bench, data: Data) -> Iterator[Row]:
-    """The linear layers' matmuls alone (no bias, no attention, no elementwise work) per packed batch.
-
-    Each layer has its own weights, as in the model, so that the weights stream
-    from memory rather than sit in the L2 cache.
-    """
+    """The linear layers' matmuls alone (no bias, no attention, no elementwise work) per packed batch
+    (``matmul_floor.floor_pass``): fused QKV, attention output, fc1, fc2 of every layer."""
     token_counts = [b.num_tokens for b in packed_batches(bench, data)]
     num_layers, dim = bench.model.num_layers, bench.model.embed_dim
-    generator = torch.Generator(bench.device).manual_seed(bench.seed)
-
-    def randn(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=generator, device=bench.device, dtype=bench.dtype)
-
-    # (out, in) per layer: fused QKV, attention output, fc1, fc2.
-    weights = [
-        [randn(3 * dim, dim), randn(dim, dim), randn(4 * dim, dim), randn(dim, 4 * dim)] for _ in range(num_layers)
-    ]
-    x, hidden = randn(max(token_counts), dim), randn(max(token_counts), 4 * dim)
-
-    def one_pass() -> None:
-        for tokens in token_counts:
-            for qkv, out, fc1, fc2 in weights:
-                F.linear(x[:tokens], qkv)
-                F.linear(x[:tokens], out)
-                F.linear(x[:tokens], fc1)
-                F.linear(hidden[:tokens], fc2)
-
+    shapes = [(3 * dim, dim), (dim, dim), (4 * dim, dim), (dim, 4 * dim)]
+    one_pass, flops = floor_pass(shapes, num_layers, token_counts, bench.device, bench.dtype, bench.seed)
     _, runs, resident = timed_passes(bench, one_pass)
     seconds = statistics.median(runs)
-    flops = 2 * 12 * dim * dim * num_layers * sum(token_counts)
     yield row(
         bench, data, f"matmul-floor-{DTYPE_NAMES[bench.dtype]}", seconds, bench.max_tokens, resident,
         dtype=DTYPE_NAMES[bench.dtype], batches=len(token_counts), tflops_per_s=flops / seconds / 1e12,

@@ -1,4 +1,4 @@
-"""``virnucpro embed``: protein FASTA in, one embeddings file per output."""
+"""``virnucpro embed``: FASTA in (protein, or nucleotide for a model that reads DNA), one embeddings file per output."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from pathlib import Path
 
 from virnucpro.data import DnaInput
 from virnucpro.data.dna import FRAMES
-from virnucpro.models import BACKENDS, KERNELS, POOLINGS, ForwardOptions
-from virnucpro.models.esm2.architecture import MAX_LENGTH
+from virnucpro.models import BACKENDS, FAMILIES, KERNELS, POOLINGS, ForwardOptions
 from virnucpro.models.options import GELUS
 from virnucpro.pipeline import DTYPES, STORAGE, EmbedConfig, SelfCheck, Shard, run_embed
 from virnucpro.pipeline.jobs import STDIN, spooled_stdin
@@ -21,13 +20,26 @@ RESUME_HINT = "rerun the same command with --resume to continue from the results
 
 
 DETAILS = (
-    "protein FASTA (plain, gzip, bz2 or xz) with ESM-2, one row per record in input order. Run under "
-    "torchrun for several GPUs, or with --shard for independent scheduler tasks."
+    "protein FASTA (plain, gzip, bz2 or xz) with ESM-2, or nucleotide FASTA with a model that reads DNA "
+    "(DNABERT-S), one row per record in input order. Run under torchrun for several GPUs, or with --shard "
+    "for independent scheduler tasks."
 )
 
 
+def _pooling_help() -> str:
+    """Each pooling mode; ``mean`` as each model family's published recipe defines it."""
+    recipe = {False: "residues only, BOS and EOS excluded", True: "every token, special tokens included"}
+    means = ", ".join(f"{name}: {recipe[family.mean_includes_special_tokens]}" for name, family in FAMILIES.items())
+    modes = [f"{name}: {mode.help}" + (f" ({means})" if name == "mean" else "") for name, mode in POOLINGS.items()]
+    return "; ".join(modes) + "; per-token needs one token per residue, not byte pairs (default: mean)"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="protein FASTA files; - reads standard input")
+    p.add_argument(
+        "inputs", nargs="+", type=Path, metavar="INPUT",
+        help="protein FASTA files, or nucleotide FASTA for a model that reads DNA (upper-cased, IUPAC codes "
+        "only); - reads standard input",
+    )  # fmt: skip
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--output", type=Path, help="the file to write (.h5); it appears only when complete")
     out.add_argument("--output-dir", type=Path, help="write DIR/<input name>.h5 for each input, through one model")
@@ -35,11 +47,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         required=True,
-        help="fair-esm name (e.g. esm2_t33_650M_UR50D), a local fair-esm .pt file, "
+        help="fair-esm name (e.g. esm2_t33_650M_UR50D), a local fair-esm .pt file, a DNABERT-S folder, "
         "or random:<name> (random weights, only for trying the tool)",
     )
-    dna = p.add_argument_group("DNA input (VirNucPro's chunking and six-frame translation)")
-    dna.add_argument("--dna", action="store_true", help="the inputs are nucleotide FASTA: chunk and translate them")
+    dna = p.add_argument_group("DNA input for protein models (VirNucPro's chunking and six-frame translation)")
+    dna.add_argument(
+        "--dna", action="store_true",
+        help="the inputs are nucleotide FASTA: chunk and translate them for a protein model (a model that "
+        "reads DNA, such as DNABERT-S, reads them as they are)",
+    )  # fmt: skip
     dna.add_argument("--chunk-size", type=int, help="bases per chunk with --dna (default 500; VirNucPro: 300 or 500)")
     dna.add_argument(
         "--frames",
@@ -51,10 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="embed protein records that read as DNA or RNA (refused by default; --dna translates DNA)",
     )  # fmt: skip
     p.add_argument("--layers", type=int, nargs="+", help="layers to store, fair-esm numbering, -1 = last (default)")
-    p.add_argument(
-        "--pooling", choices=POOLINGS, default="mean",
-        help="; ".join(f"{name}: {mode.help}" for name, mode in POOLINGS.items()) + " (default: mean)",
-    )  # fmt: skip
+    p.add_argument("--pooling", choices=POOLINGS, default="mean", help=_pooling_help())
     p.add_argument(
         "--dtype", choices=DTYPES,
         help="compute precision (default: bf16 on GPU, fp32 on CPU); fp8: FP8 matmuls on Hopper or newer, self-checked",
@@ -70,8 +83,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", choices=STORAGE, default="float32", help="stored embedding dtype")
     p.add_argument("--max-tokens", type=int, help="tokens per packed batch (default: sized from free GPU memory)")
     p.add_argument(
-        "--max-length", type=int, default=MAX_LENGTH, help=f"residues kept per sequence (default {MAX_LENGTH})"
-    )
+        "--max-length", type=int,
+        help="residues (bases) kept per sequence (default: the model's own, e.g. 1022 for ESM-2)",
+    )  # fmt: skip
     p.add_argument(
         "--on-overlength", choices=("truncate", "raise", "window"), default="truncate",
         help="longer sequences: truncate (counted), fail, or window: embed every residue with overlapping "

@@ -1,4 +1,4 @@
-"""``VarlenCollator``: records to one packed, padding-free batch for a varlen ESM-2 forward.
+"""``VarlenCollator``: records to one packed, padding-free batch for a varlen forward.
 
 The collator is stateless, so it is safe wherever PyTorch runs it: in the main
 process with ``num_workers=0``, inside each worker otherwise (PyTorch pickles
@@ -6,24 +6,25 @@ process with ``num_workers=0``, inside each worker otherwise (PyTorch pickles
 tokenising then happens in parallel, off the process that drives the GPU, and
 it touches no CUDA.
 
-Tokens are exactly those of ESM's ``batch_converter`` for each sequence (BOS,
-residues, EOS, no padding), produced with one vectorised lookup over the whole
-batch instead of a Python loop per residue.
+Tokens come from the model family's ``Tokenizer`` (``tokenizer.py``), one ``encode``
+call per batch; given ESM's ``batch_converter`` instead, from an ``AlphabetTokenizer``
+over the converter's alphabet, equal to the converter for each sequence (BOS,
+residues, EOS, no padding).
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import esm
 import numpy as np
 import torch
 
+from .alphabet_tokenizer import AlphabetTokenizer
 from .batch import PackedBatch
 from .records import Record, quote_id
+from .tokenizer import Encoded, Tokenizer, UnknownCharacterError, is_per_character, is_tokenizer
 from .windows import residue_weights
 
 __all__ = ["VarlenCollator"]
@@ -35,8 +36,8 @@ class VarlenCollator:
     """Tokenise a list of records into ``input_ids``/``cu_seqlens`` (the FlashAttention varlen layout).
 
     Args:
-        batch_converter: ESM's ``alphabet.get_batch_converter()``; its alphabet and
-            ``truncation_seq_length`` define the tokens.
+        tokenizer: the model family's ``Tokenizer``, or ESM's ``alphabet.get_batch_converter()``,
+            whose alphabet and ``truncation_seq_length`` then define the tokens.
         max_tokens: expected token budget. A batch over it is still packed whole
             (nothing is ever dropped) with a warning pointing to
             ``SequenceDataset(max_tokens=...)``, which budgets batches before collation.
@@ -47,12 +48,13 @@ class VarlenCollator:
 
     * ``input_ids``: ``(T,)`` int64, CPU; sequence ``i`` is ``input_ids[cu_seqlens[i]:cu_seqlens[i+1]]``;
     * ``cu_seqlens``: ``(N + 1,)`` int32, ``cu_seqlens[0] == 0``, ``cu_seqlens[-1] == T``;
-    * ``max_seqlen``: int, the longest sequence in tokens (BOS and EOS included);
+    * ``max_seqlen``: int, the longest sequence in tokens (special tokens included);
     * ``sequence_ids``: list of N str; ``num_sequences``: N;
     * ``indices``: ``(N,)`` int64, each record's ``index`` (input position), -1 where absent;
-    * ``lengths``: ``(N,)`` int64, each record's ``length`` (residues before truncation),
-      else its token count before any truncation;
-    * ``residues``: ``(N,)`` int64, residues embedded per record (after any truncation);
+    * ``lengths``: ``(N,)`` int64, each record's ``length`` (characters before truncation),
+      else its residues before any truncation;
+    * ``residues``: ``(N,)`` int64, characters embedded per record (after any truncation); for
+      a per-character tokenizer, its tokens without the special tokens;
     * ``num_replaced``: residues that ``SequenceDataset(invalid="X")`` replaced in these records;
     * ``num_truncated``: how many sequences are truncated: by ``SequenceDataset`` (its
       ``length`` exceeds the sequence) or by the converter's ``truncation_seq_length``;
@@ -64,50 +66,44 @@ class VarlenCollator:
     (where ``batch_converter`` itself raises a bare ``KeyError``).
     """
 
-    def __init__(self, batch_converter: esm.data.BatchConverter, max_tokens: int | None = None) -> None:
-        alphabet = batch_converter.alphabet
-        self.batch_converter = batch_converter
+    def __init__(self, tokenizer: Tokenizer | Any, max_tokens: int | None = None) -> None:
         self.max_tokens = max_tokens
-        self.truncation_seq_length = batch_converter.truncation_seq_length
-        self._bos = alphabet.cls_idx if alphabet.prepend_bos else None
-        self._eos = alphabet.eos_idx if alphabet.append_eos else None
-        self._lut = np.full(256, -1, dtype=np.int64)
-        for tok, idx in alphabet.tok_to_idx.items():
-            if len(tok) == 1 and ord(tok) < 256:
-                self._lut[ord(tok)] = idx
-        self._tok_to_idx = dict(alphabet.tok_to_idx)
-        specials = sorted((t for t in alphabet.all_toks if len(t) > 1), key=len, reverse=True)
-        self._special = re.compile("(" + "|".join(map(re.escape, specials)) + ")")
+        self.truncation_seq_length = None
+        if is_tokenizer(tokenizer):
+            self.tokenizer = tokenizer
+        elif hasattr(tokenizer, "alphabet") and hasattr(tokenizer, "truncation_seq_length"):
+            self.tokenizer = AlphabetTokenizer(tokenizer.alphabet)
+            self.truncation_seq_length = tokenizer.truncation_seq_length
+        else:
+            raise ValueError(
+                f"VarlenCollator takes a model family's Tokenizer or ESM's alphabet.get_batch_converter(), "
+                f"got a {type(tokenizer).__name__}"
+            )
+        self.per_character = is_per_character(self.tokenizer)
 
     def __call__(self, batch: RecordLike | Sequence[RecordLike]) -> PackedBatch:
         if isinstance(batch, (Record, Mapping)):
             batch = [batch]
-        batch = [_as_record(r) for r in batch]
-        ids = [r.id for r in batch]
-        seqs = [r.sequence for r in batch]
-        residues, lengths = self._encode(ids, seqs)
-        original = np.fromiter((n if r.length < 0 else r.length for r, n in zip(batch, lengths.tolist())), np.int64)
-        truncated = np.fromiter((r.truncated for r in batch), dtype=bool, count=len(batch))
-        if self.truncation_seq_length and (lengths > self.truncation_seq_length).any():
-            truncated |= lengths > self.truncation_seq_length
-            _refuse_truncated_windows(batch, lengths > self.truncation_seq_length, self.truncation_seq_length)
-            residues, lengths = self._truncate(residues, lengths)
+        records = [_as_record(r) for r in batch]
+        ids = [r.id for r in records]
+        tokens, counts = self._encode(batch, records)
+        special = self.tokenizer.special_tokens_per_sequence
+        residues = counts - special if self.per_character else _characters(records)
+        original = np.fromiter((n if r.length < 0 else r.length for r, n in zip(records, residues.tolist())), np.int64)
+        truncated = np.fromiter((r.truncated for r in records), dtype=bool, count=len(records))
+        if self.truncation_seq_length and (cut := residues > self.truncation_seq_length).any():
+            truncated |= cut
+            _refuse_truncated_windows(records, cut, self.truncation_seq_length)
+            tokens, counts, residues = self._truncate(tokens, counts, residues)
 
-        extra = (self._bos is not None) + (self._eos is not None)
-        cu_seqlens = np.zeros(len(seqs) + 1, dtype=np.int64)
-        np.cumsum(lengths + extra, out=cu_seqlens[1:])
+        cu_seqlens = np.zeros(len(records) + 1, dtype=np.int64)
+        np.cumsum(counts, out=cu_seqlens[1:])
         total = int(cu_seqlens[-1])
-        input_ids = np.empty(total, dtype=np.int64)
-        is_residue = np.ones(total, dtype=bool)
-        if self._bos is not None:
-            input_ids[cu_seqlens[:-1]] = self._bos
-            is_residue[cu_seqlens[:-1]] = False
-        if self._eos is not None:
-            input_ids[cu_seqlens[1:] - 1] = self._eos
-            is_residue[cu_seqlens[1:] - 1] = False
-        input_ids[is_residue] = residues
-        weights = np.zeros(total, dtype=np.float32)  # BOS and EOS rows are never merged
-        weights[is_residue] = residue_weights(batch, lengths)
+        body = np.ones(total, dtype=bool)  # special tokens: each sequence's first, and with two its last
+        body[cu_seqlens[:-1][counts > 0]] = special < 1
+        body[cu_seqlens[1:][counts > 1] - 1] = special < 2
+        weights = np.zeros(total, dtype=np.float32)  # special tokens' rows are never merged
+        weights[body] = residue_weights(records, counts - special)
 
         if self.max_tokens is not None and total > self.max_tokens:
             warnings.warn(
@@ -117,81 +113,61 @@ class VarlenCollator:
                 stacklevel=2,
             )
         return PackedBatch(
-            input_ids=torch.from_numpy(input_ids),
+            input_ids=torch.from_numpy(tokens),
             cu_seqlens=torch.from_numpy(cu_seqlens.astype(np.int32)),
-            max_seqlen=int((lengths + extra).max()) if len(seqs) else 0,
+            max_seqlen=int(counts.max()) if len(records) else 0,
             sequence_ids=ids,
-            indices=torch.tensor([r.index for r in batch], dtype=torch.int64),
+            indices=torch.tensor([r.index for r in records], dtype=torch.int64),
             lengths=torch.from_numpy(original),
-            residues=torch.from_numpy(lengths),
+            residues=torch.from_numpy(residues),
             num_truncated=int(truncated.sum()),
-            num_replaced=sum(r.replaced for r in batch),
+            num_replaced=sum(r.replaced for r in records),
             columns={
-                name: torch.tensor([r.columns[name] for r in batch], dtype=torch.int64)
-                for name in (batch[0].columns if batch else ())
+                name: torch.tensor([r.columns[name] for r in records], dtype=torch.int64)
+                for name in (records[0].columns if records else ())
             },
-            window_starts=torch.tensor([r.window_start for r in batch], dtype=torch.int64),
-            window_counts=torch.tensor([r.window_count for r in batch], dtype=torch.int64),
+            window_starts=torch.tensor([r.window_start for r in records], dtype=torch.int64),
+            window_counts=torch.tensor([r.window_count for r in records], dtype=torch.int64),
             residue_weights=torch.from_numpy(weights),
-            replaced=torch.tensor([r.replaced for r in batch], dtype=torch.int64),
-            num_windows=sum(r.is_window for r in batch),
+            replaced=torch.tensor([r.replaced for r in records], dtype=torch.int64),
+            num_windows=sum(r.is_window for r in records),
         )
 
-    def _encode(self, ids: list[str], seqs: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Residue token ids of all sequences, concatenated, and each sequence's token count."""
-        joined = "".join(seqs)
-        if "<" in joined:
-            return self._encode_with_specials(ids, seqs)
-        lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
-        raw = joined.encode("utf-32-le")  # 4 bytes per character keeps positions aligned for any input
-        codes = np.frombuffer(raw, dtype=np.uint32)
-        residues = self._lut[np.minimum(codes, 255)]
-        bad = (residues < 0) | (codes > 255)
-        if bad.any():
-            self._raise_unknown(ids, lengths, int(np.argmax(bad)), chr(int(codes[np.argmax(bad)])))
-        return residues, lengths
+    def _encode(self, batch: Any, records: list[Record]) -> tuple[np.ndarray, np.ndarray]:
+        """All tokens (T,) int64 and tokens per record (N,) int64; the batch's own if it carries them."""
+        if isinstance(batch, Encoded) and batch.encoded_by(self.tokenizer):
+            return batch.ids, batch.lengths
+        try:
+            return self.tokenizer.encode([r.sequence for r in records])
+        except UnknownCharacterError as err:
+            fix = "read FASTA through SequenceDataset (invalid='X' replaces unknown residues) or fix the sequence"
+            raise err.naming(quote_id(records[err.sequence].id), fix) from None
 
-    def _encode_with_specials(self, ids: list[str], seqs: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Slow path for sequences that spell special tokens such as ``<mask>``, split as ESM's tokenizer does."""
-        encoded: list[int] = []
-        lengths = np.zeros(len(seqs), dtype=np.int64)
-        for i, seq in enumerate(seqs):
-            start = len(encoded)
-            for j, part in enumerate(self._special.split(seq)):
-                if j % 2:
-                    encoded.append(self._tok_to_idx[part])
-                    continue
-                for char in part:
-                    if char not in self._tok_to_idx:
-                        raise ValueError(self._unknown_message(ids[i], char, len(encoded) - start + 1))
-                    encoded.append(self._tok_to_idx[char])
-            lengths[i] = len(encoded) - start
-        return np.asarray(encoded, dtype=np.int64), lengths
-
-    def _truncate(self, residues: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _truncate(
+        self, tokens: np.ndarray, counts: np.ndarray, residues: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each sequence's first ``truncation_seq_length`` residue tokens between its special tokens,
+        as ``batch_converter`` cuts them."""
         limit = self.truncation_seq_length
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        offsets = np.arange(residues.size) - np.repeat(starts, lengths)
-        kept = residues[offsets < limit]
+        special = self.tokenizer.special_tokens_per_sequence
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        offsets = np.arange(tokens.size) - np.repeat(starts, counts)  # position within its sequence
+        ends = np.repeat(counts, counts)
+        # keep the leading special token and residues up to the limit, and a trailing special token
+        kept = (offsets < limit + min(special, 1)) | ((special > 1) & (offsets == ends - 1))
         warnings.warn(
             f"VarlenCollator truncated sequences longer than the batch converter's truncation_seq_length={limit}, "
             "as batch_converter does; each batch counts them in 'num_truncated'. SequenceDataset(max_length=...) "
             "truncates before collation and reports the count",
             stacklevel=3,
         )
-        return kept, np.minimum(lengths, limit)
+        residues = np.minimum(residues, limit)
+        return tokens[kept], residues + special, residues
 
-    def _raise_unknown(self, ids: list[str], lengths: np.ndarray, flat: int, char: str) -> None:
-        seq = int(np.searchsorted(np.cumsum(lengths), flat, side="right"))
-        position = flat - int(lengths[:seq].sum()) + 1
-        raise ValueError(self._unknown_message(ids[seq], char, position))
 
-    @staticmethod
-    def _unknown_message(record_id: str, char: str, position: int) -> str:
-        return (
-            f"record {quote_id(record_id)}: character {char!r} at position {position} is not in ESM's alphabet; "
-            "read FASTA through SequenceDataset (invalid='X' replaces unknown residues) or fix the sequence"
-        )
+def _characters(records: list[Record]) -> np.ndarray:
+    """(N,) int64 characters of each record's sequence."""
+    return np.fromiter((len(r.sequence) for r in records), dtype=np.int64, count=len(records))
 
 
 def _refuse_truncated_windows(batch: list[Record], cut: np.ndarray, limit: int) -> None:

@@ -6,6 +6,9 @@ sharding, tokenising, storage) is the same for every kind; a new input kind is o
 here.
 
 * ``ProteinInput``: protein FASTA, one record per input record, no extra columns.
+* ``NucleotideInput``: nucleotide FASTA for a model family that reads DNA itself
+  (``ModelFamily.reads == "nucleotide"``): one record per input record, no extra columns;
+  normalised as DNA (IUPAC codes only, ``normalise.py``).
 * ``DnaInput``: nucleotide FASTA, chunked and translated in six frames by VirNucPro's rules
   (``dna.py``); one record per kept frame, with the DNA record it came from
   (``source_index``, 0-based in the whole input), its ``chunk`` (1-based) and ``frame``
@@ -17,12 +20,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from .dna import Translator
 from .fasta import FastaRecord, read_fasta
 
-__all__ = ["DnaInput", "InputKind", "PROTEIN", "ProteinInput", "kind_from"]
+__all__ = ["DnaInput", "InputKind", "NUCLEOTIDE", "NucleotideInput", "PROTEIN", "ProteinInput", "kind_from"]
 
 
 class InputKind(Protocol):
@@ -30,6 +33,8 @@ class InputKind(Protocol):
     columns: tuple[str, ...]
     #: Whether its sequences may look like nucleotides (translated proteins are ours, not a mistake).
     nucleotide_like_ok: bool
+    #: What its records hold for the model: proteins, or DNA for a family that reads DNA.
+    yields: Literal["protein", "nucleotide"]
 
     def records(self, paths: Sequence[Path]) -> Iterator[tuple[FastaRecord, dict[str, int]]]: ...
 
@@ -42,17 +47,41 @@ class InputKind(Protocol):
 class ProteinInput:
     columns: tuple[str, ...] = ()
     nucleotide_like_ok: bool = False
+    yields: Literal["protein", "nucleotide"] = "protein"
 
     def records(self, paths: Sequence[Path]) -> Iterator[tuple[FastaRecord, dict[str, int]]]:
-        for path in paths:
-            for record in read_fasta(path):
-                yield record, {}
+        return _as_they_are(paths)
 
     def describe(self) -> dict[str, Any]:
         return {"input": "protein"}
 
 
+def _as_they_are(paths: Sequence[Path]) -> Iterator[tuple[FastaRecord, dict[str, int]]]:
+    """Every record of ``paths``, in order, without extra columns."""
+    for path in paths:
+        for record in read_fasta(path):
+            yield record, {}
+
+
 PROTEIN = ProteinInput()
+
+
+@dataclass(frozen=True)
+class NucleotideInput:
+    """Nucleotide FASTA read as DNA, record by record, by a model family that reads DNA."""
+
+    columns: tuple[str, ...] = ()
+    nucleotide_like_ok: bool = True
+    yields: Literal["protein", "nucleotide"] = "nucleotide"
+
+    def records(self, paths: Sequence[Path]) -> Iterator[tuple[FastaRecord, dict[str, int]]]:
+        return _as_they_are(paths)
+
+    def describe(self) -> dict[str, Any]:
+        return {"input": "nucleotide"}
+
+
+NUCLEOTIDE = NucleotideInput()
 
 
 @dataclass(frozen=True)
@@ -68,6 +97,7 @@ class DnaInput:
     frames: str = "stop-free"
     columns: tuple[str, ...] = ("source_index", "chunk", "frame")
     nucleotide_like_ok: bool = True
+    yields: Literal["protein", "nucleotide"] = "protein"
 
     def __post_init__(self) -> None:
         Translator(self.chunk_size, self.frames)  # checks both, naming the CLI flags
@@ -93,4 +123,6 @@ def kind_from(description: dict[str, Any]) -> InputKind:
     """The input kind a ``describe()`` recorded (e.g. in the parts of a run), to read its inputs again."""
     if description.get("input") == "dna":
         return DnaInput(description["chunk_size"], description["frames"])
+    if description.get("input") == "nucleotide":
+        return NUCLEOTIDE
     return PROTEIN

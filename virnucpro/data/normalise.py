@@ -11,6 +11,12 @@ alphabet is an error that names the file, the record and the fix, unless
 ``invalid="X"`` asks for it to be replaced, which is counted. Sequences over
 ``max_length`` are truncated (counted), refused, or kept whole (counted) for
 ``SequenceDataset`` to cut into overlapping windows (``windows.py``).
+
+The alphabet is the model family's tokenizer's (``tokenizer.py``). DNA read as DNA
+(``nucleotides=True``, for families that read nucleotides) is upper-cased and must hold
+IUPAC nucleotide codes only (``NUCLEOTIDE_CODES``): no stop is removed, nothing is
+replaced, and any other character is an error naming the file, record, character and
+position.
 """
 
 from __future__ import annotations
@@ -19,9 +25,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from virnucpro.models.esm2 import VOCABULARY
-
+from .alphabet_tokenizer import default_tokenizer
 from .fasta import FastaRecord
+from .tokenizer import NUCLEOTIDE_CODES
 
 __all__ = ["OVERLENGTH", "Normaliser"]
 
@@ -68,21 +74,32 @@ class Normaliser:
     ``"window"``: keep the whole sequence (counted in ``windowed``), to be embedded as
     overlapping windows.
     ``invalid``: ``"raise"``, or ``"X"`` to replace unknown residues with ``X`` (counted).
-    ``residues``: the characters a normalised sequence may hold (default ESM-2's).
+    ``residues``: the characters a normalised sequence may hold: the tokenizer's ``alphabet``
+    (default ESM's).
     ``allow_nucleotide_like``: accept records that read as DNA/RNA (see ``NUCLEOTIDE_MIN_LENGTH``).
+    ``nucleotides``: the sequences are DNA for a model that reads DNA: IUPAC codes only, kept as they are.
+    ``windows``: whether the tokenizer allows windows (one token per character), for the messages.
     """
 
-    max_length: int = VOCABULARY.max_length
+    max_length: int = field(default_factory=lambda: default_tokenizer().max_length)
     on_overlength: Literal["truncate", "raise", "window"] = "truncate"
     invalid: Literal["raise", "X"] = "raise"
-    residues: str = VOCABULARY.residues
+    residues: str = field(default_factory=lambda: default_tokenizer().alphabet)
     truncated: int = 0
     replaced_residues: int = 0
     windowed: int = 0
     allow_nucleotide_like: bool = field(default=False, kw_only=True)
+    nucleotides: bool = field(default=False, kw_only=True)
+    windows: bool = field(default=True, kw_only=True)
 
     def __post_init__(self) -> None:
-        self._not_residue = re.compile(f"[^{re.escape(self.residues)}]")
+        allowed = "".join(c for c in self.residues if c in NUCLEOTIDE_CODES) if self.nucleotides else self.residues
+        self._not_residue = re.compile(f"[^{re.escape(allowed)}]")
+        if self.nucleotides and self.invalid != "raise":
+            raise ValueError(
+                f"invalid={self.invalid!r} replaces unknown protein residues with X; DNA input holds IUPAC "
+                "nucleotide codes only: pass invalid='raise' (CLI: leave out --invalid)"
+            )
         if self.max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {self.max_length} (CLI: --max-length)")
         if self.on_overlength not in OVERLENGTH:
@@ -112,11 +129,11 @@ class Normaliser:
                 "sequences are ASCII letters: fix the input (was it converted from another encoding?)"
             )
         seq = seq.upper()
-        if seq.endswith("*"):
+        if seq.endswith("*") and not self.nucleotides:
             seq = seq[:-1]
         if not seq:
             raise ValueError(f"{record.where} is empty; remove it from the input")
-        if not self.allow_nucleotide_like and len(seq) >= NUCLEOTIDE_MIN_LENGTH:
+        if not self.allow_nucleotide_like and not self.nucleotides and len(seq) >= NUCLEOTIDE_MIN_LENGTH:
             self._refuse_nucleotides(record, seq)
         bad = self._not_residue.search(seq)
         if bad is not None:
@@ -125,6 +142,8 @@ class Normaliser:
                     f"{record.where} has control character {control.group()!r} at position {control.start() + 1}; "
                     "it is binary data, not sequence text: is the file corrupt?"
                 )
+            if self.nucleotides:
+                self._refuse_base(record, bad.group(), bad.start() + 1)
             if self.invalid == "raise":
                 raise ValueError(
                     f"{record.where} has invalid residue {bad.group()!r} at position {bad.start() + 1}; "
@@ -135,11 +154,16 @@ class Normaliser:
         length = len(seq)
         if length > self.max_length:
             if self.on_overlength == "raise":
-                raise ValueError(
-                    f"{record.where} has {length} residues, more than max_length={self.max_length}; "
+                unit = "bases" if self.nucleotides else "residues"
+                windows = (
                     "pass on_overlength='window' (CLI: --on-overlength window) to embed every residue in "
-                    f"overlapping windows, or on_overlength='truncate' (CLI: --on-overlength truncate) to keep "
-                    f"the first {self.max_length}"
+                    "overlapping windows, or "
+                    if self.windows
+                    else "pass "
+                )
+                raise ValueError(
+                    f"{record.where} has {length} {unit}, more than max_length={self.max_length}; {windows}"
+                    f"on_overlength='truncate' (CLI: --on-overlength truncate) to keep the first {self.max_length}"
                 )
             if self.on_overlength == "window":
                 self.windowed += 1
@@ -147,6 +171,19 @@ class Normaliser:
                 seq = seq[: self.max_length]
                 self.truncated += 1
         return seq, length
+
+    def _refuse_base(self, record: FastaRecord, char: str, position: int) -> None:
+        """Raise for a DNA character the model cannot read, saying whether it is an IUPAC code at all."""
+        if char not in NUCLEOTIDE_CODES:
+            fix = "is it RNA? write its U as T" if char == "U" else "fix the input"
+            raise ValueError(
+                f"{record.where} has {char!r} at position {position}, not an IUPAC nucleotide code "
+                f"({' '.join(NUCLEOTIDE_CODES)}); the model reads DNA: {fix}"
+            )
+        raise ValueError(
+            f"{record.where} has the nucleotide code {char!r} at position {position}, which the model's "
+            f"tokenizer does not hold (it reads {' '.join(self.residues)}); fix the input"
+        )
 
     @staticmethod
     def _refuse_nucleotides(record: FastaRecord, seq: str) -> None:

@@ -16,10 +16,22 @@ PyTorch's DataLoader takes items from its workers round-robin, so a rank
 receives its items in input order. Each record also carries ``index``, its
 position in the whole input, so that a consumer can key rows by position
 whatever the order.
+
+Budgets count the model's real tokens: ``Tokenizer.count`` over chunks of records for a
+per-character tokenizer (ESM-2: length + 2); for any other (byte pairs), ``encode`` over the
+chunks, and each batch carries its tokens (``Encoded``) so that ``VarlenCollator`` does not
+encode them again.
+
+Encoding byte pairs costs far more than parsing (``benchmarks/bpe_tokenize_cost.py``), and
+through ``__iter__`` every worker encodes every record of its rank. ``rank_groups`` shares that
+work out instead: it cuts a rank's records into groups by characters (cheap, so every worker
+agrees on them); the worker that owns a group encodes and budgets it alone (``batches_of``),
+its batches never crossing the group's ends. ``virnucpro.pipeline`` deals out groups.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
 from collections.abc import Collection, Iterator, Sequence
@@ -29,18 +41,24 @@ from typing import Literal
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
-from virnucpro.models.esm2 import VOCABULARY
-from virnucpro.models.family import Vocabulary
-
+from .alphabet_tokenizer import default_tokenizer
 from .duplicates import DuplicateIds
 from .fasta import require_fasta_file
-from .inputs import PROTEIN, InputKind
+from .inputs import NUCLEOTIDE, PROTEIN, InputKind
 from .isolation import die_with_parent, isolate_worker_from_cuda, resolve_rank
 from .normalise import Normaliser
-from .records import Record
-from .windows import check_stride, default_stride, split_windows
+from .records import Record, quote_id
+from .tokenizer import Encoded, Tokenizer, UnknownCharacterError, is_per_character, reads_nucleotides
+from .windows import check_per_character, check_stride, default_stride, split_windows
 
 __all__ = ["SequenceDataset", "worker_slot"]
+
+#: Records tokenised (or counted) per call while budgeting: batched, not one call per record.
+BUDGET_CHUNK = 512
+#: ``rank_groups``: characters per group, per token of ``max_tokens``. A token holds at least one
+#: character, so a group fills several batches (about 6 at DNABERT-S's ~5 bases per token), and
+#: only its last batch may be short.
+GROUP_CHARACTERS_PER_TOKEN = 32
 
 
 def worker_slot() -> tuple[int, int]:
@@ -91,15 +109,15 @@ def _skip_positions(skip: np.ndarray | Collection[int] | None) -> np.ndarray | f
 
 
 class SequenceDataset(IterableDataset):
-    """Protein FASTA files as a stream of normalised ``Record``s, sharded across workers and ranks.
+    """FASTA files as a stream of normalised ``Record``s, sharded across workers and ranks.
 
     Args:
         fasta_files: plain, gzip, bzip2 or xz FASTA paths (format told by content), read in this order.
-        max_length: residues kept per sequence; longer ones are truncated and counted,
+        max_length: residues (bases) kept per sequence; longer ones are truncated and counted,
             rejected with ``on_overlength="raise"``, or cut into windows with
-            ``on_overlength="window"``. Default: the model's trained length.
-        max_tokens: if set, yield lists of records whose tokens (n + special tokens each,
-            every window counted on its own) total at most ``max_tokens``, for
+            ``on_overlength="window"``. Default: the tokenizer's ``max_length``.
+        max_tokens: if set, yield lists of records whose tokens (the tokenizer's count, special
+            tokens included, every window counted on its own) total at most ``max_tokens``, for
             ``DataLoader(batch_size=None)``. A record alone over the budget forms a list of its own.
         invalid: ``"raise"`` on a character outside the alphabet, or ``"X"`` to replace it.
         on_overlength: ``"truncate"`` (as esm-extract does), ``"raise"``, or ``"window"``: a
@@ -107,7 +125,8 @@ class SequenceDataset(IterableDataset):
             ``max_length`` residues (``windows.py``), consecutive ``Record``s that carry its
             ``index`` and their ``window_start``; ``window_partials`` and ``WindowMerger``
             (``virnucpro.models``) merge their rows back into one per protein. Windows of one
-            protein may land in different batches, never on different ranks.
+            protein may land in different batches, never on different ranks. Only for a
+            per-character tokenizer.
         window_stride: residues between window starts, 1..``max_length``; default
             ``max_length // 2``. Only with ``on_overlength="window"``.
         allow_nucleotide_like: accept records that read as DNA or RNA (long, and all
@@ -122,8 +141,10 @@ class SequenceDataset(IterableDataset):
             here in the main process.
         report: warn once, at the end of the stream, about truncated, replaced and
             duplicate-id records (only rank 0's first worker warns; every worker sees them all).
-        vocabulary: the model family's residues, special tokens per sequence and default
-            ``max_length``; default ESM-2's.
+        tokenizer: the model family's ``Tokenizer`` (its alphabet, special tokens and default
+            ``max_length``); default fair-esm's ESM-1b alphabet, ESM-2's (``default_tokenizer``).
+        kind: what the files hold (``inputs.py``); default protein FASTA, or nucleotide FASTA
+            read as DNA when the tokenizer reads DNA (its alphabet is nucleotide codes only).
 
     Raises now, for a path that is not a readable regular file, what ``require_fasta_file``
     raises (``FileNotFoundError``, ``IsADirectoryError``, ``PermissionError``, ``ValueError``),
@@ -146,11 +167,12 @@ class SequenceDataset(IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         report: bool = True,
-        vocabulary: Vocabulary = VOCABULARY,
-        kind: InputKind = PROTEIN,
+        tokenizer: Tokenizer | None = None,
+        kind: InputKind | None = None,
     ) -> None:
         super().__init__()
-        self.kind = kind
+        self.tokenizer = default_tokenizer() if tokenizer is None else tokenizer
+        self.kind = _kind_for(self.tokenizer, kind)
         if isinstance(fasta_files, (str, os.PathLike)):
             fasta_files = [fasta_files]
         self.files = tuple(Path(f) for f in fasta_files)
@@ -158,15 +180,16 @@ class SequenceDataset(IterableDataset):
             raise ValueError("fasta_files is empty: pass at least one FASTA path")
         for path in self.files:
             require_fasta_file(path)
-        self.vocabulary = vocabulary
-        self.max_length = vocabulary.max_length if max_length is None else max_length
-        if max_tokens is not None and max_tokens < 1 + vocabulary.special_tokens_per_sequence:
+        self.max_length = self.tokenizer.max_length if max_length is None else max_length
+        special = self.tokenizer.special_tokens_per_sequence
+        if max_tokens is not None and max_tokens < 1 + special:
             raise ValueError(
-                f"max_tokens must be at least {1 + vocabulary.special_tokens_per_sequence} (one residue and the "
+                f"max_tokens must be at least {1 + special} (one residue and the "
                 f"special tokens), got {max_tokens} (CLI: --max-tokens)"
             )
         self.max_tokens = max_tokens
         self.invalid = invalid
+        check_per_character(self.tokenizer, on_overlength)
         self.on_overlength = on_overlength
         self.allow_nucleotide_like = allow_nucleotide_like
         self._normaliser()  # validates the options now, not in a worker
@@ -198,6 +221,37 @@ class SequenceDataset(IterableDataset):
         records = (r for r in self._records(report and self.rank == 0) if r.index % self.world_size == self.rank)
         return self._unskipped(records) if self.max_tokens is None else self._budget(records)
 
+    @property
+    def grouped(self) -> bool:
+        """Whether budgeting encodes (a tokenizer that is not one token per character, with
+        ``max_tokens``): then ``rank_groups`` spares each worker the encoding of every record."""
+        return self.max_tokens is not None and not is_per_character(self.tokenizer)
+
+    def rank_groups(self) -> Iterator[list[Record]]:
+        """This rank's records, in order, in groups of at least ``GROUP_CHARACTERS_PER_TOKEN *
+        max_tokens`` characters (the last may hold fewer); groups whose records are all skipped
+        are left out. ``batches_of(group)`` budgets one. Needs ``max_tokens``."""
+        if self.max_tokens is None:
+            raise ValueError("rank_groups() needs max_tokens; pass SequenceDataset(..., max_tokens=...)")
+        records = (r for r in self._records(False) if r.index % self.world_size == self.rank)
+        size = GROUP_CHARACTERS_PER_TOKEN * self.max_tokens
+        group: list[Record] = []
+        characters = 0
+        for record in records:
+            group.append(record)
+            characters += len(record.sequence)
+            if characters >= size:
+                if not all(map(self._skipped, group)):
+                    yield group
+                group, characters = [], 0
+        if group and not all(map(self._skipped, group)):
+            yield group
+
+    def batches_of(self, records: list[Record]) -> list[list[Record]]:
+        """``records`` (a group of ``rank_groups``) budgeted into batches of at most ``max_tokens``
+        tokens, skipped records removed: ``Encoded`` batches for a tokenizer that is not per character."""
+        return list(self._budget(iter(records)))
+
     def _stride(self, window_stride: int | None) -> int:
         """The window stride (0 unless ``on_overlength="window"``), validated here, not in a worker."""
         if self.on_overlength != "window":
@@ -216,8 +270,10 @@ class SequenceDataset(IterableDataset):
             self.max_length,
             self.on_overlength,
             self.invalid,
-            self.vocabulary.residues,
+            self.tokenizer.alphabet,
             allow_nucleotide_like=self.allow_nucleotide_like or self.kind.nucleotide_like_ok,
+            nucleotides=self.kind.yields == "nucleotide",
+            windows=is_per_character(self.tokenizer),
         )
 
     def _skipped(self, record: Record) -> bool:
@@ -251,27 +307,62 @@ class SequenceDataset(IterableDataset):
         # Batch boundaries are drawn over all the records given and skipped records are
         # removed afterwards, so a resumed run (same max_tokens) packs the records left
         # to do exactly as the interrupted run would have.
-        special = self.vocabulary.special_tokens_per_sequence
+        records = iter(records)
+        carry = not is_per_character(self.tokenizer)  # counting byte pairs is encoding them: keep the tokens
         batch: list[Record] = []
+        pieces: list[tuple[np.ndarray, np.ndarray]] = []  # the open batch's (ids, lengths), a slice per chunk
         tokens = 0
-        for record in records:
-            cost = len(record.sequence) + special
-            if batch and tokens + cost > self.max_tokens:
-                if kept := list(self._unskipped(iter(batch))):
-                    yield kept
-                batch, tokens = [], 0
-            batch.append(record)
-            tokens += cost
-        if kept := list(self._unskipped(iter(batch))):
-            yield kept
+        for chunk in _chunks(records, BUDGET_CHUNK):
+            if carry:
+                ids, costs = self._encode(chunk)
+                starts = np.concatenate([[0], np.cumsum(costs)])
+            else:
+                costs = self.tokenizer.count([r.sequence for r in chunk])
+            first = 0  # the chunk's first record in the open batch
+            for i, cost in enumerate(costs.tolist()):
+                if batch and tokens + cost > self.max_tokens:
+                    if carry:
+                        pieces.append((ids[starts[first] : starts[i]], costs[first:i]))
+                    yield from self._kept(batch, pieces)
+                    batch, pieces, tokens, first = [], [], 0, i
+                batch.append(chunk[i])
+                tokens += cost
+            if carry:
+                pieces.append((ids[starts[first] :], costs[first:]))
+        yield from self._kept(batch, pieces)
+
+    def _encode(self, records: list[Record]) -> tuple[np.ndarray, np.ndarray]:
+        """``tokenizer.encode`` of ``records``, an error naming the record it fails on."""
+        try:
+            return self.tokenizer.encode([r.sequence for r in records])
+        except UnknownCharacterError as err:
+            record = records[err.sequence]
+            fix = "its tokenizer cannot encode a character its alphabet holds: report this"
+            raise err.naming(f"{quote_id(record.id)} (record {record.number} of {record.file})", fix) from None
+
+    def _kept(self, batch: list[Record], pieces: list[tuple[np.ndarray, np.ndarray]]) -> Iterator[list[Record]]:
+        """``batch`` without its skipped records, if any are left; an ``Encoded`` with its tokens if given them."""
+        keep = None if self.skip is None else np.fromiter(map(self._kept_record, batch), bool, count=len(batch))
+        if not batch or (keep is not None and not keep.any()):
+            return
+        if not pieces:
+            yield batch if keep is None else [r for r, k in zip(batch, keep.tolist()) if k]
+            return
+        ids, lengths = (np.concatenate(column) for column in zip(*pieces))
+        encoded = Encoded(batch, ids, lengths, self.tokenizer)
+        yield encoded if keep is None or keep.all() else encoded.take(keep)
+
+    def _kept_record(self, record: Record) -> bool:
+        return not self._skipped(record)
 
     @staticmethod
     def _warn(normalise: Normaliser, duplicates: DuplicateIds, stride: int) -> None:
         if normalise.truncated:
+            unit = "bases" if normalise.nucleotides else "residues"
+            windows = "on_overlength='window' to embed every residue in overlapping windows, or " * normalise.windows
             warnings.warn(
                 f"truncated {normalise.truncated} sequences longer than max_length={normalise.max_length} "
-                "residues to their first max_length residues; pass on_overlength='window' to embed every residue "
-                "in overlapping windows, or on_overlength='raise' to reject them instead",
+                f"{unit} to their first max_length {unit}; pass {windows}on_overlength='raise' to reject them instead",
                 stacklevel=3,
             )
         if normalise.windowed:
@@ -290,3 +381,22 @@ class SequenceDataset(IterableDataset):
                 "all are kept; key results by input position ('index'), not by id",
                 stacklevel=3,
             )
+
+
+def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    """``records`` in lists of ``size`` (the last may be shorter)."""
+    while chunk := list(itertools.islice(records, size)):
+        yield chunk
+
+
+def _kind_for(tokenizer: Tokenizer, kind: InputKind | None) -> InputKind:
+    """``kind``, or the default for ``tokenizer``; ``ValueError`` if they do not read the same sequences."""
+    reads = "nucleotide" if reads_nucleotides(tokenizer) else "protein"
+    if kind is None:
+        return NUCLEOTIDE if reads == "nucleotide" else PROTEIN
+    if kind.yields != reads:
+        raise ValueError(
+            f"kind={kind!r} gives {kind.yields} sequences, but {tokenizer.name}'s tokenizer reads {reads} "
+            f"sequences (its alphabet is {tokenizer.alphabet!r}); leave kind out for the tokenizer's own"
+        )
+    return kind

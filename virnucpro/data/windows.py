@@ -14,8 +14,10 @@ from dataclasses import replace
 import numpy as np
 
 from .records import Record
+from .tokenizer import Tokenizer, is_per_character
 
 __all__ = [
+    "check_per_character",
     "check_stride",
     "coverage",
     "coverage_at",
@@ -29,6 +31,20 @@ __all__ = [
 def default_stride(width: int) -> int:
     """The default ``window_stride`` for windows of ``width`` residues: half a window (at least 1)."""
     return max(1, width // 2)
+
+
+def check_per_character(tokenizer: Tokenizer, on_overlength: str) -> None:
+    """``ValueError`` for ``on_overlength="window"`` with a tokenizer whose tokens are not its characters.
+
+    Windows are merged residue by residue, token row by token row: that needs one token per
+    character (ESM-2). Byte-pair tokens (DNABERT-S) straddle any window edge.
+    """
+    if on_overlength == "window" and not is_per_character(tokenizer):
+        raise ValueError(
+            f"on_overlength='window' embeds long sequences in overlapping windows merged residue by residue, "
+            f"which needs one token per character; {tokenizer.name}'s tokens span several characters. "
+            "Pass on_overlength='truncate' (counted) or 'raise' (CLI: --on-overlength truncate or raise)"
+        )
 
 
 def check_stride(stride: int, width: int) -> int:

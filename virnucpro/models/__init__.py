@@ -12,7 +12,7 @@ from .common.pooling import POOLINGS, Pooling, WindowTensors, bos_pool, get_pool
 from .common.segments import segment_ids
 from .common.windows import RowGroup, WindowMerger, window_partials
 from .esm2 import ARCHITECTURES, PackedESM2, auto_max_tokens, load_model, resolve_layers, save_checkpoint
-from .family import ModelFamily, Vocabulary
+from .family import ModelFamily
 from .options import GELUS, MATMULS, ForwardOptions
 from .registry import FAMILIES, family_for
 
@@ -30,7 +30,6 @@ __all__ = [
     "PackedESM2",
     "Pooling",
     "RowGroup",
-    "Vocabulary",
     "WindowMerger",
     "WindowTensors",
     "auto_max_tokens",

@@ -1,34 +1,23 @@
 """``ModelFamily``: everything the data layer and the pipeline need to know about a model family.
 
-The pipeline never names ESM-2: it asks ``registry.family_for(spec)`` for a family and
-uses only what is here. A second family is a folder beside ``esm2/`` that builds one of
-these, plus one line in ``registry.py``.
+The pipeline never names a family: it asks ``registry.family_for(spec)`` for one and uses
+only what is here. The data layer knows none: a family hands it its ``Tokenizer``
+(``virnucpro.data.tokenizer``). A second family is a folder beside ``esm2/`` that builds one
+of these (``FAMILY`` in its ``__init__.py``), plus one line in ``registry.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from torch import nn
 
-__all__ = ["ModelFamily", "Vocabulary"]
+from virnucpro.data.tokenizer import Tokenizer
 
-
-@dataclass(frozen=True)
-class Vocabulary:
-    """What the data layer must know of a family's tokenizer.
-
-    Attributes:
-        residues: the single-character tokens a normalised sequence may hold.
-        special_tokens_per_sequence: tokens added to every sequence (ESM-2: BOS and EOS).
-        max_length: residues per sequence the model was trained on (the default window).
-    """
-
-    residues: str
-    special_tokens_per_sequence: int
-    max_length: int
+__all__ = ["ModelFamily"]
 
 
 @dataclass(frozen=True)
@@ -36,24 +25,36 @@ class ModelFamily:
     """One family of models.
 
     Attributes:
-        name: e.g. "esm2".
-        vocabulary: see ``Vocabulary``.
-        load: ``load(spec, device=...) -> (model, alphabet)``; the model exposes ``num_layers``
-            and ``embed_dim``.
-        batch_converter: the family's tokenizer, as ``VarlenCollator`` takes it.
+        name: e.g. "esm2", "dnabert".
+        owns: ``owns(spec) -> bool``, whether a model spec is this family's; the registry asks
+            each family in turn (ESM-2 last, the fallback).
+        tokenizer: ``tokenizer(spec) -> Tokenizer``, the data-layer tokenizer for a spec (its
+            alphabet, special tokens and default ``max_length``).
+        load: ``load(spec, *, dtype=None | torch.dtype, device=...) -> (model, extra)``; the model
+            exposes ``num_layers`` and ``embed_dim``.
         resolve_layers: ``(requested, num_layers, argument=...) -> layers`` in the family's numbering.
         packed: ``packed(model, dtype=, device=, options=)``, the packed forward (``forward(batch,
-            repr_layers=)`` -> {"representations": {layer: (T, E)}}).
+            repr_layers=)`` -> {"representations": {layer: (T, E)}}, and ``warm_up()``).
         max_tokens: ``max_tokens(model, dtype, device, num_layers_out, matmul=...)``, the default token budget.
+        files: ``files(spec) -> {role: path}``, every file ``load(spec)`` and ``tokenizer(spec)``
+            read, which the resume fingerprint identifies by content: ``"model"`` (the checkpoint
+            or weights) and, for a folder, ``"config"``, ``"tokenizer"``, ...; empty for
+            ``random:`` specs.
+        reads: which FASTA the family embeds: "protein", or "nucleotide" (DNA, read as DNA).
+        mean_includes_special_tokens: the family's published mean recipe: False, residues only
+            (ESM-2, as esm-extract); True, every token with the special ones (DNABERT-S).
     """
 
     name: str
-    vocabulary: Vocabulary
+    owns: Callable[[str], bool]
+    tokenizer: Callable[[str], Tokenizer]
     load: Callable[..., tuple[nn.Module, Any]]
-    batch_converter: Callable[[], Any]
     resolve_layers: Callable[..., tuple[int, ...]]
     packed: Callable[..., nn.Module]
     max_tokens: Callable[..., int]
+    files: Callable[[str], dict[str, Path]]
+    reads: Literal["protein", "nucleotide"] = "protein"
+    mean_includes_special_tokens: bool = False
 
     def layers(self, requested: Sequence[int] | None, model: nn.Module) -> tuple[int, ...]:
         """``requested`` resolved for ``model``, the message naming the job's ``layers`` (CLI: --layers)."""

@@ -56,6 +56,7 @@ def assemble(
     row_shape: tuple[int, ...],
     storage: np.dtype,
     special_tokens: int,
+    counted_tokens: bool = False,
     attrs: dict[str, Any],
     writer: OutputWriter,
     output: OutputKind,
@@ -68,6 +69,8 @@ def assemble(
         row_shape: one output row, (E,) or (L, E); parts store (L, E).
         storage: the stored dtype.
         special_tokens: tokens each sequence adds, for the ``tokens`` count.
+        counted_tokens: the parts counted their tokens (a tokenizer whose tokens are not one per
+            residue); else tokens are residues plus ``special_tokens`` per record.
         attrs: stored with the counts added (``records``, ``tokens``, ``truncated``,
             ``replaced_residues``, ``duplicate_ids``).
         writer: the task's writer, handed the records span by span in input order.
@@ -88,7 +91,11 @@ def assemble(
     layout = OutputLayout(expected, tuple(row_shape), np.dtype(storage), per_token, lengths, columns)
     counts = Assembled(
         records=expected,
-        tokens=int(lengths.sum()) + special_tokens * expected,
+        tokens=(
+            sum(p.counts.get("tokens", 0) for p in parts)
+            if counted_tokens
+            else int(lengths.sum()) + special_tokens * expected
+        ),
         truncated=count_truncated(lengths, input_lengths),
         replaced=sum(p.counts.get("replaced", 0) for p in parts),
         windowed=sum(p.counts.get("windowed", 0) for p in parts),

@@ -16,14 +16,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from virnucpro.data import SequenceDataset, VarlenCollator
+from virnucpro.data import SequenceDataset, Tokenizer, VarlenCollator
+from virnucpro.data.tokenizer import is_per_character
 from virnucpro.models import ForwardOptions, ModelFamily, family_for, get_pooling
 from virnucpro.reading import read_attributes
 
 from .background import Background
 from .config import DTYPES, STORAGE, EmbedConfig, EmbedSummary, RunResult
 from .embedder import Embedder, EmbedRows, StoredRows
-from .fingerprint import model_fields, model_identity
+from .fingerprint import model_fields, model_identities
 from .job_state import JobState
 from .jobs import Job
 from .outputs import FileOutput
@@ -54,7 +55,10 @@ def run_embed(config: EmbedConfig, model: nn.Module | None = None) -> EmbedSumma
     """
     if config.resume and model is not None:
         raise ValueError("resume needs the model named by config.model, not an in-memory model it cannot verify")
-    task = EmbedTask(config, family_for(config.model), model)
+    family = family_for(config.model)
+    tokenizer = family.tokenizer(config.model)
+    config = config.for_tokenizer(tokenizer)  # max_length filled in; windows and per-token checked
+    task = EmbedTask(config, family, tokenizer, model)
     result = run_jobs(config, task)
     return _summary(result, task.resolved or config.forward)
 
@@ -68,23 +72,24 @@ ASSEMBLY = Assembly(output=lambda layout: _FILE, writer=_writer, attributes=read
 
 
 class EmbedTask:
-    """``embed`` as the runner drives it: one model of ``family``, pooled rows per record."""
+    """``embed`` as the runner drives it: one model of ``family`` (read through ``tokenizer``), pooled
+    rows per record."""
 
     name = "embed"
     output = _FILE
 
-    def __init__(self, config: EmbedConfig, family: ModelFamily, model: nn.Module | None) -> None:
-        self.config, self.family, self.model = config, family, model
+    def __init__(self, config: EmbedConfig, family: ModelFamily, tokenizer: Tokenizer, model: nn.Module | None) -> None:
+        self.config, self.family, self.tokenizer, self.model = config, family, tokenizer, model
         self.resolved: ForwardOptions | None = None  # the forward options as resolved for the device, once planned
 
     def check_device(self, device: torch.device) -> None:
         self.config.forward_options.resolve(device, compute_dtype(self.config.dtype, device))
 
     def plan(self, device: torch.device, stage: Stages) -> Plan:
-        config, family = self.config, self.family
-        # SHA-256 of the checkpoint, hashed from now on while the model is loaded and copied:
+        config, family, tokenizer = self.config, self.family, self.tokenizer
+        # SHA-256 of the model's files, hashed from now on while the model is loaded and copied:
         # the first run after a checkpoint is written hashes gigabytes.
-        model_file = Background(lambda: stage.after(model_identity(config.model), "checkpoint hashed"))
+        model_files = Background(lambda: stage.after(model_identities(family, config.model), "checkpoint hashed"))
         dtype = compute_dtype(config.dtype, device)
         model = self.model
         if model is None:  # as stored (e.g. fp16, memory-mapped): the packed copy converts once, on the device
@@ -97,18 +102,21 @@ class EmbedTask:
             layout=PartLayout((len(layers), model.embed_dim), np.dtype(config.storage), _COLUMNS + config.kind.columns),
             max_tokens=config.max_tokens or family.max_tokens(model, dtype, device, len(layers), matmul=options.matmul),
             kind=config.kind,
-            fingerprint=functools.partial(_fingerprint, config, family, model_file, layers, dtype, options),
+            fingerprint=functools.partial(_fingerprint, config, family, model_files, layers, dtype, options),
             output={
                 "per_token": config.per_token,
                 "row_shape": list(row_shape),
                 "storage": config.storage,
-                "special_tokens": family.vocabulary.special_tokens_per_sequence,
+                "special_tokens": tokenizer.special_tokens_per_sequence,
+                "counted_tokens": not is_per_character(tokenizer),
             },
             attributes=lambda job, fingerprint: job_attributes(config, job.inputs, fingerprint, device),
-            dataset=functools.partial(_dataset, config, family),
-            collate=VarlenCollator(family.batch_converter()),
+            # One tokenizer object for the datasets and the collator: batches whose budgeting encoded
+            # their tokens carry them (``Encoded``), and the collator takes them from its own tokenizer.
+            dataset=functools.partial(_dataset, config, tokenizer),
+            collate=VarlenCollator(tokenizer),
             compute=functools.partial(self._compute, model, (dtype, device), options, layers, stage),
-            store=lambda part: EmbedRows(part, config.per_token),
+            store=lambda part: EmbedRows(part, config.per_token, count_tokens=not is_per_character(tokenizer)),
             assembly=ASSEMBLY,
         )
 
@@ -123,7 +131,7 @@ class EmbedTask:
         """The packed model on the device, warmed up, with pooling; with FP8, a bf16 copy to check it against."""
         config, family = self.config, self.family
         dtype, device = where
-        pooling = get_pooling(config.pooling)
+        pooling = get_pooling(config.pooling, include_special_tokens=family.mean_includes_special_tokens)
         packed = family.packed(model, dtype=dtype, device=device, options=options)
         stage("model on the device")
         packed.warm_up()
@@ -146,7 +154,7 @@ def compute_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
 def _fingerprint(
     config: EmbedConfig,
     family: ModelFamily,
-    model_file: Background,
+    model_files: Background,
     layers: tuple[int, ...],
     dtype: torch.dtype,
     options: ForwardOptions,
@@ -154,7 +162,7 @@ def _fingerprint(
     """``embed``'s fields of the resume fingerprint: the model, its options, the precision."""
     return {
         "family": family.name,
-        "model": model_fields(config.model, model_file.result()),
+        "model": model_fields(config.model, model_files.result()),
         "layers": list(layers),
         "pooling": config.pooling,
         "dtype": str(dtype),
@@ -168,7 +176,7 @@ def _fingerprint(
     }
 
 
-def _dataset(config: EmbedConfig, family: ModelFamily, state: JobState, lane: int, lanes: int) -> SequenceDataset:
+def _dataset(config: EmbedConfig, tokenizer: Tokenizer, state: JobState, lane: int, lanes: int) -> SequenceDataset:
     return SequenceDataset(
         state.job.inputs,
         max_length=config.max_length,
@@ -181,7 +189,7 @@ def _dataset(config: EmbedConfig, family: ModelFamily, state: JobState, lane: in
         rank=lane,
         world_size=lanes,
         report=False,
-        vocabulary=family.vocabulary,
+        tokenizer=tokenizer,
         kind=config.kind,
     )
 

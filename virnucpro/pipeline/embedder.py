@@ -54,10 +54,13 @@ class StoredRows:
 
 
 class EmbedRows:
-    """The writer thread's side of ``embed`` for one job: complete records only reach the part."""
+    """The writer thread's side of ``embed`` for one job: complete records only reach the part.
 
-    def __init__(self, part: PartWriter, per_token: bool) -> None:
-        self.part, self.merger = part, WindowMerger(per_token)
+    ``per_token``: the rows are residues (windows merge row by row); ``count_tokens``: count each
+    batch's tokens in the part (a tokenizer whose tokens are not residues + special tokens)."""
+
+    def __init__(self, part: PartWriter, per_token: bool, count_tokens: bool = False) -> None:
+        self.part, self.merger, self.count_tokens = part, WindowMerger(per_token), count_tokens
 
     def add(self, batch: PackedBatch, rows: np.ndarray) -> None:
         group = RowGroup.from_batch(batch, rows)
@@ -66,7 +69,11 @@ class EmbedRows:
         if len(done):
             columns = {"lengths": done.residues, "input_lengths": done.lengths, **done.columns}
             replaced = int(done.replaced.sum())
-            self.part.append(done.indices, columns, done.ids, done.rows, replaced=replaced, windowed=windowed)
+            # Without windows (the only case with count_tokens) the batch's records are exactly those done.
+            tokens = {"tokens": batch.num_tokens} if self.count_tokens else {}
+            self.part.append(
+                done.indices, columns, done.ids, done.rows, replaced=replaced, windowed=windowed, **tokens
+            )
 
     def finish(self) -> None:
         self.merger.finish()

@@ -2,7 +2,8 @@
 
 Files are identified by content (SHA-256 and size), not by name or time: a checkpoint
 copied over the model's path is caught, while the same checkpoint reached through
-another path, or touched, still resumes.
+another path, or touched, still resumes. The model's files are those its family names
+(``ModelFamily.files``): a checkpoint, or a folder's config.json, tokenizer.json and weights.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from virnucpro.data import InputKind
-from virnucpro.models.esm2.loading import RANDOM_PREFIX, checkpoint_path
+from virnucpro.models import ModelFamily
 
 from .digests import FileIdentity, identify
 
@@ -23,7 +24,7 @@ __all__ = [
     "input_identities",
     "job_fingerprint",
     "model_fields",
-    "model_identity",
+    "model_identities",
     "same_job",
 ]
 
@@ -32,10 +33,10 @@ FORMAT = 3
 _PER_SHARD = ("max_tokens",)
 
 
-def model_identity(model: str) -> FileIdentity | None:
-    """SHA-256 and size of the model's checkpoint file; None for ``random:`` specs."""
-    path = None if model.startswith(RANDOM_PREFIX) else checkpoint_path(model)
-    return None if path is None else identify(path)
+def model_identities(family: ModelFamily, model: str) -> dict[str, FileIdentity]:
+    """SHA-256 and size of every file the model spec reads, by its role (``ModelFamily.files``:
+    "model", "config", "tokenizer", ...); empty for ``random:`` specs."""
+    return {role: identify(path) for role, path in family.files(model).items()}
 
 
 def input_identities(inputs: Sequence[Path]) -> list[FileIdentity]:
@@ -68,9 +69,14 @@ def job_fingerprint(
     }
 
 
-def model_fields(config_model: str, model: FileIdentity | None) -> dict[str, Any]:
-    """A model's part of a fingerprint: its checkpoint's content, or the ``random:`` spec and seed."""
-    return {"random": config_model, "seed": 0} if model is None else _content(model)
+def model_fields(spec: str, files: dict[str, FileIdentity]) -> dict[str, Any]:
+    """A model's entry in a fingerprint: its seed for ``random:``, its checkpoint's content, or each
+    file's by role (``model_identities``)."""
+    if not files:
+        return {"random": spec, "seed": 0}
+    if set(files) == {"model"}:
+        return _content(files["model"])
+    return {role: _content(identity) for role, identity in sorted(files.items())}
 
 
 def differences(a: dict[str, Any], b: dict[str, Any], *, across_shards: bool = False) -> list[str]:

@@ -55,6 +55,7 @@ def finish_job(
         row_shape=tuple(layout["row_shape"]),
         storage=np.dtype(layout["storage"]),
         special_tokens=layout["special_tokens"],
+        counted_tokens=layout.get("counted_tokens", False),
         attrs={**meta["attributes"], "shards": fingerprint["shards"], **combine_checks([p.check for p in parts])},
         writer=assembly.writer(job, meta),
         output=assembly.output(layout),

@@ -17,6 +17,8 @@ from .config import EmbedConfig
 
 __all__ = ["job_attributes", "software"]
 
+_TOKENIZER = "tokenizer"
+
 
 def software(device: torch.device) -> dict[str, str]:
     """Versions of the software, and the GPU, that computed the embeddings."""
@@ -40,7 +42,7 @@ def job_attributes(
     identities = fingerprint["inputs"]
     return {
         "model": config.model,
-        "model_sha256": fingerprint["model"].get("sha256", ""),
+        **_model_digests(fingerprint["model"]),
         "layers": fingerprint["layers"],
         "pooling": config.pooling,
         "compute_dtype": fingerprint["dtype"].removeprefix("torch."),
@@ -60,3 +62,12 @@ def job_attributes(
         "fingerprint": json.dumps(fingerprint, sort_keys=True),
         **software(device),
     }
+
+
+def _model_digests(model: dict[str, Any]) -> dict[str, Any]:
+    """``model_sha256`` of a one-file model ("" for ``random:``); of a folder, each file's by role
+    (``model_files_sha256``) and the tokenizer's (``tokenizer_sha256``)."""
+    if "sha256" in model or "random" in model:
+        return {"model_sha256": model.get("sha256", "")}
+    digests = {name: content["sha256"] for name, content in model.items()}
+    return {"model_files_sha256": digests, **({"tokenizer_sha256": digests[_TOKENIZER]} if _TOKENIZER in digests else {})}

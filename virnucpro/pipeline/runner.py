@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from .background import Background, count_records
 from .claim import Claim, claim_output, release
 from .config import JobResult, RunResult
-from .dataset import JobCollator, JobsDataset
+from .dataset import JobCollator, JobsDataset, flatten
 from .distributed import Ranks, all_reduce, barrier, choose_device, process_group
 from .digests import FileIdentity
 from .finish import finish_job
@@ -122,7 +122,7 @@ def _run(
         return _nothing_to_do(states, options, ranks)
     barrier(ranks)  # every rank has read the committed state before anyone adds to it
     stage("parts ready")
-    batches = iter(_loader(options, plan, ranks, device, todo))  # workers read while the models are copied
+    batches = flatten(iter(_loader(options, plan, ranks, device, todo)))  # workers fork now, read while the models are copied
     stage("workers started")
     for state in todo:
         state.meta.start()  # after the forks: a fork must not copy a thread's held locks

@@ -13,7 +13,7 @@ import torch
 from conftest import tiny_esm2
 from esm_reference import diff, pack, padded_forward, sample_sequences
 
-from virnucpro.models import PackedESM2, bos_pool, mean_pool, residue_rows
+from virnucpro.models import PackedESM2, bos_pool, get_pooling, mean_pool, residue_rows
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +62,14 @@ def test_pooling_without_bos_or_eos(bos, eos):
     assert residue_cu_seqlens.tolist() == [0, *itertools.accumulate(len(s) for s in slices)]
     mx, mean = diff(mean_pool(reps, cu_seqlens, bos=bos, eos=eos), torch.stack([s.float().mean(0) for s in slices]))
     assert mx <= 1e-6, f"mean_pool(bos={bos}, eos={eos}): max abs diff {mx:.1e}, mean {mean:.1e}"
+
+
+def test_family_mean_over_every_token_includes_the_special_rows(forward):
+    reps, cu_seqlens, expected = forward
+    every = get_pooling("mean", include_special_tokens=True)
+    mx, mean = diff(every.pool(reps, cu_seqlens), torch.stack([t.mean(0) for t in expected]))
+    assert mx <= 1e-4, f"mean over every token vs the padded rows' mean: max abs diff {mx:.1e}, mean {mean:.1e}"
+    assert every.window_pool is None and not every.per_token
+    residues_only = get_pooling("mean", include_special_tokens=False)
+    assert torch.equal(residues_only.pool(reps, cu_seqlens), mean_pool(reps, cu_seqlens))
+    assert get_pooling("bos", include_special_tokens=True) is get_pooling("bos")

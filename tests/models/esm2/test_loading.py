@@ -13,6 +13,8 @@ import torch
 from checkpoint_files import contents, refused, tiny_checkpoint, written
 from conftest import REPO, tiny_esm2
 from esm_reference import pack
+from mapped import in_mapping, mapped_ranges
+from payloads import MkdirPayload
 
 from virnucpro.models import ARCHITECTURES, PackedESM2, load_model, save_checkpoint
 from virnucpro.models.esm2 import loading
@@ -129,19 +131,9 @@ def test_pickled_class_is_refused_naming_it_without_advising_weights_only_false(
     assert "weights_only" not in message
 
 
-class _Payload:
-    """Pickles as a call of os.mkdir: what a malicious checkpoint runs when it is unpickled."""
-
-    def __init__(self, target: pathlib.Path):
-        self.target = target
-
-    def __reduce__(self):
-        return os.mkdir, (str(self.target),)
-
-
 def test_pickled_code_is_refused_and_never_runs(tmp_path):
     path, target = tmp_path / "payload.pt", tmp_path / "pwned"
-    torch.save({"model": {}, "cfg": {"model": _Payload(target)}}, path)
+    torch.save({"model": {}, "cfg": {"model": MkdirPayload(target)}}, path)
     message = refused(path, rf"unpickle \w+\.{os.mkdir.__name__}, which was refused", "never unpickles code")
     assert "weights_only" not in message
     assert not target.exists()
@@ -182,25 +174,6 @@ def test_broken_files_are_refused(checkpoint, tmp_path):
 def half_checkpoint(tmp_path):
     """(a tiny random ESM-2 in float16, the path it was saved to)."""
     return tiny_checkpoint(tmp_path, torch.float16)
-
-
-def mapped_ranges(path: pathlib.Path) -> list[tuple[int, int]]:
-    """The address ranges at which this process has ``path`` memory-mapped now (Linux)."""
-    maps = pathlib.Path("/proc/self/maps")
-    if not maps.exists():
-        pytest.skip("needs Linux's /proc/self/maps")
-    ranges = []
-    for line in maps.read_text().splitlines():
-        fields = line.split(maxsplit=5)
-        if len(fields) == 6 and fields[5] == str(path.resolve()):
-            start, end = fields[0].split("-")
-            ranges.append((int(start, 16), int(end, 16)))
-    return ranges
-
-
-def in_mapping(tensor: torch.Tensor, ranges: list[tuple[int, int]]) -> bool:
-    first, last = tensor.data_ptr(), tensor.data_ptr() + tensor.numel() * tensor.element_size()
-    return any(start <= first and last <= end for start, end in ranges)
 
 
 def test_dtype_none_keeps_the_stored_dtype_and_copies_nothing(half_checkpoint):

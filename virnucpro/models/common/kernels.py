@@ -1,11 +1,13 @@
 """The packed forward's elementwise work, as Triton kernels for CUDA and as plain torch.
 
-Two operations sit between the matmuls of every block, each in two implementations
+Three operations sit between the matmuls of the blocks, each in two implementations
 with the same signature: ``add_layer_norm`` (the residual add fused with the next
-LayerNorm) and ``rotary`` (rotary embedding of q and k, read straight from the fused
-QKV projection). ``add_layer_norm_torch`` and ``rotary_torch`` run anywhere and are the
-reference; ``_triton.add_layer_norm`` and ``_triton.rotary`` run on CUDA and make one pass
-over memory each, in float32 registers. ``select_kernels`` picks a set.
+LayerNorm), ``rotary`` (rotary embedding of q and k, read straight from the fused
+QKV projection; ESM-2) and ``gated_gelu`` (a gated linear unit's GELU(gate) * value, read
+straight from the fused gate | value projection; DNABERT-S). ``add_layer_norm_torch``,
+``rotary_torch`` and ``gated_gelu_torch`` run anywhere and are the reference;
+``_triton.add_layer_norm``, ``_triton.rotary`` and ``_triton_gated.gated_gelu`` run on CUDA
+and make one pass over memory each, in float32 registers. ``select_kernels`` picks a set.
 
 The Triton kernels replace ``torch.compile``-generated code that read the residual
 stream two or three times per LayerNorm (``benchmarks/results/forward_variants.json``).
@@ -35,10 +37,15 @@ class Rotary(Protocol):
     ) -> tuple[Tensor, Tensor, Tensor]: ...
 
 
+class GatedGelu(Protocol):
+    def __call__(self, x: Tensor, approximate: str) -> Tensor: ...
+
+
 class Kernels(NamedTuple):
     name: str
     add_layer_norm: AddLayerNorm
     rotary: Rotary
+    gated_gelu: GatedGelu
 
 
 def add_layer_norm_torch(
@@ -79,6 +86,20 @@ def rotary_torch(qkv: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, heads
     return rotate(q), rotate(k), v
 
 
+def gated_gelu_torch(x: Tensor, approximate: str) -> Tensor:
+    """GELU(gate) * value of a gated linear unit, in ``x``'s dtype.
+
+    Args:
+        x: (T, 2I), gate | value: columns 0..I-1 are the gate, I..2I-1 the value.
+        approximate: "none" (erf, exact) or "tanh", as ``F.gelu`` takes it.
+
+    Returns:
+        (T, I), contiguous.
+    """
+    gate, value = x.chunk(2, dim=-1)
+    return F.gelu(gate, approximate=approximate) * value
+
+
 def triton_available() -> bool:
     return torch.cuda.is_available() and importlib.util.find_spec("triton") is not None
 
@@ -89,7 +110,7 @@ def select_kernels(name: str, device: torch.device | str) -> Kernels:
     if name == "auto":
         name = "triton" if device.type == "cuda" and triton_available() else "torch"
     if name == "torch":
-        return Kernels("torch", add_layer_norm_torch, rotary_torch)
+        return Kernels("torch", add_layer_norm_torch, rotary_torch, gated_gelu_torch)
     if name != "triton":
         raise ValueError(f"kernels={name!r} is unknown; choose 'auto' or one of {KERNELS}")
     if device.type != "cuda" or not triton_available():
@@ -97,6 +118,6 @@ def select_kernels(name: str, device: torch.device | str) -> Kernels:
             f"kernels='triton' needs CUDA and the triton package, not {device} "
             f"(triton {'found' if importlib.util.find_spec('triton') else 'missing'}); use kernels='torch' or 'auto'"
         )
-    from . import _triton
+    from . import _triton, _triton_gated
 
-    return Kernels("triton", _triton.add_layer_norm, _triton.rotary)
+    return Kernels("triton", _triton.add_layer_norm, _triton.rotary, _triton_gated.gated_gelu)

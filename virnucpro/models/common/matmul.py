@@ -42,11 +42,12 @@ ROLES = ("qkv", "out", "fc1", "fc2")
 
 
 class Linear(NamedTuple):
-    """One prepared linear layer: ``weight`` (out, in), ``bias`` (out,), and an
-    implementation's extra state (e.g. per-output-channel scales), None for native."""
+    """One prepared linear layer: ``weight`` (out, in), ``bias`` (out,) or None for a layer
+    without one, and an implementation's extra state (e.g. per-output-channel scales), None
+    for native."""
 
     weight: Tensor
-    bias: Tensor
+    bias: Tensor | None
     scale: Tensor | None = None
 
 
@@ -72,8 +73,9 @@ LinearInput = Tensor | Quantised
 class Matmul(Protocol):
     name: str
 
-    def prepare_weight(self, weights: Sequence[Tensor], biases: Sequence[Tensor], role: str) -> Linear:
-        """One layer from row blocks stacked in order (e.g. q, k, v): (out_i, in) and (out_i,) each."""
+    def prepare_weight(self, weights: Sequence[Tensor], biases: Sequence[Tensor] | None, role: str) -> Linear:
+        """One layer from row blocks stacked in order (e.g. q, k, v): (out_i, in) and (out_i,) each;
+        ``biases`` None for a layer without bias (``NativeMatmul`` only)."""
         ...
 
     def prepare_norm_linear(
@@ -104,8 +106,8 @@ class NativeMatmul:
     def __init__(self, dtype: torch.dtype, device: torch.device, kernels: Kernels, gelu: str) -> None:
         self.dtype, self.device, self.kernels, self.gelu = dtype, device, kernels, gelu
 
-    def prepare_weight(self, weights: Sequence[Tensor], biases: Sequence[Tensor], role: str = "") -> Linear:
-        return Linear(self._stack(weights), self._stack(biases))
+    def prepare_weight(self, weights: Sequence[Tensor], biases: Sequence[Tensor] | None, role: str = "") -> Linear:
+        return Linear(self._stack(weights), None if biases is None else self._stack(biases))
 
     def prepare_norm_linear(
         self, norm: Norm, weights: Sequence[Tensor], biases: Sequence[Tensor], role: str = ""

@@ -2,6 +2,8 @@
 
 For a padded batch, esm-extract takes ``bos = t[i, 0]``, ``per_tok = t[i, 1 : len + 1]``
 and ``mean = t[i, 1 : len + 1].mean(0)``: BOS and EOS are never part of a residue view.
+A family whose published mean covers every token (DNABERT-S: [CLS] and [SEP] included)
+gets ``get_pooling("mean", include_special_tokens=True)``.
 These functions give the same views of packed rows with index tensors built on the
 device, so they neither loop over sequences nor synchronise with the host.
 
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import NamedTuple
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -148,7 +152,12 @@ POOLINGS: dict[str, Pooling] = {
     p.name: p
     for p in (
         Pooling(
-            "mean", mean_pool, False, "mean over residues (BOS and EOS excluded), as esm-extract", mean_window_pool
+            "mean",
+            mean_pool,
+            False,
+            "the model family's published mean: over residues, BOS and EOS excluded (as esm-extract), "
+            "or over every token where the family's recipe includes its special tokens",
+            mean_window_pool,
         ),
         Pooling("bos", bos_pool, False, "the BOS (<cls>) row (windows: the mean of theirs)", bos_window_pool),
         Pooling(
@@ -162,8 +171,16 @@ POOLINGS: dict[str, Pooling] = {
 }
 
 
-def get_pooling(name: str) -> Pooling:
-    """The pooling mode ``name``; ``ValueError`` naming the known ones otherwise."""
+def get_pooling(name: str, *, include_special_tokens: bool = False) -> Pooling:
+    """The pooling mode ``name``; ``ValueError`` naming the known ones otherwise.
+
+    ``include_special_tokens``: the family's mean covers every token, its special tokens
+    included (``ModelFamily.mean_includes_special_tokens``); ``mean`` then averages all rows
+    of each sequence, and cannot merge windows. Other modes are the same for every family.
+    """
     if name not in POOLINGS:
         raise ValueError(f"pooling={name!r} is unknown; choose one of {tuple(POOLINGS)} (CLI: --pooling)")
+    if name == "mean" and include_special_tokens:
+        every_token = functools.partial(mean_pool, bos=False, eos=False)
+        return Pooling("mean", every_token, False, "mean over every token, special tokens included")
     return POOLINGS[name]

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-__all__ = ["staged_uploads", "upload_into"]
+__all__ = ["placed", "staged_uploads", "upload_into"]
 
 #: Bytes per staging buffer: large enough that each chunk's fixed costs (an event, a launch)
 #: vanish beside its transfer, small enough that pinning two costs little.
@@ -101,3 +101,11 @@ def upload_into(dst: Tensor, src: Tensor) -> None:
         stager.copy(dst, src)
     else:
         dst.copy_(src)
+
+
+def placed(tensor: Tensor, dtype: torch.dtype | None, device: torch.device) -> Tensor:
+    """A loaded weight where a loader's caller asked for it: ``tensor`` itself for dtype None on the
+    CPU (a memory-mapped tensor stays mapped), else a copy in ``dtype`` on ``device`` owning its memory."""
+    if dtype is None and device.type == "cpu":
+        return tensor
+    return tensor.to(device=device, dtype=dtype or tensor.dtype, copy=True)

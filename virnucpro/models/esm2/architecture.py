@@ -1,4 +1,4 @@
-"""What is ESM-2 about ESM-2: its sizes, alphabet, special tokens, trained length and layer numbering.
+"""What is ESM-2 about ESM-2: its sizes, alphabet, trained length and layer numbering.
 
 Every other module asks here; none rebuilds the alphabet or repeats a constant.
 """
@@ -10,13 +10,13 @@ from collections.abc import Sequence
 
 import esm
 
+from ..common.layers import resolve_layer_numbers
+
 __all__ = [
     "ALPHABET_NAME",
     "ARCHITECTURES",
     "MASK_RATIO_TRAIN",
     "MAX_LENGTH",
-    "RESIDUES",
-    "SPECIAL_TOKENS_PER_SEQUENCE",
     "alphabet",
     "resolve_layers",
 ]
@@ -34,9 +34,6 @@ ARCHITECTURES: dict[str, tuple[int, int, int]] = {
 #: fair-esm's name for the alphabet every ESM-2 model uses.
 ALPHABET_NAME = "ESM-1b"
 
-#: ESM-2 adds BOS and EOS to every sequence: a record of n residues costs n + 2 tokens.
-SPECIAL_TOKENS_PER_SEQUENCE = 2
-
 #: Residues per sequence ESM-2 was trained on (1024-token crops, BOS and EOS included);
 #: esm-extract truncates to it.
 MAX_LENGTH = 1022
@@ -52,10 +49,6 @@ def alphabet() -> esm.data.Alphabet:
     return esm.data.Alphabet.from_architecture(ALPHABET_NAME)
 
 
-#: The single-character tokens of the alphabet: what a normalised sequence may hold.
-RESIDUES: str = "".join(tok for tok in alphabet().standard_toks if len(tok) == 1)
-
-
 def resolve_layers(requested: Sequence[int] | None, num_layers: int, *, argument: str = "layers") -> tuple[int, ...]:
     """fair-esm layer numbers, negative ones counted from the end as esm-extract does (-1 = last).
 
@@ -63,11 +56,5 @@ def resolve_layers(requested: Sequence[int] | None, num_layers: int, *, argument
     final LayerNorm. None means ``(num_layers,)``. Raises ``ValueError`` naming the bad
     values and the valid range; ``argument`` names the argument (and its CLI flag) in the message.
     """
-    layers = (num_layers,) if requested is None else tuple(requested)
-    bad = [layer for layer in layers if not isinstance(layer, int) or not -(num_layers + 1) <= layer <= num_layers]
-    if not layers or bad:
-        raise ValueError(
-            f"{argument} {list(layers)} has invalid layer(s) {bad}: this model has layers 0..{num_layers} "
-            f"(0 = embedding, {num_layers} = last, after the final LayerNorm; -1 = last, as in esm-extract)"
-        )
-    return tuple(layer % (num_layers + 1) for layer in layers)
+    last = "last, after the final LayerNorm; -1 = last, as in esm-extract"
+    return resolve_layer_numbers(requested, num_layers, argument=argument, last=last)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import reprlib
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -25,6 +24,7 @@ from esm.modules import ContactPredictionHead
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
+from ..common.checkpoint_checks import bounded_int, check_block_indices, check_weight, few, named_weights, show
 from .architecture import alphabet as esm2_alphabet
 
 __all__ = ["CONTACT_REGRESSION", "MAX_EMBED_DIM", "MAX_LAYERS", "Config", "checked_state", "read_config", "skeleton"]
@@ -40,14 +40,9 @@ CONTACT_REGRESSION = ("contact_head.regression.weight", "contact_head.regression
 
 _SHAPE = "{'model': state_dict, 'cfg': {'model': argparse.Namespace(...)}}"
 _FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_attention_heads", "token_dropout")
-# The dtypes fair-esm's modules compute in; float8 and the like cannot run its forward.
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # fair-esm's upgrade_state_dict strips these; lm_head and contact_head sit under "encoder.".
 _KEY_PREFIX = re.compile(r"^(encoder\.sentence_encoder\.|encoder\.)")
 _LAYER_KEY = re.compile(r"layers\.([^.]*)\.(.+)", re.DOTALL)
-# File-sourced strings are shown through repr: clipped, and escaped so a message stays one line.
-_REPR = reprlib.Repr()
-_REPR.maxstring, _REPR.maxother = 120, 60
 
 
 class Config(NamedTuple):
@@ -67,7 +62,7 @@ def read_config(data: object, path: Path) -> Config:
     if "args" in data and "cfg" not in data:
         raise ValueError(f"{path}: this is an ESM-1/ESM-1b checkpoint ('args', no 'cfg'); only ESM-2 is supported")
     if "model" not in data or "cfg" not in data:
-        keys = _few([_show(key) for key in sorted(data, key=str)])
+        keys = few([show(key) for key in sorted(data, key=str)])
         raise ValueError(f"{path}: not a fair-esm ESM-2 checkpoint: expected {_SHAPE}, got keys [{keys}]")
     if not isinstance(data["model"], dict):
         raise ValueError(f"{path}: 'model' is a {type(data['model']).__name__}, expected the state dict (a dict)")
@@ -84,9 +79,9 @@ def read_config(data: object, path: Path) -> Config:
     absent = [field for field in _FIELDS if field not in values]
     if absent:
         raise ValueError(f"{path}: checkpoint cfg['model'] lacks {absent}; fair-esm's ESM-2 cfg has {list(_FIELDS)}")
-    layers = _bounded(values, "encoder_layers", MAX_LAYERS, path)
-    embed_dim = _bounded(values, "encoder_embed_dim", MAX_EMBED_DIM, path)
-    heads = _bounded(values, "encoder_attention_heads", embed_dim, path)
+    layers = bounded_int(values["encoder_layers"], "cfg['model'].encoder_layers", MAX_LAYERS, path)
+    embed_dim = bounded_int(values["encoder_embed_dim"], "cfg['model'].encoder_embed_dim", MAX_EMBED_DIM, path)
+    heads = bounded_int(values["encoder_attention_heads"], "cfg['model'].encoder_attention_heads", embed_dim, path)
     if embed_dim % heads or embed_dim // heads % 2:
         raise ValueError(
             f"{path}: cfg['model'].encoder_attention_heads = {heads} does not split encoder_embed_dim = "
@@ -95,7 +90,7 @@ def read_config(data: object, path: Path) -> Config:
         )
     if not isinstance(values["token_dropout"], bool):
         raise ValueError(
-            f"{path}: cfg['model'].token_dropout = {_show(values['token_dropout'])}, expected True or False"
+            f"{path}: cfg['model'].token_dropout = {show(values['token_dropout'])}, expected True or False"
         )
     return Config(layers, embed_dim, heads, values["token_dropout"])
 
@@ -109,16 +104,21 @@ def checked_state(raw: dict, cfg: Config, path: Path) -> dict[str, Tensor]:
     out, with a warning naming them.
     """
     outside, block = _expected_shapes(cfg)
-    named = _named(raw, path)
-    _check_layer_indices(named, cfg.layers, path)
+    named = named_weights(raw, path, _KEY_PREFIX, "encoder.sentence_encoder.embed_tokens.weight")
+    found = {match[1] for name in named if (match := _LAYER_KEY.fullmatch(name))}
+    check_block_indices(found, cfg.layers, path, "cfg['model'].encoder_layers", "cfg")
+    implied_by = (
+        f"cfg['model'] (encoder_layers={cfg.layers}, encoder_embed_dim={cfg.embed_dim}, "
+        f"encoder_attention_heads={cfg.heads})"
+    )
     state, unexpected = {}, []
     for name, (key, value) in named.items():
         layer = _LAYER_KEY.fullmatch(name)
         shape = block.get(layer[2]) if layer else outside.get(name)
         if shape is None:
-            unexpected.append(_show(key))
+            unexpected.append(show(key))
             continue
-        _check_tensor(key, value, shape, cfg, path)
+        check_weight(key, value, shape, path, implied_by)
         state[name] = value
     expected = set(outside) | {f"layers.{i}.{suffix}" for i in range(cfg.layers) for suffix in block}
     missing = expected - state.keys()
@@ -126,10 +126,10 @@ def checked_state(raw: dict, cfg: Config, path: Path) -> dict[str, Tensor]:
         missing -= set(CONTACT_REGRESSION)
     if missing:
         raise ValueError(
-            f"{path}: checkpoint lacks {len(missing)} weight(s) of its ESM-2 architecture: {_few(sorted(missing))}"
+            f"{path}: checkpoint lacks {len(missing)} weight(s) of its ESM-2 architecture: {few(sorted(missing))}"
         )
     if unexpected:  # stacklevel: the caller of load_model
-        warnings.warn(f"{path}: ignoring {len(unexpected)} unexpected weight(s): {_few(unexpected)}", stacklevel=4)
+        warnings.warn(f"{path}: ignoring {len(unexpected)} unexpected weight(s): {few(unexpected)}", stacklevel=4)
     return state
 
 
@@ -168,76 +168,6 @@ def _expected_shapes(cfg: Config) -> tuple[dict[str, torch.Size], dict[str, torc
     }
     outside |= {f"contact_head.{name}": tensor.shape for name, tensor in contacts.state_dict().items()}
     return outside, {name: tensor.shape for name, tensor in model.layers[0].state_dict().items()}
-
-
-def _named(raw: dict, path: Path) -> dict[str, tuple[str, object]]:
-    """{name as ``ESM2.state_dict()`` keys it: (the file's key, its value)}: fair-esm's prefixes stripped."""
-    named: dict[str, tuple[str, object]] = {}
-    for key, value in raw.items():
-        if not isinstance(key, str):
-            raise ValueError(
-                f"{path}: state dict key {_show(key)} is a {type(key).__name__}, expected a str "
-                "such as 'encoder.sentence_encoder.embed_tokens.weight'"
-            )
-        name = _KEY_PREFIX.sub("", key)
-        if name in named:
-            raise ValueError(
-                f"{path}: state dict keys {_show(named[name][0])} and {_show(key)} both name the weight "
-                f"{_show(name)}; expected one"
-            )
-        named[name] = (key, value)
-    return named
-
-
-def _check_layer_indices(names: dict[str, object], layers: int, path: Path) -> None:
-    """Raise unless the block indices in ``names`` ("layers.<i>.*") are exactly 0..layers-1, written as ints."""
-    found = {match[1] for name in names if (match := _LAYER_KEY.fullmatch(name))}
-    wanted = {str(i) for i in range(layers)}
-    if found == wanted:
-        return
-    problems = []
-    if wanted - found:
-        problems.append(f"no weights for block(s) {_few(sorted(wanted - found, key=int))}")
-    if found - wanted:
-        extra = sorted(found - wanted, key=lambda index: (len(index), index))
-        shown = [index if re.fullmatch(r"[1-9][0-9]{0,8}", index) else _show(index) for index in extra]
-        problems.append(f"weights for block(s) {_few(shown)}")
-    raise ValueError(
-        f"{path}: cfg['model'].encoder_layers = {layers} means blocks 0..{layers - 1}, but the state dict "
-        f"has {' and '.join(problems)}; the cfg and the weights disagree"
-    )
-
-
-def _check_tensor(key: str, value: object, shape: torch.Size, cfg: Config, path: Path) -> None:
-    """Raise unless ``value`` is a dense CPU tensor of a float dtype and of ``shape``."""
-    if not isinstance(value, Tensor):
-        raise ValueError(f"{path}: {_show(key)} is a {type(value).__name__}, expected a tensor of shape {tuple(shape)}")
-    if value.dtype not in _FLOAT_DTYPES or value.layout != torch.strided or value.device.type != "cpu":
-        raise ValueError(
-            f"{path}: {_show(key)} is a {value.dtype} tensor ({value.layout}, on {value.device}), "
-            "expected a dense tensor of float16, bfloat16, float32 or float64"
-        )
-    if value.shape != shape:
-        raise ValueError(
-            f"{path}: {_show(key)} has shape {tuple(value.shape)}, but cfg['model'] (encoder_layers={cfg.layers}, "
-            f"encoder_embed_dim={cfg.embed_dim}, encoder_attention_heads={cfg.heads}) implies {tuple(shape)}"
-        )
-
-
-def _bounded(values: dict[str, object], field: str, high: int, path: Path) -> int:
-    """``values[field]``, raising unless it is an int (not a bool) in 1..high."""
-    value = values[field]
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
-        raise ValueError(f"{path}: cfg['model'].{field} = {_show(value)}, expected an int in 1..{high}")
-    return value
-
-
-def _show(value: object) -> str:
-    return _REPR.repr(value)
-
-
-def _few(items: list[str], limit: int = 8) -> str:
-    return ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
 class _NoInit(TorchFunctionMode):

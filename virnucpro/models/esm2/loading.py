@@ -15,32 +15,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
-import re
-import textwrap
-import warnings
 from pathlib import Path
 
 import esm
 import torch
 from esm.model.esm2 import ESM2
 
+from ..common.random_spec import RANDOM_PREFIX, warn_random
+from ..common.safe_pickle import load_torch_file
+from ..common.upload import placed
 from .architecture import ALPHABET_NAME, ARCHITECTURES
 from .checkpoint_format import CONTACT_REGRESSION, Config, checked_state, read_config, skeleton
 
 __all__ = ["MODEL_URL", "RANDOM_PREFIX", "checkpoint_path", "load_model", "save_checkpoint"]
 
 MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
-RANDOM_PREFIX = "random:"
 _ACCEPTED = (
     f"pass one of {sorted(ARCHITECTURES)}, '{RANDOM_PREFIX}<name>' (e.g. '{RANDOM_PREFIX}esm2_t6_8M'), "
     "or the path of a fair-esm ESM-2 checkpoint (.pt)"
 )
-# The first bytes of a zip archive: torch's format since 1.6, the only one torch can mmap.
-_ZIP_MAGIC = b"PK\x03\x04"
-# What torch's weights-only unpickler names when it refuses a global (a class or function).
-_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
-_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*([^\n]+)")
 
 
 def load_model(
@@ -119,11 +112,7 @@ def _random_model(name: str, seed: int, device: torch.device) -> ESM2:
     full_name = name if name in ARCHITECTURES else f"{name}_UR50D"
     if full_name not in ARCHITECTURES:
         raise ValueError(f"unknown model {RANDOM_PREFIX + name!r}; {_ACCEPTED}")
-    warnings.warn(
-        f"{RANDOM_PREFIX}{full_name}: weights are RANDOM (seed {seed}), its embeddings are meaningless "
-        "for biology; use it for benchmarks and offline demos only",
-        stacklevel=3,
-    )
+    warn_random(full_name, seed, stacklevel=3)
     layers, embed_dim, heads = ARCHITECTURES[full_name]
     torch.manual_seed(seed)
     with torch.device(device):
@@ -171,7 +160,7 @@ def _read_model(path: Path, dtype: torch.dtype | None, device: torch.device) -> 
     cfg: Config = read_config(data, path)
     state = checked_state(data["model"], cfg, path)
     model = skeleton(cfg, cfg.layers, ALPHABET_NAME)
-    state = {name: _placed(tensor, dtype, device) for name, tensor in state.items()}
+    state = {name: placed(tensor, dtype, device) for name, tensor in state.items()}
     # assign=True: the module's parameters become these tensors (the mmapped ones for
     # dtype=None on the CPU) instead of being copied into; every one was checked.
     model.load_state_dict(state, strict=False, assign=True)
@@ -182,52 +171,13 @@ def _read_model(path: Path, dtype: torch.dtype | None, device: torch.device) -> 
     return model
 
 
-def _placed(tensor: torch.Tensor, dtype: torch.dtype | None, device: torch.device) -> torch.Tensor:
-    """``tensor`` itself for dtype None on the CPU, else a copy in ``dtype`` on ``device`` owning its memory."""
-    if dtype is None and device.type == "cpu":
-        return tensor
-    return tensor.to(device=device, dtype=dtype or tensor.dtype, copy=True)
-
-
 def _load_file(path: Path) -> object:
-    """What ``torch.load`` reads from ``path``, tensors memory-mapped when the file is a zip archive."""
-    with path.open("rb") as handle:  # an unreadable file raises OSError, which says so itself
-        magic = handle.read(len(_ZIP_MAGIC))
-    if not magic:
-        raise ValueError(f"{path}: empty file (0 bytes), not a fair-esm checkpoint; re-download or re-save it")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=magic == _ZIP_MAGIC)
-    except OSError:
-        raise
-    except pickle.UnpicklingError as err:  # weights_only refused something, or this is no pickle at all
-        raise ValueError(_refusal(path, err)) from err
-    except Exception as err:  # RuntimeError (bad zip), EOFError (truncated legacy file), ...
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        raise ValueError(
-            f"{path}: not a readable fair-esm checkpoint: torch.load failed with {type(err).__name__}: "
-            f"{textwrap.shorten(lines[0], 200) if lines else 'no detail'}; if it is a checkpoint, it is "
-            "truncated or corrupt: re-download or re-save it"
-        ) from err
-
-
-def _refusal(path: Path, err: pickle.UnpicklingError) -> str:
-    """One line for a file torch's weights-only unpickler refused.
-
-    Torch's own message advises retrying with ``weights_only=False``, which is what would
-    run a malicious payload: only the refused global (or the unpickler's detail) is kept.
-    """
-    text = str(err)
-    refused = _REFUSED_GLOBAL.search(text)
-    detail = _UNPICKLER_DETAIL.search(text)
-    if refused:
-        what = f"it asks to unpickle {refused[1]}, which was refused"
-    else:
-        what = f"torch's weights-only unpickler refused it ({detail[1].strip()[:200] if detail else 'no detail'})"
-    return (
-        f"{path}: not a readable fair-esm checkpoint: {what}; virnucpro never unpickles code: only "
-        "tensors, containers and argparse.Namespace are allowed (if you wrote this file, save just the "
-        "state dict and cfg, as virnucpro.models.save_checkpoint does)"
+    """What ``torch.load`` reads from the fair-esm checkpoint ``path``, tensors memory-mapped when it is a zip archive."""
+    return load_torch_file(
+        path,
+        what="a fair-esm checkpoint",
+        allowed=[argparse.Namespace],
+        advice="if you wrote this file, save just the state dict and cfg, as virnucpro.models.save_checkpoint does",
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from esm.model.esm2 import ESM2
 
+from ..common.memory import token_budget
+
 __all__ = ["CPU_MAX_TOKENS", "MAX_AUTO_TOKENS", "auto_max_tokens"]
 
 #: The budget on the CPU, where speed is flat in the budget and memory is not measured.
@@ -29,11 +31,7 @@ def auto_max_tokens(
     ``dtype``'s size, so this is an upper bound there), capped at ``MAX_AUTO_TOKENS``.
     ``benchmarks/results/h200.md`` gives the measured peak memory and speed per budget.
     """
-    if device.type != "cuda":
-        return CPU_MAX_TOKENS
-    free, _ = torch.cuda.mem_get_info(device)
     itemsize = torch.finfo(dtype).bits // 8
-    free -= sum(p.numel() for p in model.parameters()) * itemsize
+    weights = sum(p.numel() for p in model.parameters()) * itemsize
     per_token = model.embed_dim * (24 * itemsize + 4 * (num_layers_out + 2) + (6 if matmul == "fp8" else 0))
-    tokens = int(0.5 * max(free, 0) / per_token)
-    return max(4096, min(MAX_AUTO_TOKENS, tokens // 1024 * 1024))
+    return token_budget(device, weights, per_token, cpu=CPU_MAX_TOKENS, floor=4096, cap=MAX_AUTO_TOKENS)

@@ -13,8 +13,7 @@ rotary once. Each half of a block (attention, MLP) has its ``Matmul`` (``fp8.blo
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -27,6 +26,7 @@ from ..common.attention import AttentionFn, select_attention
 from ..common.kernels import Kernels, select_kernels
 from ..common.fp8 import block_matmuls
 from ..common.matmul import Matmul, Norm, copy_norm, copy_tensor
+from ..common.packed_model import PackedModel, build_blocks_warming, packed_inputs, warm_in_thread
 from ..common.segments import segment_ids
 from ..common.upload import staged_uploads
 from ..options import ForwardOptions
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["PackedESM2"]
 
 
-class PackedESM2(nn.Module):
+class PackedESM2(PackedModel):
     """Inference-only ESM-2 over packed batches, with its own copy of a fair-esm model's weights.
 
     Args:
@@ -89,67 +89,21 @@ class PackedESM2(nn.Module):
             self.final_norm = copy_norm(_norm(model.emb_layer_norm_after), dtype, device)
 
     def _copy_blocks(self, layers: Sequence[TransformerLayer]) -> list[_Block]:
-        """Every block's copy. On CUDA, one block of each kind (its pair of ``Matmul``) is copied
-        first and a thread runs the warm-up batches through those while the rest are copied:
-        a first process compiles its Triton kernels during the copy instead of after it.
-        """
-        kinds: dict[tuple[int, int], int] = {}
-        for i, (attention, mlp) in enumerate(self._matmuls):
-            kinds.setdefault((id(attention), id(mlp)), i)
-        blocks: list[_Block | None] = [None] * len(layers)
-        for i in kinds.values():
-            blocks[i] = _Block(layers[i], *self._matmuls[i])
-        with ThreadPoolExecutor(1, thread_name_prefix="virnucpro-warm-up") as pool:
-            warming = pool.submit(self._warm_blocks, [blocks[i] for i in kinds.values()])
-            for i, layer in enumerate(layers):
-                if blocks[i] is None:
-                    blocks[i] = _Block(layer, *self._matmuls[i])
-            warming.result()
-        return blocks
+        """Every block's copy; on CUDA the first of each kind (its pair of ``Matmul``) warms up the
+        kernels in a thread while the rest are copied (``build_blocks_warming``)."""
+        kinds = [(id(attention), id(mlp)) for attention, mlp in self._matmuls]
+        return build_blocks_warming(kinds, lambda i: _Block(layers[i], *self._matmuls[i]), self._warm_blocks)
 
     def _warm_blocks(self, blocks: list[_Block]) -> None:
-        """The warm-up batches through ``blocks`` alone (in a thread: grad mode and the CUDA device are per thread)."""
-        if self.device.type != "cuda":  # nothing to compile
-            return
-        with torch.no_grad(), torch.cuda.device(self.device):
-            for input_ids, cu_seqlens, max_seqlen in self._warm_up_batches():
-                x, rotary = self._embed(input_ids, cu_seqlens, max_seqlen)
-                delta = None
-                for block in blocks:
-                    x, delta = block(x, delta, rotary, cu_seqlens, max_seqlen, self._attend, self._kernels)
-            torch.cuda.synchronize(self.device)
+        """The warm-up batches through ``blocks`` alone."""
 
-    def _apply(self, fn, recurse=True):
-        raise RuntimeError(
-            "PackedESM2 holds a copy of the weights made for one device and dtype, which .to(), "
-            ".cuda() and .half() cannot move; build a new PackedESM2(model, dtype=..., device=...)"
-        )
+        def run(input_ids: Tensor, cu_seqlens: Tensor, max_seqlen: int) -> None:
+            x, rotary = self._embed(input_ids, cu_seqlens, max_seqlen)
+            delta = None
+            for block in blocks:
+                x, delta = block(x, delta, rotary, cu_seqlens, max_seqlen, self._attend, self._kernels)
 
-    @property
-    def device(self) -> torch.device:
-        return self.embed_weight.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.embed_weight.dtype
-
-    def warm_up(self) -> None:
-        """Run tiny batches so that every kernel is compiled (or read from the on-disk cache) and
-        cuBLAS is set up before the first real batch, which then runs at full speed.
-
-        Most kernels were already compiled while the weights were copied (``_copy_blocks``).
-        """
-        for input_ids, cu_seqlens, max_seqlen in self._warm_up_batches():
-            self(input_ids, cu_seqlens, max_seqlen, repr_layers=range(self.num_layers + 1))
-
-    def _warm_up_batches(self) -> Iterator[tuple[Tensor, Tensor, int]]:
-        """(input_ids, cu_seqlens, max_seqlen) of tiny batches of 1, 17 and 32 sequences: they cover
-        the integer specialisations Triton compiles (an argument equal to 1, divisible by 16, or neither)."""
-        for n in (1, 17, 32):
-            lengths = torch.arange(n, dtype=torch.int32) % 7 + 3
-            cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0)).to(self.device)
-            input_ids = torch.zeros(int(lengths.sum()), dtype=torch.int64, device=self.device)  # values do not matter
-            yield input_ids, cu_seqlens, int(lengths.max())
+        warm_in_thread(self.device, run)
 
     @torch.no_grad()
     def forward(
@@ -179,10 +133,8 @@ class PackedESM2(nn.Module):
             {"representations": {layer: (T, E) tensor in ``self.dtype``}}, keyed by the
             non-negative layer numbers.
         """
-        if cu_seqlens is None and max_seqlen is None and not isinstance(input_ids, Tensor):
-            input_ids, cu_seqlens, max_seqlen = input_ids.input_ids, input_ids.cu_seqlens, input_ids.max_seqlen
+        input_ids, cu_seqlens, max_seqlen = packed_inputs(input_ids, cu_seqlens, max_seqlen, self.device)
         layers = resolve_layers(repr_layers, self.num_layers, argument="repr_layers")
-        self._check_inputs(input_ids, cu_seqlens, max_seqlen)
         x, rotary = self._embed(input_ids, cu_seqlens, max_seqlen)
 
         # The residual stream is carried as (x, delta): the MLP's output is added to x by
@@ -221,25 +173,6 @@ class PackedESM2(nn.Module):
         masks.index_add_(0, seq, is_mask.float())  # (N,) <mask> count per sequence
         scale = (1 - MASK_RATIO_TRAIN) / (1 - masks / cu_seqlens.diff())  # (N,) float32
         return (x * scale[seq, None]).to(x.dtype)
-
-    def _check_inputs(self, input_ids: Tensor, cu_seqlens: Tensor, max_seqlen: int) -> None:
-        if input_ids.ndim != 1 or input_ids.dtype != torch.int64:
-            raise ValueError(
-                f"input_ids must be (T,) int64 packed token ids, got shape {tuple(input_ids.shape)} {input_ids.dtype}"
-            )
-        if cu_seqlens is None or cu_seqlens.ndim != 1 or cu_seqlens.dtype != torch.int32 or cu_seqlens.numel() < 2:
-            got = "None" if cu_seqlens is None else f"shape {tuple(cu_seqlens.shape)} {cu_seqlens.dtype}"
-            raise ValueError(f"cu_seqlens must be (N + 1,) int32 with N >= 1, got {got}")
-        if input_ids.device != self.device or cu_seqlens.device != self.device:
-            raise ValueError(
-                f"input_ids ({input_ids.device}) and cu_seqlens ({cu_seqlens.device}) must be on "
-                f"the model's device {self.device}; move them with .to({str(self.device)!r})"
-            )
-        if not isinstance(max_seqlen, int):
-            raise TypeError(
-                f"max_seqlen must be a host int, got {type(max_seqlen).__name__}; "
-                "compute it from the sequence lengths before moving them to the device"
-            )
 
 
 def _norm(norm: nn.Module) -> Norm:

@@ -1,0 +1,78 @@
+"""PackedDNABERT in bfloat16 on the GPU against DNABERT-S's own code in float32, at DNABERT-S's real shape.
+
+Random weights (nothing is downloaded) and VirNucPro's nucleotide slices of the bundled
+contigs (500- and 300-bp chunks: 2,147 sequences, 157,036 tokens), tokenised by random:dnabert-s's
+tokenizer. The embedding compared is DNABERT-S's: the mean of the last layer over every
+token, [CLS] and [SEP] included. Run ``pytest -s -m gpu tests/models/dnabert`` to see the figures.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import CONTIGS, requires_cuda
+from dnabert_reference import REAL, nucleotide_slices, our_weights, packed_batches, padded_last_layers, reference_model
+
+from virnucpro.models import ForwardOptions, mean_pool
+from virnucpro.models.dnabert import PackedDNABERT, tokenizer
+
+pytestmark = [pytest.mark.gpu, requires_cuda]
+
+TOKENS_PER_BATCH = 16384
+MIN_COSINE = 0.9999
+ATTENTION = [
+    "triton",
+    "reference",
+    pytest.param(
+        "flash-attn",
+        marks=pytest.mark.skipif(importlib.util.find_spec("flash_attn") is None, reason="flash-attn not installed"),
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """DNABERT-S's shape, its own initialiser plus N(0, 0.02) on every parameter, on the GPU in float32;
+    the tokens of the slices (sorted by length, as batched code runs them) and their float32 means."""
+    model = reference_model(*REAL, seed=0, noise=0.02, device="cuda")
+    tokens = tokenizer("random:dnabert-s")
+    ids, lengths = tokens.encode(nucleotide_slices(CONTIGS))
+    sequences = sorted(torch.from_numpy(ids).split(lengths.tolist()), key=len)
+    means = [rows.mean(0) for batch in padded_last_layers(model, sequences, TOKENS_PER_BATCH) for rows in batch]
+    yield model, sequences, torch.stack(means)
+    del model
+    torch.cuda.empty_cache()
+
+
+def packed_means(packed: PackedDNABERT, sequences: list[torch.Tensor]) -> torch.Tensor:
+    """(N, E) float32: the mean over every token of the last layer, packed batches of TOKENS_PER_BATCH."""
+    means = []
+    for input_ids, cu_seqlens, max_seqlen in packed_batches(sequences, TOKENS_PER_BATCH):
+        input_ids, cu_seqlens = input_ids.to(packed.device), cu_seqlens.to(packed.device)
+        reps = packed(input_ids, cu_seqlens, max_seqlen)["representations"][packed.num_layers]
+        means.append(mean_pool(reps, cu_seqlens, bos=False, eos=False))
+    return torch.cat(means)
+
+
+@pytest.mark.parametrize("kernels", ["triton", "torch"])
+@pytest.mark.parametrize("attention", ATTENTION)
+def test_bf16_means_match_the_float32_reference(reference, attention, kernels):
+    model, sequences, expected = reference
+    weights = our_weights(model)
+    options = ForwardOptions(attention=attention, kernels=kernels)
+    packed = PackedDNABERT(weights, dtype=torch.bfloat16, device="cuda", options=options)
+    assert packed.options.attention == attention and packed.options.kernels == kernels
+    actual = packed_means(packed, sequences)
+    cosine = F.cosine_similarity(actual, expected.float(), dim=1)
+    tokens = sum(map(len, sequences))
+    print(
+        f"\nDNABERT-S bf16 {attention}/{kernels}: {len(sequences)} sequences, {tokens} tokens, "
+        f"cosine vs fp32 min {cosine.min():.6f} mean {cosine.mean():.6f}"
+    )
+    assert cosine.min() >= MIN_COSINE, (
+        f"{attention}/{kernels}: cosine min {cosine.min():.6f} (sequence {int(cosine.argmin())}, "
+        f"{len(sequences[int(cosine.argmin())])} tokens), mean {cosine.mean():.6f}"
+    )

@@ -1,0 +1,214 @@
+"""DNABERT-2 / DNABERT-S's forward over packed sequences: no padding, varlen attention with ALiBi.
+
+Same weights and the same numbers as ``BertModel`` of DNABERT's own code: token plus
+token-type-0 embedding and its LayerNorm; then post-LayerNorm blocks: fused QKV, attention
+with the ALiBi bias -slope_h * |i - j| within each sequence, output projection, add and
+LayerNorm; gated MLP (E -> 2I without bias, GELU(gate) * value, I -> E), add and LayerNorm.
+No final LayerNorm: the last block's output is ``model(input_ids)[0]``.
+
+Per block on CUDA: four matmuls through the matmul seam (``common.matmul``, cuBLAS with the
+bias in the epilogue), one varlen attention kernel given the ALiBi slopes (``common.attention``),
+and three one-pass Triton kernels: residual add + LayerNorm twice and the gated GELU once
+(``common.kernels``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..common.alibi import alibi_slopes
+from ..common.attention import AttentionFn, select_attention
+from ..common.kernels import Kernels, select_kernels
+from ..common.matmul import Linear, NativeMatmul, Norm, copy_norm, copy_tensor
+from ..common.packed_model import PackedModel, build_blocks_warming, packed_inputs, warm_in_thread
+from ..common.upload import staged_uploads
+from ..options import ForwardOptions
+from .architecture import resolve_layers
+from .weights import DNABERTWeights
+
+if TYPE_CHECKING:
+    from virnucpro.data import PackedBatch
+
+__all__ = ["PackedDNABERT"]
+
+#: ``ForwardOptions.gelu`` => ``F.gelu``'s ``approximate``.
+_APPROXIMATE = {"exact": "none", "tanh": "tanh"}
+
+
+class PackedDNABERT(PackedModel):
+    """Inference-only DNABERT over packed batches, with its own copy of the weights.
+
+    Args:
+        model: ``DNABERTWeights`` (``dnabert.load``). Read, never modified.
+        dtype: dtype of the copied weights and of the computation; default the weights'.
+            ALiBi slopes and biases, LayerNorm statistics and the gated GELU are float32 always.
+        device: where the copy lives; default the weights'. To move to another device or
+            dtype, build a new PackedDNABERT: the attention backend is chosen for these.
+        options: how to compute (``ForwardOptions``: attention backend, kernels, GELU);
+            default all "auto". ``matmul`` must be "native". "auto" GELU is the exact erf
+            form, as DNABERT's own code: the gate's GELU is its own pass over memory either
+            way, where erf costs nothing more than tanh. ``self.options`` holds the resolved choice.
+    """
+
+    def __init__(
+        self,
+        model: DNABERTWeights,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        options: ForwardOptions | None = None,
+    ):
+        super().__init__()
+        if not isinstance(model, DNABERTWeights):
+            raise TypeError(
+                f"model must be a DNABERTWeights (virnucpro.models.dnabert.load), got {type(model).__name__}"
+            )
+        word = model.weight("embeddings.word_embeddings.weight")
+        dtype = word.dtype if dtype is None else dtype
+        device = word.device if device is None else torch.device(device)
+        self.options, self._attend = _resolve(options or ForwardOptions(), device, dtype)
+        self._kernels: Kernels = select_kernels(self.options.kernels, device)
+        self._matmul = NativeMatmul(dtype, device, self._kernels, self.options.gelu)
+        self._approximate = _APPROXIMATE[self.options.gelu]
+        self.num_layers = model.num_layers
+        self.embed_dim = model.embed_dim
+        self.heads = model.attention_heads
+        self.register_buffer("slopes", alibi_slopes(self.heads).to(device), persistent=False)
+        with torch.no_grad(), staged_uploads(device):
+            # Every token has type 0: its type embedding is folded into the token table (the
+            # sum in float32, as the reference adds them, then rounded once).
+            table = word.float() + model.weight("embeddings.token_type_embeddings.weight")[0].float()
+            self.register_buffer("embed_weight", copy_tensor(table, dtype, device), persistent=False)
+            self.embed_norm = copy_norm(_norm(model, "embeddings.LayerNorm"), dtype, device)
+            self.layers = nn.ModuleList(
+                build_blocks_warming(
+                    [0] * self.num_layers,  # every block computes alike: one warms the kernels up
+                    lambda i: _Block(model, i, self._matmul, self.heads),
+                    self._warm_blocks,
+                )
+            )
+
+    def _warm_blocks(self, blocks: list[_Block]) -> None:
+        """The warm-up batches through ``blocks`` alone."""
+
+        def run(input_ids: Tensor, cu_seqlens: Tensor, max_seqlen: int) -> None:
+            x = self._embed(input_ids)
+            for block in blocks:
+                x = block(x, cu_seqlens, max_seqlen, self.slopes, self._attend, self._kernels, self._approximate)
+
+        warm_in_thread(self.device, run)
+
+    @torch.no_grad()
+    def forward(
+        self,
+        input_ids: Tensor | PackedBatch,
+        cu_seqlens: Tensor | None = None,
+        max_seqlen: int | None = None,
+        repr_layers: Sequence[int] | None = None,
+    ) -> dict[str, dict[int, Tensor]]:
+        """Representations of packed sequences. Runs without autograd.
+
+        Args:
+            input_ids: (T,) int64 on ``self.device``, the token ids ([CLS] and [SEP] included,
+                from the model's own tokenizer) of N sequences back to back, no padding; or a
+                ``PackedBatch`` on ``self.device``, which carries all three tensors.
+            cu_seqlens: (N + 1,) int32 on ``self.device``, cu_seqlens[0] == 0, non-decreasing,
+                cu_seqlens[-1] == T; sequence i is input_ids[cu_seqlens[i] : cu_seqlens[i + 1]].
+                ALiBi positions restart at 0 in every sequence.
+            max_seqlen: host int, max(cu_seqlens.diff()); passed in so that nothing syncs.
+            repr_layers: layers to return, each in -(num_layers + 1)..num_layers (negative ones
+                count from the end); default (num_layers,). 0 is the embedding after its
+                LayerNorm, k the output of block k; num_layers is ``model(input_ids)[0]`` of
+                DNABERT's own code. Blocks past the highest requested layer are not run.
+
+        Returns:
+            {"representations": {layer: (T, E) tensor in ``self.dtype``}}, keyed by the
+            non-negative layer numbers.
+        """
+        input_ids, cu_seqlens, max_seqlen = packed_inputs(input_ids, cu_seqlens, max_seqlen, self.device)
+        layers = resolve_layers(repr_layers, self.num_layers, argument="repr_layers")
+        x = self._embed(input_ids)
+        representations = {0: x} if 0 in layers else {}
+        for i, block in enumerate(self.layers[: max(layers)], start=1):
+            x = block(x, cu_seqlens, max_seqlen, self.slopes, self._attend, self._kernels, self._approximate)
+            if i in layers:
+                representations[i] = x
+        return {"representations": representations}
+
+    def _embed(self, input_ids: Tensor) -> Tensor:
+        """LayerNorm(token + type-0 embedding): (T,) => (T, E)."""
+        return self._kernels.add_layer_norm(F.embedding(input_ids, self.embed_weight), None, *self.embed_norm)[1]
+
+
+def _resolve(options: ForwardOptions, device: torch.device, dtype: torch.dtype) -> tuple[ForwardOptions, AttentionFn]:
+    """The concrete options for DNABERT on ``device`` in ``dtype``, and the ALiBi attention backend they name."""
+    if options.matmul != "native":
+        raise ValueError(
+            f"matmul={options.matmul!r} (CLI: --dtype) is not available for DNABERT, whose post-LayerNorm blocks "
+            "keep the normalised rows as the residual stream; use matmul='native' (bf16 or fp16)"
+        )
+    attention, attend = select_attention(options.attention, device, dtype, alibi=True)
+    resolved = options.resolve(device, dtype)
+    gelu = "exact" if options.gelu == "auto" else resolved.gelu
+    return dataclasses.replace(resolved, attention=attention, gelu=gelu), attend
+
+
+def _norm(model: DNABERTWeights, name: str) -> Norm:
+    """The LayerNorm ``name``'s own parameters (not copied: the matmul copies what it keeps)."""
+    return Norm(model.weight(f"{name}.weight"), model.weight(f"{name}.bias"), model.config.layer_norm_eps)
+
+
+class _Block(nn.Module):
+    """One post-LayerNorm DNABERT block: ALiBi attention, then the gated MLP, each closed by add + LayerNorm."""
+
+    def __init__(self, model: DNABERTWeights, index: int, matmul: NativeMatmul, heads: int):
+        super().__init__()
+        prefix = f"encoder.layer.{index}"
+        self.heads, self.matmul = heads, matmul
+        qkv_weight, qkv_bias = (model.weight(f"{prefix}.attention.self.Wqkv.{p}") for p in ("weight", "bias"))
+        embed_dim = qkv_weight.shape[1]
+        # DNABERT divides the scores by sqrt(head_dim); folded into q's rows (in float32, then
+        # rounded) here, so attention kernels run with scale 1.0 and add the ALiBi bias unscaled.
+        scale = (embed_dim // heads) ** -0.5
+        q_weight, k_weight, v_weight = qkv_weight.split(embed_dim)
+        q_bias, k_bias, v_bias = qkv_bias.split(embed_dim)
+        self.qkv = matmul.prepare_weight(
+            (q_weight.float() * scale, k_weight, v_weight), (q_bias.float() * scale, k_bias, v_bias)
+        )
+        self.out = _linear(model, matmul, f"{prefix}.attention.output.dense")
+        self.attn_norm = copy_norm(_norm(model, f"{prefix}.attention.output.LayerNorm"), matmul.dtype, matmul.device)
+        self.gated = matmul.prepare_weight((model.weight(f"{prefix}.mlp.gated_layers.weight"),), None)
+        self.wo = _linear(model, matmul, f"{prefix}.mlp.wo")
+        self.mlp_norm = copy_norm(_norm(model, f"{prefix}.mlp.layernorm"), matmul.dtype, matmul.device)
+
+    def forward(
+        self,
+        x: Tensor,
+        cu_seqlens: Tensor,
+        max_seqlen: int,
+        slopes: Tensor,
+        attend: AttentionFn,
+        kernels: Kernels,
+        approximate: str,
+    ) -> Tensor:
+        """(T, E) => (T, E): the block's output, the next block's input."""
+        m = self.matmul
+        a = m.add_layer_norm(x, self._attention(x, cu_seqlens, max_seqlen, slopes, attend), self.attn_norm)[1]
+        gated = kernels.gated_gelu(m.linear(a, self.gated), approximate)  # (T, E) => (T, 2I) => (T, I)
+        return m.add_layer_norm(a, m.linear(gated, self.wo), self.mlp_norm)[1]
+
+    def _attention(self, x: Tensor, cu_seqlens: Tensor, max_seqlen: int, slopes: Tensor, attend: AttentionFn) -> Tensor:
+        """(T, E) => (T, E), the attention's output projection; the (T, 3E) QKV is freed on return, before the MLP."""
+        q, k, v = self.matmul.linear(x, self.qkv).unflatten(1, (3, self.heads, -1)).unbind(1)  # 3 x (T, H, D)
+        attended = attend(q, k, v, cu_seqlens, max_seqlen, alibi_slopes=slopes)  # (T, H, D)
+        return self.matmul.linear(attended.flatten(1), self.out)
+
+
+def _linear(model: DNABERTWeights, matmul: NativeMatmul, name: str) -> Linear:
+    return matmul.prepare_weight((model.weight(f"{name}.weight"),), (model.weight(f"{name}.bias"),))
