@@ -8,7 +8,9 @@ on one run:
 1. A random ESM-2 of ``--model``'s size (seeded, built on the device in a spawned process, so
    that this one never holds the GPU) is converted to fp16, as fair-esm publishes its weights,
    and written with ``virnucpro.models.save_checkpoint`` as ``<model>.pt``, with the
-   ``<model>-contact-regression.pt`` that fair-esm's local loader requires beside it. The
+   ``<model>-contact-regression.pt`` that fair-esm's local loader requires beside it. The same
+   weights, in float32 as the Hugging Face Hub publishes ESM-2, are written in transformers'
+   layout (``save_hf_folder``: config.json and model.safetensors, no transformers needed). The
    proteome (``bench_data.proteome()`` repeated up to about 670k tokens, a sequence of n
    residues counting min(n, 1022) + 2) is written as FASTA.
 2. ``python -c "import torch"``, the shortest of three: the floor no process using torch can beat.
@@ -16,7 +18,9 @@ on one run:
    ``first`` right after the checkpoint was written (Triton's cache may be cold), then
    ``second``. Its summary line gives the batch loop, the first-batch wait, the model set-up
    and the final assembly, each to 0.1 s; its counts and the HDF5 file's are checked.
-4. ``fair_esm_process.py`` (fair-esm's loader, ``.half().cuda().eval()``, esm-extract's padded
+4. The same command with ``--model`` the transformers-layout folder, twice: the ``virnucpro-hf``
+   rows (a Hub id resolves to such a folder in the Hugging Face cache; the process is the same).
+5. ``fair_esm_process.py`` (fair-esm's loader, ``.half().cuda().eval()``, esm-extract's padded
    loop, means to the CPU, ``torch.save``) on the same checkpoint, once per ``--toks-per-batch``.
 
 Rows, one per process, the same for both systems:
@@ -69,7 +73,7 @@ TOKENS = {"cuda": 670_000, "cpu": 6_000}  # the proteome's size: the issue's, an
 BEST_TOKS_PER_BATCH = {"esm2_t36_3B_UR50D": "16384", "esm2_t33_650M_UR50D": "4096"}
 #: The issue's targets per model: set-up and whole-process seconds at most, fair-esm / ours at least.
 TARGETS = {"esm2_t36_3B": (3.0, 14.0, 3.5), "esm2_t33_650M": (3.0, 7.0, 2.4)}
-OURS, ATTEMPTS = "virnucpro", ("first", "second")
+OURS, OURS_HF, ATTEMPTS = "virnucpro", "virnucpro-hf", ("first", "second")
 # virnucpro's summary line (virnucpro.pipeline.config.EmbedSummary.line).
 # virnucpro's DEBUG lines (virnucpro.cli._configure_logging): the wall clock to the millisecond.
 STAMPED = re.compile(r"^virnucpro: (?P<clock>\d\d:\d\d:\d\d)\.(?P<ms>\d{3}) (?P<message>.*)$", re.MULTILINE)
@@ -91,6 +95,7 @@ class Run:
     work: Path  # the temporary folder
     fasta: Path
     checkpoint: Path  # fp16, fair-esm's format
+    hf_folder: Path  # the same weights in float32, transformers' layout
     records: int
     tokens: int  # sum of min(n, 1022) + 2 over the records
 
@@ -145,8 +150,9 @@ def regression_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(checkpoint.stem + "-contact-regression.pt")
 
 
-def write_checkpoint(model: str, device: str, seed: int, path: Path) -> dict[str, Any]:
-    """Build a random ESM-2 on ``device``, write it in fp16 in fair-esm's format; run in a spawned process.
+def write_checkpoint(model: str, device: str, seed: int, path: Path, hf_folder: Path) -> dict[str, Any]:
+    """Build a random ESM-2 on ``device``, write it in fp16 in fair-esm's format and in float32 in
+    transformers' layout (``hf_folder``); run in a spawned process.
 
     Returns the device's name, torch's version and the seconds taken.
     """
@@ -154,13 +160,16 @@ def write_checkpoint(model: str, device: str, seed: int, path: Path) -> dict[str
     from throughput import TINY, build_model
 
     from virnucpro.models import ARCHITECTURES, save_checkpoint
+    from virnucpro.models.esm2 import save_hf_folder
 
     if model not in (*ARCHITECTURES, "tiny"):
         raise ValueError(f"--model: unknown {model!r}; choose from {', '.join([*ARCHITECTURES, 'tiny'])}")
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda: no CUDA device here; use --device cpu --model tiny for a smoke test")
     start = time.perf_counter()
-    esm2 = build_model(TINY if model == "tiny" else ARCHITECTURES[model], torch.device(device), seed).half()
+    esm2 = build_model(TINY if model == "tiny" else ARCHITECTURES[model], torch.device(device), seed)
+    save_hf_folder(esm2, hf_folder)
+    esm2 = esm2.half()
     save_checkpoint(esm2, path)
     # fair-esm publishes the contact regression in a file of its own, and its local loader requires it.
     regression = {f"contact_head.regression.{k}": v.cpu() for k, v in esm2.contact_head.regression.state_dict().items()}
@@ -169,11 +178,11 @@ def write_checkpoint(model: str, device: str, seed: int, path: Path) -> dict[str
     return {"device": name, "torch": torch.__version__, "seconds": time.perf_counter() - start}
 
 
-def spawned_checkpoint(args: argparse.Namespace, path: Path) -> dict[str, Any]:
+def spawned_checkpoint(args: argparse.Namespace, path: Path, hf_folder: Path) -> dict[str, Any]:
     """``write_checkpoint`` in a spawned process: its GPU memory and CUDA context end with it."""
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(write_checkpoint, args.model, args.device, args.seed, path).result()
+        return pool.submit(write_checkpoint, args.model, args.device, args.seed, path, hf_folder).result()
 
 
 def child_env(fair_esm: bool = False) -> dict[str, str]:
@@ -257,24 +266,26 @@ def row(run: Run, system: str, attempt: str, whole: float, floor: float, batches
     }
 
 
-def our_process(run: Run, attempt: str, floor: float) -> Row:
-    """``virnucpro embed`` as a user runs it, from the FASTA to a checked HDF5 file."""
+def our_process(run: Run, attempt: str, floor: float, system: str = OURS) -> Row:
+    """``virnucpro embed`` as a user runs it, from the FASTA to a checked HDF5 file; ``system`` OURS_HF
+    reads the transformers-layout folder instead of the fair-esm checkpoint."""
     import h5py
 
     out = run.work / "ours.h5"
+    model = run.hf_folder if system == OURS_HF else run.checkpoint
     command = [sys.executable, "-m", "virnucpro", "embed", str(run.fasta), "-o", str(out)]
-    command += ["--model", str(run.checkpoint), "--overwrite", "--no-progress", "--log-level", "DEBUG"]
+    command += ["--model", str(model), "--overwrite", "--no-progress", "--log-level", "DEBUG"]
     command += ["--device", "cpu"] if run.device == "cpu" else []  # on the GPU: its default, as users run it
     done, whole, started_at = _run_timed(command, child_env())
     stdout, events = done.stdout, timeline(done.stderr, started_at)
     summary = parse_summary(stdout)
-    check_count(f"{OURS} records", summary["records"], run.records)
-    check_count(f"{OURS} tokens", summary["tokens"], run.tokens)
+    check_count(f"{system} records", summary["records"], run.records)
+    check_count(f"{system} tokens", summary["tokens"], run.tokens)
     with h5py.File(out, "r") as h5:
-        check_count(f"{OURS} HDF5 ids", len(h5["ids"]), run.records)
-        check_count(f"{OURS} HDF5 embeddings", h5["embeddings"].shape[0], run.records)
+        check_count(f"{system} HDF5 ids", len(h5["ids"]), run.records)
+        check_count(f"{system} HDF5 embeddings", h5["embeddings"].shape[0], run.records)
     batches = summary["loop_s"] - summary["first_batch_s"]
-    result = row(run, OURS, attempt, whole, floor, batches, summary["finish_s"])
+    result = row(run, system, attempt, whole, floor, batches, summary["finish_s"])
     # Before main() and after it returns: the interpreter, the imports and the exit.
     outside = whole - summary["loop_s"] - summary["model_setup_s"] - summary["finish_s"]
     return {
@@ -306,8 +317,9 @@ def merge_rows(path: Path, rows: list[Row], device: str, torch_version: str) -> 
     if doc["device"] != device:
         raise RuntimeError(f"{path} holds rows from {doc['device']!r}, this is {device!r}; pass another --out")
     by_key = {(r["model"], r["system"], r["attempt"]): r for r in [*doc["rows"], *rows]}
-    # Ours first (first, second), then fair-esm by toks_per_batch.
-    order = lambda r: (r["model"], r["system"] != OURS, r.get("toks_per_batch", 0), r["attempt"])  # noqa: E731
+    # Ours first (first, second), then ours from transformers' layout, then fair-esm by toks_per_batch.
+    rank = {OURS: 0, OURS_HF: 1}
+    order = lambda r: (r["model"], rank.get(r["system"], 2), r.get("toks_per_batch", 0), r["attempt"])  # noqa: E731
     doc.update(torch=torch_version, rows=sorted(by_key.values(), key=order))
     path.write_text(json.dumps(doc, indent=1) + "\n")
     return doc
@@ -319,7 +331,9 @@ def markdown(doc: dict[str, Any]) -> str:
         f"# Per-sample process on {doc['device']} (torch {doc['torch']})",
         "",
         "Each system runs as a fresh process, timed whole by its parent, on one proteome from one fp16 checkpoint "
-        "in fair-esm's format (random weights at the real size). Set-up is the whole less `import torch` (timed "
+        "in fair-esm's format (random weights at the real size); virnucpro-hf reads the same weights in float32 "
+        "from transformers' layout (config.json, model.safetensors), as the Hugging Face Hub publishes ESM-2. "
+        "Set-up is the whole less `import torch` (timed "
         "alone in a fresh process), the batches and what follows them (virnucpro's final assembly, fair-esm's "
         "`torch.save`): the imports beyond torch, the load, the wait for the first batch and the exit. Tokens/s "
         "is of the whole process. Generated by `benchmarks/process_start.py` from the JSON beside this file.",
@@ -338,19 +352,23 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"{r['setup_s']:.2f} | {r['batches_s']:.2f} | {r['tokens_per_s']:,.0f} | " + " | ".join(ratios) + " |"
             )
         lines += [""] + [stages(r) for r in rows]
-        lines += targets(model, ours, [r for r in rows if r["system"] != OURS])
+        lines += targets(model, ours, [r for r in rows if is_fair_esm(r)])
     return "\n".join(lines) + "\n"
 
 
+def is_fair_esm(r: Row) -> bool:
+    return r["system"] not in (OURS, OURS_HF)
+
+
 def ratio(fair: Row, ours: Row | None) -> str:
-    return f"{fair['whole_s'] / ours['whole_s']:.2f}" if ours and fair["system"] != OURS else "–"
+    return f"{fair['whole_s'] / ours['whole_s']:.2f}" if ours and is_fair_esm(fair) else "–"
 
 
 def stages(r: Row) -> str:
     """One line: where a process's whole time went, by the stages its own output reports."""
-    if r["system"] == OURS:
+    if not is_fair_esm(r):
         return (
-            f"- {OURS} {r['attempt']}, {r['whole_s']:.2f} s: outside main (interpreter, imports, exit) "
+            f"- {r['system']} {r['attempt']}, {r['whole_s']:.2f} s: outside main (interpreter, imports, exit) "
             f"{r['outside_main_s']:.2f} s, model set-up {r['model_setup_s']:.1f} s, first batch after "
             f"{r['first_batch_s']:.1f} s, batches {r['batches_s']:.1f} s, final assembly {r['after_s']:.1f} s"
             + "".join(f"\n  - {at:.2f} s: {message}" for at, message in r.get("timeline", ()))
@@ -398,16 +416,22 @@ def main(argv: list[str] | None = None) -> None:
     records = proteome_records(TOKENS[args.device], args.repeat)
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="process_start-") as tmp:
         work = Path(tmp)
-        fasta, checkpoint = work / "proteome.faa", work / checkpoint_name(args.model)
-        run = Run(args.name, args.device, work, fasta, checkpoint, len(records), token_count(records))
+        fasta, checkpoint, hf_folder = work / "proteome.faa", work / checkpoint_name(args.model), work / "hf"
+        run = Run(args.name, args.device, work, fasta, checkpoint, hf_folder, len(records), token_count(records))
         write_fasta(records, run.fasta)
         print(f"{run.name}: proteome of {run.records:,} proteins, {run.tokens:,} tokens in {tmp}", flush=True)
-        written = spawned_checkpoint(args, run.checkpoint)
+        written = spawned_checkpoint(args, run.checkpoint, run.hf_folder)
         size = run.checkpoint.stat().st_size / 2**30
-        print(f"  fp16 checkpoint ({size:.2f} GiB) built and written in {written['seconds']:.1f} s", flush=True)
+        hf_size = (run.hf_folder / "model.safetensors").stat().st_size / 2**30
+        print(
+            f"  fp16 checkpoint ({size:.2f} GiB) and float32 transformers-layout folder ({hf_size:.2f} GiB) "
+            f"built and written in {written['seconds']:.1f} s",
+            flush=True,
+        )
         floor = import_torch_seconds()
         print(f"  python -c 'import torch': {floor:.2f} s (best of 3)", flush=True)
         processes = [lambda a=a: our_process(run, a, floor) for a in ATTEMPTS]
+        processes += [lambda a=a: our_process(run, a, floor, OURS_HF) for a in ATTEMPTS]
         processes += [lambda t=t: fair_esm_process(run, t, floor) for t in args.toks_per_batch]
         for process in processes:
             r = process()

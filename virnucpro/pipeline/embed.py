@@ -110,7 +110,9 @@ class EmbedTask:
                 "special_tokens": tokenizer.special_tokens_per_sequence,
                 "counted_tokens": not is_per_character(tokenizer),
             },
-            attributes=lambda job, fingerprint: job_attributes(config, job.inputs, fingerprint, device),
+            attributes=lambda job, fingerprint: job_attributes(
+                config, job.inputs, fingerprint, device, model_files.result()
+            ),
             # One tokenizer object for the datasets and the collator: batches whose budgeting encoded
             # their tokens carry them (``Encoded``), and the collator takes them from its own tokenizer.
             dataset=functools.partial(_dataset, config, tokenizer),

@@ -14,6 +14,7 @@ import torch
 import virnucpro
 
 from .config import EmbedConfig
+from .digests import FileIdentity
 
 __all__ = ["job_attributes", "software"]
 
@@ -36,12 +37,20 @@ def software(device: torch.device) -> dict[str, str]:
 
 
 def job_attributes(
-    config: EmbedConfig, inputs: Sequence[Path], fingerprint: dict[str, Any], device: torch.device
+    config: EmbedConfig,
+    inputs: Sequence[Path],
+    fingerprint: dict[str, Any],
+    device: torch.device,
+    model_files: dict[str, FileIdentity] | None = None,
 ) -> dict[str, Any]:
-    """The output's attributes (the assembler adds the counts)."""
+    """The output's attributes (the assembler adds the counts); ``model_files``: the files the model
+    was read from, by role ("model": the weights, a Hub id's in the Hugging Face cache; "tokenizer"),
+    none for random weights."""
     identities = fingerprint["inputs"]
+    model_file = (model_files or {}).get("model")
     return {
         "model": config.model,
+        "model_file": "" if model_file is None else str(model_file.path),
         **_model_digests(fingerprint["model"]),
         "layers": fingerprint["layers"],
         "pooling": config.pooling,

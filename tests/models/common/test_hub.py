@@ -152,7 +152,8 @@ def test_weights_prefer_safetensors_then_bin(tmp_path):
 
 def test_missing_weights_name_the_folder_and_what_is_expected(tmp_path):
     folder = model_folder(tmp_path / "m", weights="")
-    one_line_error(hub.weights_path, folder, patterns=(f"{folder}: no weights", "model.safetensors", "pytorch_model.bin"))
+    patterns = (f"{folder}: no weights", "model.safetensors", "pytorch_model.bin")
+    one_line_error(hub.weights_path, folder, patterns=patterns)
 
 
 @pytest.mark.parametrize("name", ["model.safetensors", "pytorch_model.bin"])

@@ -2,22 +2,19 @@
 
 from pathlib import Path
 
-from ..common.random_spec import RANDOM_PREFIX
 from ..family import ModelFamily
 from .architecture import ARCHITECTURES, MAX_LENGTH, alphabet, resolve_layers
-from .loading import checkpoint_path, load_model, save_checkpoint
+from .hf_layout import save_hf_folder
+from .loading import load_model, save_checkpoint
 from .memory import auto_max_tokens
 from .packed import PackedESM2
+from .specs import checkpoint_path, owns
 from .tokenizer import TOKENIZER, tokenizer
 
 
-def owns(spec: str) -> bool:
-    """Whether ``spec`` names an ESM-2: a fair-esm name, ``random:esm2...``, or a fair-esm ``.pt`` file."""
-    return spec in ARCHITECTURES or spec.startswith(RANDOM_PREFIX + "esm2") or spec.endswith(".pt")
-
-
 def files(spec: str) -> dict[str, Path]:
-    """The checkpoint file ``spec`` loads (a fair-esm name's cached file), as "model"; none for ``random:``."""
+    """The weights file ``spec`` loads (a fair-esm name's cached file, a Hub id's cached weights), by role;
+    none for ``random:``."""
     path = checkpoint_path(spec)
     return {} if path is None else {"model": path}
 
@@ -43,8 +40,10 @@ __all__ = [
     "PackedESM2",
     "alphabet",
     "auto_max_tokens",
+    "checkpoint_path",
     "load_model",
     "owns",
     "resolve_layers",
     "save_checkpoint",
+    "save_hf_folder",
 ]

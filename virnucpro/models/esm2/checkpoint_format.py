@@ -1,10 +1,11 @@
-"""What a fair-esm ESM-2 checkpoint must hold, checked before anything is built from it.
+"""What an ESM-2 checkpoint must hold, checked before anything is built from it.
 
-A checkpoint is ``{"model": state_dict, "cfg": {"model": argparse.Namespace(encoder_layers,
-encoder_embed_dim, encoder_attention_heads, token_dropout)}}``. The cfg is checked first
-(types, bounds, divisibility), then every key of the state dict against the shapes fair-esm's
-modules have for that cfg: those come from one block built on the meta device, so a file
-claiming 100000 layers is refused in microseconds instead of building them for minutes.
+A fair-esm checkpoint is ``{"model": state_dict, "cfg": {"model": argparse.Namespace(encoder_layers,
+encoder_embed_dim, encoder_attention_heads, token_dropout)}}``; a Hugging Face folder says the same
+in config.json (``hf_layout``). The settings are checked first (types, bounds, divisibility), then
+every key of the state dict against the shapes fair-esm's modules have for them: those come from
+one block built on the meta device, so a file claiming 100000 layers is refused in microseconds
+instead of building them for minutes. How a format names its weights and settings is a ``Layout``.
 Every failure is one ``ValueError`` line: the file, the field or key, its value, what was
 expected. Nothing is asserted; no AttributeError, TypeError or KeyError escapes.
 """
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import re
+import reprlib
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,10 +27,21 @@ from esm.modules import ContactPredictionHead
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-from ..common.checkpoint_checks import bounded_int, check_block_indices, check_weight, few, named_weights, show
 from .architecture import alphabet as esm2_alphabet
 
-__all__ = ["CONTACT_REGRESSION", "MAX_EMBED_DIM", "MAX_LAYERS", "Config", "checked_state", "read_config", "skeleton"]
+__all__ = [
+    "CONTACT_REGRESSION",
+    "FAIR_ESM",
+    "MAX_EMBED_DIM",
+    "MAX_LAYERS",
+    "Config",
+    "Layout",
+    "bounded",
+    "checked_sizes",
+    "checked_state",
+    "read_config",
+    "skeleton",
+]
 
 #: Bounds on what a cfg may claim. The largest ESM-2 (15B) has 48 layers of width 5120;
 #: 256 and 65536 leave room for any model that fits a machine (a 65536-wide block alone
@@ -40,9 +54,49 @@ CONTACT_REGRESSION = ("contact_head.regression.weight", "contact_head.regression
 
 _SHAPE = "{'model': state_dict, 'cfg': {'model': argparse.Namespace(...)}}"
 _FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_attention_heads", "token_dropout")
+# The dtypes fair-esm's modules compute in; float8 and the like cannot run its forward.
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # fair-esm's upgrade_state_dict strips these; lm_head and contact_head sit under "encoder.".
 _KEY_PREFIX = re.compile(r"^(encoder\.sentence_encoder\.|encoder\.)")
 _LAYER_KEY = re.compile(r"layers\.([^.]*)\.(.+)", re.DOTALL)
+# File-sourced strings are shown through repr: clipped, and escaped so a message stays one line.
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother = 120, 60
+
+
+class Layout(NamedTuple):
+    """How a checkpoint format names ESM-2's weights and settings: what ``checked_state`` needs.
+
+    Attributes:
+        name: the file's key -> its name in ``ESM2.state_dict()``; None for a key that is no weight of ESM2.
+        ignored: keys the format holds that are no weight of ESM2, left out without a warning.
+        optional: groups of ESM2 names a file may lack, each group whole (the loader fills them).
+        derived: names (block names apply to every block) never read from the file: the loader makes them.
+        settings: where the settings live, for messages ("cfg['model']").
+        fields: the settings' names of (layers, embed_dim, heads), for messages.
+        key: an ESM2 name -> the file's key for it, for messages.
+    """
+
+    name: Callable[[str], str | None]
+    ignored: re.Pattern[str]
+    optional: tuple[frozenset[str], ...]
+    derived: frozenset[str]
+    settings: str
+    fields: tuple[str, str, str]
+    key: Callable[[str], str]
+
+
+#: fair-esm's format: keys prefixed "encoder.sentence_encoder." ("encoder." for lm_head and
+#: contact_head), every weight in the file, the contact regression optional (fair-esm ships it apart).
+FAIR_ESM = Layout(
+    name=lambda key: _KEY_PREFIX.sub("", key),
+    ignored=re.compile(r"(?!)"),
+    optional=(frozenset(CONTACT_REGRESSION),),
+    derived=frozenset(),
+    settings="cfg['model']",
+    fields=("encoder_layers", "encoder_embed_dim", "encoder_attention_heads"),
+    key=lambda name: name,  # messages name fair-esm's weights without the prefixes, as ESM2 does
+)
 
 
 class Config(NamedTuple):
@@ -62,7 +116,7 @@ def read_config(data: object, path: Path) -> Config:
     if "args" in data and "cfg" not in data:
         raise ValueError(f"{path}: this is an ESM-1/ESM-1b checkpoint ('args', no 'cfg'); only ESM-2 is supported")
     if "model" not in data or "cfg" not in data:
-        keys = few([show(key) for key in sorted(data, key=str)])
+        keys = _few([_show(key) for key in sorted(data, key=str)])
         raise ValueError(f"{path}: not a fair-esm ESM-2 checkpoint: expected {_SHAPE}, got keys [{keys}]")
     if not isinstance(data["model"], dict):
         raise ValueError(f"{path}: 'model' is a {type(data['model']).__name__}, expected the state dict (a dict)")
@@ -79,57 +133,62 @@ def read_config(data: object, path: Path) -> Config:
     absent = [field for field in _FIELDS if field not in values]
     if absent:
         raise ValueError(f"{path}: checkpoint cfg['model'] lacks {absent}; fair-esm's ESM-2 cfg has {list(_FIELDS)}")
-    layers = bounded_int(values["encoder_layers"], "cfg['model'].encoder_layers", MAX_LAYERS, path)
-    embed_dim = bounded_int(values["encoder_embed_dim"], "cfg['model'].encoder_embed_dim", MAX_EMBED_DIM, path)
-    heads = bounded_int(values["encoder_attention_heads"], "cfg['model'].encoder_attention_heads", embed_dim, path)
-    if embed_dim % heads or embed_dim // heads % 2:
-        raise ValueError(
-            f"{path}: cfg['model'].encoder_attention_heads = {heads} does not split encoder_embed_dim = "
-            f"{embed_dim} into an even head dimension; expected a divisor leaving an even quotient "
-            "(rotary embeddings rotate pairs of dimensions)"
-        )
+    layers, embed_dim, heads = checked_sizes(values, FAIR_ESM, path)
     if not isinstance(values["token_dropout"], bool):
         raise ValueError(
-            f"{path}: cfg['model'].token_dropout = {show(values['token_dropout'])}, expected True or False"
+            f"{path}: cfg['model'].token_dropout = {_show(values['token_dropout'])}, expected True or False"
         )
     return Config(layers, embed_dim, heads, values["token_dropout"])
 
 
-def checked_state(raw: dict, cfg: Config, path: Path) -> dict[str, Tensor]:
+def checked_sizes(values: dict[str, object], layout: Layout, path: Path) -> tuple[int, int, int]:
+    """(layers, embed_dim, heads) from settings ``values`` under ``layout.fields``, checked as ``Config`` says."""
+    layers_field, embed_field, heads_field = layout.fields
+    layers = bounded(values, layers_field, MAX_LAYERS, layout.settings, path)
+    embed_dim = bounded(values, embed_field, MAX_EMBED_DIM, layout.settings, path)
+    heads = bounded(values, heads_field, embed_dim, layout.settings, path)
+    if embed_dim % heads or embed_dim // heads % 2:
+        raise ValueError(
+            f"{path}: {layout.settings}.{heads_field} = {heads} does not split {embed_field} = "
+            f"{embed_dim} into an even head dimension; expected a divisor leaving an even quotient "
+            "(rotary embeddings rotate pairs of dimensions)"
+        )
+    return layers, embed_dim, heads
+
+
+def checked_state(raw: dict, cfg: Config, path: Path, layout: Layout | None = None) -> dict[str, Tensor]:
     """The state dict's weights, keyed as ``ESM2.state_dict()`` keys them.
 
-    Every weight of ``ESM2`` for ``cfg`` is present (the contact regression may lack both
-    its tensors, not one), is a dense CPU tensor of a float dtype and has the shape ``cfg``
-    implies; the block indices are exactly 0..layers-1. Keys of no ESM-2 weight are left
-    out, with a warning naming them.
+    Every weight of ``ESM2`` for ``cfg`` is present but ``layout.derived`` (each group of
+    ``layout.optional`` may be absent whole, not in part), is a dense CPU tensor of a float
+    dtype and has the shape ``cfg`` implies; the block indices are exactly 0..layers-1. Keys
+    of no ESM-2 weight are left out, with a warning naming them unless ``layout.ignored``
+    matches them. ``layout`` defaults to fair-esm's (``FAIR_ESM``).
     """
+    layout = layout or FAIR_ESM
     outside, block = _expected_shapes(cfg)
-    named = named_weights(raw, path, _KEY_PREFIX, "encoder.sentence_encoder.embed_tokens.weight")
-    found = {match[1] for name in named if (match := _LAYER_KEY.fullmatch(name))}
-    check_block_indices(found, cfg.layers, path, "cfg['model'].encoder_layers", "cfg")
-    implied_by = (
-        f"cfg['model'] (encoder_layers={cfg.layers}, encoder_embed_dim={cfg.embed_dim}, "
-        f"encoder_attention_heads={cfg.heads})"
-    )
+    named = _named(raw, layout, path)
+    _check_layer_indices(named, cfg.layers, layout, path)
     state, unexpected = {}, []
     for name, (key, value) in named.items():
         layer = _LAYER_KEY.fullmatch(name)
         shape = block.get(layer[2]) if layer else outside.get(name)
-        if shape is None:
-            unexpected.append(show(key))
+        if shape is None or (layer[2] if layer else name) in layout.derived:
+            unexpected.append(_show(key))
             continue
-        check_weight(key, value, shape, path, implied_by)
+        _check_tensor(key, value, shape, cfg, layout, path)
         state[name] = value
-    expected = set(outside) | {f"layers.{i}.{suffix}" for i in range(cfg.layers) for suffix in block}
+    expected = {name for name in outside if name not in layout.derived}
+    expected |= {f"layers.{i}.{suffix}" for i in range(cfg.layers) for suffix in block if suffix not in layout.derived}
     missing = expected - state.keys()
-    if set(CONTACT_REGRESSION) <= missing:
-        missing -= set(CONTACT_REGRESSION)
+    for group in layout.optional:
+        if group <= missing:
+            missing -= group
     if missing:
-        raise ValueError(
-            f"{path}: checkpoint lacks {len(missing)} weight(s) of its ESM-2 architecture: {few(sorted(missing))}"
-        )
+        shown = sorted(layout.key(name) for name in missing)
+        raise ValueError(f"{path}: checkpoint lacks {len(missing)} weight(s) of its ESM-2 architecture: {_few(shown)}")
     if unexpected:  # stacklevel: the caller of load_model
-        warnings.warn(f"{path}: ignoring {len(unexpected)} unexpected weight(s): {few(unexpected)}", stacklevel=4)
+        warnings.warn(f"{path}: ignoring {len(unexpected)} unexpected weight(s): {_few(unexpected)}", stacklevel=4)
     return state
 
 
@@ -168,6 +227,84 @@ def _expected_shapes(cfg: Config) -> tuple[dict[str, torch.Size], dict[str, torc
     }
     outside |= {f"contact_head.{name}": tensor.shape for name, tensor in contacts.state_dict().items()}
     return outside, {name: tensor.shape for name, tensor in model.layers[0].state_dict().items()}
+
+
+def _named(raw: dict, layout: Layout, path: Path) -> dict[str, tuple[str, object]]:
+    """{name as ``ESM2.state_dict()`` keys it: (the file's key, its value)}, by ``layout.name``.
+
+    Keys ``layout.ignored`` matches are left out; a key of no ESM2 name keeps its own, which
+    matches no weight (``layout.name`` never returns a name for it).
+    """
+    named: dict[str, tuple[str, object]] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str):
+            raise ValueError(
+                f"{path}: state dict key {_show(key)} is a {type(key).__name__}, expected a str "
+                f"naming a weight, such as {_show(layout.key('embed_tokens.weight'))}"
+            )
+        if layout.ignored.fullmatch(key):
+            continue
+        name = layout.name(key)
+        name = f"?{key}" if name is None else name  # "?": no ESM2 name starts so; reported as unexpected
+        if name in named:
+            raise ValueError(
+                f"{path}: state dict keys {_show(named[name][0])} and {_show(key)} both name the weight "
+                f"{_show(name)}; expected one"
+            )
+        named[name] = (key, value)
+    return named
+
+
+def _check_layer_indices(names: dict[str, object], layers: int, layout: Layout, path: Path) -> None:
+    """Raise unless the block indices in ``names`` ("layers.<i>.*") are exactly 0..layers-1, written as ints."""
+    found = {match[1] for name in names if (match := _LAYER_KEY.fullmatch(name))}
+    wanted = {str(i) for i in range(layers)}
+    if found == wanted:
+        return
+    problems = []
+    if wanted - found:
+        problems.append(f"no weights for block(s) {_few(sorted(wanted - found, key=int))}")
+    if found - wanted:
+        extra = sorted(found - wanted, key=lambda index: (len(index), index))
+        shown = [index if re.fullmatch(r"[1-9][0-9]{0,8}", index) else _show(index) for index in extra]
+        problems.append(f"weights for block(s) {_few(shown)}")
+    raise ValueError(
+        f"{path}: {layout.settings}.{layout.fields[0]} = {layers} means blocks 0..{layers - 1}, but the state dict "
+        f"has {' and '.join(problems)}; the cfg and the weights disagree"
+    )
+
+
+def _check_tensor(key: str, value: object, shape: torch.Size, cfg: Config, layout: Layout, path: Path) -> None:
+    """Raise unless ``value`` is a dense CPU tensor of a float dtype and of ``shape``."""
+    if not isinstance(value, Tensor):
+        raise ValueError(f"{path}: {_show(key)} is a {type(value).__name__}, expected a tensor of shape {tuple(shape)}")
+    if value.dtype not in _FLOAT_DTYPES or value.layout != torch.strided or value.device.type != "cpu":
+        raise ValueError(
+            f"{path}: {_show(key)} is a {value.dtype} tensor ({value.layout}, on {value.device}), "
+            "expected a dense tensor of float16, bfloat16, float32 or float64"
+        )
+    if value.shape != shape:
+        layers, embed_dim, heads = layout.fields
+        raise ValueError(
+            f"{path}: {_show(key)} has shape {tuple(value.shape)}, but {layout.settings} ({layers}={cfg.layers}, "
+            f"{embed_dim}={cfg.embed_dim}, {heads}={cfg.heads}) implies {tuple(shape)}"
+        )
+
+
+def bounded(values: dict[str, object], field: str, high: int, settings: str, path: Path) -> int:
+    """``values[field]``, raising unless it is an int (not a bool) in 1..high; ``settings`` names ``values``."""
+    value = values[field]
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise ValueError(f"{path}: {settings}.{field} = {_show(value)}, expected an int in 1..{high}")
+    return value
+
+
+def _show(value: object) -> str:
+    return _REPR.repr(value)
+
+
+def _few(items: list[str], limit: int = 8) -> str:
+    return ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
 class _NoInit(TorchFunctionMode):

@@ -1,10 +1,13 @@
-"""Load fair-esm ESM-2 models (pretrained, local checkpoint or random) and save checkpoints.
+"""Load ESM-2 models as fair-esm's ``ESM2`` (Hugging Face cache or folder, fair-esm cache or
+checkpoint, or random) and save fair-esm checkpoints.
 
-A checkpoint is untrusted input. It is read with ``torch.load(weights_only=True)``,
+A checkpoint is untrusted input. A fair-esm file is read with ``torch.load(weights_only=True)``,
 allowing only ``argparse.Namespace`` beyond tensors and containers: fair-esm's own loader
-unpickles whatever the file holds (and fails on torch >= 2.6). Everything the file claims
-is then checked before anything is built from it (``checkpoint_format``): its cfg, every
-key, dtype and shape. A malformed file is one ``ValueError`` line naming what is wrong.
+unpickles whatever the file holds (and fails on torch >= 2.6). A folder in transformers' layout
+is read by ``common.hub`` (safetensors, or ``torch.load(weights_only=True)``) and its names
+mapped by ``hf_layout``. Everything a file claims is then checked before anything is built from
+it (``checkpoint_format``): its settings, every key, dtype and shape. A malformed file is one
+``ValueError`` line naming what is wrong. Either layout gives the same ``ESM2``.
 
 Zip-format files (what torch >= 1.6 writes) are memory-mapped, and the model is assembled
 on the meta device with ``load_state_dict(assign=True)``: with ``dtype=None`` its parameters
@@ -21,19 +24,16 @@ import esm
 import torch
 from esm.model.esm2 import ESM2
 
-from ..common.random_spec import RANDOM_PREFIX, warn_random
+from ..common import hub
+from ..common.random_spec import warn_random
 from ..common.safe_pickle import load_torch_file
 from ..common.upload import placed
 from .architecture import ALPHABET_NAME, ARCHITECTURES
-from .checkpoint_format import CONTACT_REGRESSION, Config, checked_state, read_config, skeleton
+from .checkpoint_format import FAIR_ESM, Config, Layout, checked_state, read_config, skeleton
+from .hf_layout import HF_LAYOUT, read_hf_config
+from .specs import ACCEPTED, MODEL_URL, RANDOM_PREFIX, checkpoint_path, source
 
 __all__ = ["MODEL_URL", "RANDOM_PREFIX", "checkpoint_path", "load_model", "save_checkpoint"]
-
-MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
-_ACCEPTED = (
-    f"pass one of {sorted(ARCHITECTURES)}, '{RANDOM_PREFIX}<name>' (e.g. '{RANDOM_PREFIX}esm2_t6_8M'), "
-    "or the path of a fair-esm ESM-2 checkpoint (.pt)"
-)
 
 
 def load_model(
@@ -47,6 +47,12 @@ def load_model(
 
     Args:
         spec: one of
+            - a Hugging Face id, e.g. "facebook/esm2_t36_3B_UR50D": its snapshot in the local
+              Hugging Face cache (``HF_HUB_CACHE`` or ``HF_HOME``), never downloaded;
+            - the path of a folder in transformers' layout: config.json (model_type "esm",
+              rotary positions, token dropout; its layer_norm_eps honoured) and
+              model.safetensors, pytorch_model.bin or a shard index; the LM head and contact
+              head are read when present (``EsmForMaskedLM``), else filled (``EsmModel``);
             - a pretrained name from ``ARCHITECTURES``, e.g. "esm2_t33_650M_UR50D": read from
               fair-esm's torch hub cache, ``<torch.hub.get_dir()>/checkpoints/<name>.pt``,
               and downloaded there first if absent;
@@ -70,9 +76,10 @@ def load_model(
         (model in eval mode on ``device``; fair-esm's ESM-1b alphabet).
 
     Raises:
-        ValueError: unknown name; a directory; a file that is not a well-formed ESM-2
-            checkpoint (each case one line naming the file, the field or key, its value
-            and what was expected).
+        ValueError: unknown name; a Hub id not in the local cache (the line says how to
+            download it); a directory without config.json; a file or folder that is not a
+            well-formed ESM-2 checkpoint (each case one line naming the file, the field or
+            key, its value and what was expected).
         FileNotFoundError: a checkpoint path that does not exist.
         RuntimeError: a pretrained model neither cached nor downloadable.
     """
@@ -81,7 +88,8 @@ def load_model(
         model = _random_model(spec[len(RANDOM_PREFIX) :], seed, device)
         model = model if dtype is None else model.to(dtype)
     else:
-        model = _read_model(_checkpoint_path(spec), dtype, device)
+        found = source(spec)
+        model = _read_folder(found, dtype, device) if found.is_dir() else _read_model(found, dtype, device)
     return model.eval(), model.alphabet
 
 
@@ -111,7 +119,7 @@ def save_checkpoint(model: ESM2, path: str | os.PathLike) -> None:
 def _random_model(name: str, seed: int, device: torch.device) -> ESM2:
     full_name = name if name in ARCHITECTURES else f"{name}_UR50D"
     if full_name not in ARCHITECTURES:
-        raise ValueError(f"unknown model {RANDOM_PREFIX + name!r}; {_ACCEPTED}")
+        raise ValueError(f"unknown model {RANDOM_PREFIX + name!r}; {ACCEPTED}")
     warn_random(full_name, seed, stacklevel=3)
     layers, embed_dim, heads = ARCHITECTURES[full_name]
     torch.manual_seed(seed)
@@ -119,71 +127,67 @@ def _random_model(name: str, seed: int, device: torch.device) -> ESM2:
         return ESM2(layers, embed_dim, heads, alphabet=ALPHABET_NAME, token_dropout=True)
 
 
-def _checkpoint_path(spec: str | os.PathLike) -> Path:
-    """The checkpoint file ``spec`` names: a pretrained name's cached file, or a path."""
-    if not isinstance(spec, (str, os.PathLike)):
-        raise TypeError(f"model must be a str or os.PathLike, got {type(spec).__name__}; {_ACCEPTED}")
-    if isinstance(spec, str) and spec in ARCHITECTURES:
-        return _cached_checkpoint(spec)
-    path = Path(spec)
-    if path.is_file():
-        return path
-    if path.is_dir():
-        raise ValueError(f"{path}: is a directory, not a checkpoint; pass the path of the fair-esm .pt file in it")
-    if path.exists():
-        raise ValueError(f"{path}: not a regular file (a device, socket or pipe); pass a fair-esm .pt file")
-    if isinstance(spec, os.PathLike) or spec.endswith(".pt") or os.sep in spec:
-        raise FileNotFoundError(f"model checkpoint {os.fspath(spec)!r} does not exist")
-    raise ValueError(f"unknown model {spec!r}; {_ACCEPTED}")
-
-
-def _cached_checkpoint(name: str) -> Path:
-    """The path of pretrained ``name`` in fair-esm's hub cache, downloaded there if absent."""
-    path = Path(torch.hub.get_dir()) / "checkpoints" / f"{name}.pt"
-    if path.is_file():
-        return path
-    url = MODEL_URL.format(name=name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        torch.hub.download_url_to_file(url, str(path))
-    except OSError as err:  # URLError, HTTPError, timeouts: offline or moved
-        raise RuntimeError(
-            f"model {name!r} is not cached at {path} and downloading {url} failed ({err}); "
-            f"download it elsewhere and place it at {path}, or pass the path of a local copy to load_model"
-        ) from err
-    return path
-
-
 def _read_model(path: Path, dtype: torch.dtype | None, device: torch.device) -> ESM2:
     """An ESM-2 from a fair-esm checkpoint file, checked in full before anything is built."""
     data = _load_file(path)
     cfg: Config = read_config(data, path)
-    state = checked_state(data["model"], cfg, path)
+    return _assemble(cfg, checked_state(data["model"], cfg, path), FAIR_ESM, dtype, device)
+
+
+def _read_folder(folder: Path, dtype: torch.dtype | None, device: torch.device) -> ESM2:
+    """An ESM-2 from a folder in transformers' layout, checked in full before anything is built."""
+    settings = read_hf_config(hub.read_config(folder), folder / hub.CONFIG)
+    path = hub.weights_path(folder)
+    state = checked_state(hub.read_weights(path), settings.cfg, path, HF_LAYOUT)
+    model = _assemble(settings.cfg, state, HF_LAYOUT, dtype, device)
+    for module in model.modules():  # fair-esm builds its LayerNorms with torch's eps, 1e-5
+        if isinstance(module, torch.nn.LayerNorm):
+            module.eps = settings.layer_norm_eps
+    return model
+
+
+def _assemble(
+    cfg: Config, state: dict[str, torch.Tensor], layout: Layout, dtype: torch.dtype | None, device: torch.device
+) -> ESM2:
+    """An ESM2 of ``cfg`` holding the checked ``state``, what ``layout`` derives, and fillers for absent heads."""
     model = skeleton(cfg, cfg.layers, ALPHABET_NAME)
+    state = dict(state)
+    if "lm_head.weight" in layout.derived:  # tied to the embedding, in fair-esm as in transformers
+        state["lm_head.weight"] = state["embed_tokens.weight"]
+    if "self_attn.rot_emb.inv_freq" in layout.derived:  # the skeleton computed them, on the CPU
+        for i, layer in enumerate(model.layers):
+            state[f"layers.{i}.self_attn.rot_emb.inv_freq"] = layer.self_attn.rot_emb.inv_freq
     state = {name: placed(tensor, dtype, device) for name, tensor in state.items()}
     # assign=True: the module's parameters become these tensors (the mmapped ones for
     # dtype=None on the CPU) instead of being copied into; every one was checked.
     model.load_state_dict(state, strict=False, assign=True)
-    if CONTACT_REGRESSION[0] not in state:  # fair-esm ships it apart; embeddings don't use it
-        regression = model.contact_head.regression.to_empty(device=device)
-        regression.reset_parameters()  # random: it needs memory and finite values, not meaning
-        regression.to(dtype or state["embed_tokens.weight"].dtype)
+    absent = sorted(name for group in layout.optional for name in group if name not in state)
+    _fill(model, absent, dtype or state["embed_tokens.weight"].dtype, device)
     return model
 
 
+def _fill(model: ESM2, names: list[str], dtype: torch.dtype, device: torch.device) -> None:
+    """Seeded values for weights a file may lack (the contact regression, fair-esm ships it apart; an
+    EsmModel's LM head): embeddings don't use them, so they need memory and finite values, not meaning."""
+    generator = torch.Generator().manual_seed(0)
+    values = {}
+    for name in names:
+        value = torch.empty(model.get_parameter(name).shape)
+        if name.endswith("layer_norm.weight"):
+            value.fill_(1.0)
+        elif name.endswith("bias"):
+            value.zero_()
+        else:
+            value.normal_(0.0, 0.02, generator=generator)
+        values[name] = value.to(device=device, dtype=dtype)
+    model.load_state_dict(values, strict=False, assign=True)
+
+
 def _load_file(path: Path) -> object:
-    """What ``torch.load`` reads from the fair-esm checkpoint ``path``, tensors memory-mapped when it is a zip archive."""
+    """What ``torch.load`` reads from the fair-esm checkpoint ``path``, mmapped when it is a zip archive."""
     return load_torch_file(
         path,
         what="a fair-esm checkpoint",
         allowed=[argparse.Namespace],
         advice="if you wrote this file, save just the state dict and cfg, as virnucpro.models.save_checkpoint does",
     )
-
-
-def checkpoint_path(spec: str | os.PathLike) -> Path | None:
-    """The file ``load_model(spec)`` reads (a pretrained name's cached file, or the path itself);
-    None for ``random:`` specs, which read no file."""
-    if isinstance(spec, str) and spec.startswith(RANDOM_PREFIX):
-        return None
-    return _checkpoint_path(spec)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The device calls of the third wave: `bash benchmarks/device_run.sh STAGE` in the repo root on the H100/H200,
+# with fair-esm, Biopython, h5py, pandas and einops carried as wheels in .whl/ (the machine has none of them).
+set -uo pipefail
+stage=$1
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD:$PWD/benchmarks PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv,noheader
+python3 -c "import torch, triton, transformers; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__)"
+gpu_tests() {  # $1: log name, $2: timeout, then pytest arguments
+  local log=$1 limit=$2; shift 2
+  timeout "$limit" python3 -m pytest -q -s -m gpu -p no:cacheprovider "$@" > "$OUT/$log" 2>&1
+  echo "pytest $log exit $?"; tail -2 "$OUT/$log"
+  grep -E "FAILED|Error|cosine|min " "$OUT/$log" | grep -v "^tests.*PASSED" | tail -40
+}
+case $stage in
+  new)  # the GPU tests this wave added (ALiBi, gated GELU, DNABERT-S, ESM-2 from transformers' layout, classifier, plan)
+    gpu_tests gpu_tests_new.log 420 tests/models/common/test_attention_alibi_gpu.py tests/models/common/test_gated_gelu_gpu.py \
+      tests/models/dnabert tests/models/esm2/test_hf_gpu.py tests/models/classifier tests/data/test_plan_checks.py \
+      tests/data/test_sequence_dataset.py tests/models/common/test_kernels_gpu.py
+    ;;
+  *) echo "unknown stage $stage"; exit 2 ;;
+esac
