@@ -14,7 +14,7 @@ from virnucpro.models.options import GELUS
 from virnucpro.pipeline import DTYPES, STORAGE, EmbedConfig, SelfCheck, Shard, run_embed
 from virnucpro.pipeline.jobs import STDIN, spooled_stdin
 
-__all__ = ["DETAILS", "RESUME_HINT", "add_arguments", "run"]
+__all__ = ["DETAILS", "RESUME_HINT", "add_arguments", "parse_shard", "run"]
 
 RESUME_HINT = "rerun the same command with --resume to continue from the results committed so far"
 
@@ -117,7 +117,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
 
 
-def _shard(text: str | None) -> Shard:
+def parse_shard(text: str | None) -> Shard:
+    """``--shard I/N`` as a ``Shard``; no flag is shard 0 of 1."""
     if text is None:
         return Shard()
     index, sep, count = text.partition("/")
@@ -157,7 +158,7 @@ def _embed(args: argparse.Namespace, argv: Sequence[str], inputs: tuple[Path, ..
         allow_nucleotide_like=args.allow_nucleotide_like,
         device=args.device,
         forward=ForwardOptions(attention=args.attention, kernels=args.kernels, gelu=args.gelu),
-        shard=_shard(args.shard),
+        shard=parse_shard(args.shard),
         resume=args.resume,
         overwrite=args.overwrite,
         parents=args.parents,

@@ -16,12 +16,29 @@ from virnucpro.data.tokenizer import is_per_character
 from virnucpro.data.windows import check_per_character
 from virnucpro.models import ForwardOptions, family_for, get_pooling
 
-__all__ = ["DTYPES", "STORAGE", "EmbedConfig", "EmbedSummary", "JobResult", "RunResult", "SelfCheck", "Shard"]
+__all__ = [
+    "DTYPES",
+    "STORAGE",
+    "EmbedConfig",
+    "EmbedSummary",
+    "JobResult",
+    "RunResult",
+    "SelfCheck",
+    "Shard",
+    "check_choice",
+    "compute_dtype",
+    "default_workers",
+]
 
 #: Compute dtype per ``dtype`` name; "fp8" computes in bf16 around FP8 matmuls (``ForwardOptions.matmul``).
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.bfloat16}
 #: Stored embedding dtype per ``storage`` name (numpy's dtype of the same name on disk).
 STORAGE = {"float32": torch.float32, "float16": torch.float16}
+
+
+def compute_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
+    """The compute dtype of a ``dtype`` option (``DTYPES``): None is bf16 on CUDA, fp32 on the CPU."""
+    return DTYPES[dtype or ("bf16" if device.type == "cuda" else "fp32")]
 
 
 @dataclass(frozen=True)
@@ -55,7 +72,8 @@ class SelfCheck:
             raise ValueError(f"fp8 min cosine must be in (0, 1], got {self.min_cosine} (CLI: --fp8-min-cosine)")
 
 
-def _default_workers() -> int:
+def default_workers() -> int:
+    """DataLoader workers by default: two, or one on a machine of two cores."""
     return min(2, max(1, (os.cpu_count() or 2) - 1))
 
 
@@ -128,7 +146,7 @@ class EmbedConfig:
     invalid: Literal["raise", "X"] = "raise"
     dna: DnaInput | None = None
     allow_nucleotide_like: bool = False
-    workers: int = field(default_factory=_default_workers)
+    workers: int = field(default_factory=default_workers)
     device: str | None = None
     forward: ForwardOptions = field(default_factory=ForwardOptions)
     shard: Shard = field(default_factory=Shard)
@@ -154,9 +172,9 @@ class EmbedConfig:
         if (self.output is None) == (self.output_dir is None):
             raise ValueError("pass exactly one of output (CLI: -o) and output_dir (CLI: --output-dir)")
         get_pooling(self.pooling)
-        _choose("dtype", self.dtype, DTYPES, "--dtype", optional=True)
-        _choose("storage", self.storage, STORAGE, "--storage")
-        _choose("on_overlength", self.on_overlength, ("truncate", "raise", "window"), "--on-overlength")
+        check_choice("dtype", self.dtype, DTYPES, "--dtype", optional=True)
+        check_choice("storage", self.storage, STORAGE, "--storage")
+        check_choice("on_overlength", self.on_overlength, ("truncate", "raise", "window"), "--on-overlength")
         if self.window_stride is not None and self.on_overlength != "window":
             raise ValueError(
                 "window_stride applies to on_overlength='window' (CLI: --window-stride needs --on-overlength window)"
@@ -165,7 +183,7 @@ class EmbedConfig:
             raise ValueError(
                 f"window_stride must be in 1..max_length={self.max_length}, got {self.window_stride} (CLI: --window-stride)"
             )
-        _choose("invalid", self.invalid, ("raise", "X"), "--invalid")
+        check_choice("invalid", self.invalid, ("raise", "X"), "--invalid")
         if self.max_tokens is not None and self.max_tokens < 3:
             raise ValueError(
                 f"max_tokens must be at least 3 (one residue with BOS and EOS), got {self.max_tokens} "
@@ -232,7 +250,9 @@ class EmbedConfig:
         return get_pooling(self.pooling).per_token
 
 
-def _choose(name: str, value: object, known: Sequence[str], flag: str, *, optional: bool = False) -> None:
+def check_choice(name: str, value: object, known: Sequence[str], flag: str, *, optional: bool = False) -> None:
+    """``ValueError`` naming option ``name``, the known values and the CLI ``flag`` unless ``value`` is
+    one of ``known`` (or None, when ``optional``)."""
     if (value is None and optional) or value in known:
         return
     raise ValueError(f"{name} must be one of {sorted(known)}, got {value!r} (CLI: {flag})")

@@ -22,7 +22,7 @@ from virnucpro.models import ForwardOptions, ModelFamily, family_for, get_poolin
 from virnucpro.reading import read_attributes
 
 from .background import Background
-from .config import DTYPES, STORAGE, EmbedConfig, EmbedSummary, RunResult
+from .config import STORAGE, EmbedConfig, EmbedSummary, RunResult, compute_dtype
 from .embedder import Embedder, EmbedRows, StoredRows
 from .fingerprint import model_fields, model_identities
 from .job_state import JobState
@@ -146,11 +146,6 @@ class EmbedTask:
             stage("bf16 reference for the FP8 self-check on the device, warmed up")
             embed = SelfCheckedEmbedder(embed, Embedder(reference, layers, pooling), config.fp8_check)
         return StoredRows(embed, STORAGE[config.storage])
-
-
-def compute_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
-    """The compute dtype of a ``dtype`` option (``DTYPES``): None is bf16 on CUDA, fp32 on the CPU."""
-    return DTYPES[dtype or ("bf16" if device.type == "cuda" else "fp32")]
 
 
 def _fingerprint(

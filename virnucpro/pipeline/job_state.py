@@ -78,7 +78,8 @@ def check_existing(
     """--resume found the output complete: skip it if it holds this job's results, else refuse.
 
     ``attributes``: the task's reader of a finished output's attributes (its fingerprint among them)."""
-    stored = json.loads(attributes(state.job.output).get("fingerprint", "{}"))
+    stored = attributes(state.job.output).get("fingerprint", "{}")
+    stored = json.loads(stored) if isinstance(stored, str) else stored  # HDF5 attributes hold it as JSON text
     wanted = meta(stored.get("max_tokens", default_tokens))["fingerprint"]
     differing = differences(stored, wanted, across_shards=True)
     if differing:

@@ -16,7 +16,7 @@ import virnucpro
 from .config import EmbedConfig
 from .digests import FileIdentity
 
-__all__ = ["job_attributes", "software"]
+__all__ = ["job_attributes", "model_digests", "software"]
 
 _TOKENIZER = "tokenizer"
 
@@ -51,7 +51,7 @@ def job_attributes(
     return {
         "model": config.model,
         "model_file": "" if model_file is None else str(model_file.path),
-        **_model_digests(fingerprint["model"]),
+        **model_digests(fingerprint["model"]),
         "layers": fingerprint["layers"],
         "pooling": config.pooling,
         "compute_dtype": fingerprint["dtype"].removeprefix("torch."),
@@ -73,10 +73,12 @@ def job_attributes(
     }
 
 
-def _model_digests(model: dict[str, Any]) -> dict[str, Any]:
-    """``model_sha256`` of a one-file model ("" for ``random:``); of a folder, each file's by role
-    (``model_files_sha256``) and the tokenizer's (``tokenizer_sha256``)."""
+def model_digests(model: dict[str, Any], prefix: str = "model", tokenizer: str = "tokenizer") -> dict[str, Any]:
+    """``{prefix}_sha256`` of a one-file model ("" for ``random:``); of a folder, each file's by role
+    (``{prefix}_files_sha256``) and the tokenizer's (``{tokenizer}_sha256``). ``model``: its
+    fingerprint entry (``fingerprint.model_fields``)."""
     if "sha256" in model or "random" in model:
-        return {"model_sha256": model.get("sha256", "")}
+        return {f"{prefix}_sha256": model.get("sha256", "")}
     digests = {name: content["sha256"] for name, content in model.items()}
-    return {"model_files_sha256": digests, **({"tokenizer_sha256": digests[_TOKENIZER]} if _TOKENIZER in digests else {})}
+    named = {f"{tokenizer}_sha256": digests[_TOKENIZER]} if _TOKENIZER in digests else {}
+    return {f"{prefix}_files_sha256": digests, **named}
