@@ -123,9 +123,9 @@ def _warn(attrs: dict[str, Any]) -> None:
         )
     if attrs["duplicate_ids"]:
         log.warning(
-            "%d frames repeat the id of an earlier frame (records with one id): each frame is scored from its own "
-            "features, where VirNucPro gives every copy of an id the last copy's; their chunks share one row "
-            "of %s, as in VirNucPro",
+            "%d frames repeat the id of an earlier frame (records sharing an id): each is scored from its own "
+            "features (VirNucPro stops when copies meet in one of its 10,000-frame files, and its merge by id "
+            "would give every copy the last copy's features); their chunks share one row of %s, as in VirNucPro",
             attrs["duplicate_ids"],
             HIGHEST_FILE,
         )
