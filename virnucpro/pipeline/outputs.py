@@ -120,7 +120,8 @@ class FolderOutput:
             return
         if path.is_symlink() or not path.is_dir():
             raise ValueError(f"{path} exists and is not a folder; {self.what} is a folder: choose another name")
-        foreign = sorted(entry.name for entry in os.scandir(path) if not self._ours(entry))
+        with os.scandir(path) as entries:
+            foreign = sorted(entry.name for entry in entries if not self._ours(entry))
         if foreign:
             raise ValueError(
                 f"{path} holds {', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}, which {self.what} "
@@ -131,7 +132,12 @@ class FolderOutput:
         return entry.name in self.files and entry.is_file(follow_symlinks=False)
 
     def exists(self, path: Path) -> bool:
-        return os.path.lexists(path) and (not path.is_dir() or path.is_symlink() or any(os.scandir(path)))
+        if not os.path.lexists(path):
+            return False
+        if path.is_symlink() or not path.is_dir():
+            return True
+        with os.scandir(path) as entries:
+            return any(entries)
 
     def temporary(self, path: Path) -> Path:
         folder = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
@@ -149,15 +155,14 @@ class FolderOutput:
             self.discard(stale)
 
     def stamp(self, path: Path) -> dict[str, Any]:
-        stamps = {}
-        for entry in sorted(os.scandir(path), key=lambda e: e.name):
-            st = entry.stat(follow_symlinks=False)
-            stamps[entry.name] = [st.st_size, st.st_mtime_ns]
-        return stamps
+        with os.scandir(path) as entries:
+            stats = {entry.name: entry.stat(follow_symlinks=False) for entry in entries}
+        return {name: [st.st_size, st.st_mtime_ns] for name, st in sorted(stats.items())}
 
     def install(self, temporary: Path, path: Path) -> None:
-        for entry in os.scandir(temporary):
-            fsync_path(Path(entry.path))
+        with os.scandir(temporary) as entries:
+            for entry in entries:
+                fsync_path(Path(entry.path))
         fsync_path(temporary)
         aside = None
         if self.exists(path):  # an earlier output (check() found only our files): moved aside, then removed

@@ -35,7 +35,6 @@ MAKER = TESTS / "models" / "classifier" / "make_virnucpro_classifier.py"
 #: (layers, width, heads): 36 layers because VirNucPro's extract_esm reads representation 36.
 ESM_SHAPE = (36, 32, 4)
 DNABERT_SHAPE = SHAPES["2-layers-4-heads"]
-WIDTH = DNABERT_SHAPE[1] + ESM_SHAPE[1]
 
 
 @dataclass(frozen=True)
@@ -59,15 +58,22 @@ class Models:
         return {"dnabert": (self.tokenizer, self.dnabert), "esm": (self.esm, self.alphabet)}
 
 
-def make_models(folder: Path, chunk_size: int, seed: int = 0) -> Models:
+#: Smaller still, for the job tests, which compare runs of ours with each other.
+FAST = {"esm": (2, 32, 4), "dnabert": SHAPES["2-layers-4-heads"]}
+
+
+def make_models(
+    folder: Path, chunk_size: int, seed: int = 0, *, esm_shape: tuple = ESM_SHAPE, dnabert_shape: tuple = DNABERT_SHAPE
+) -> Models:
     """Seeded random models in ``folder`` (created)."""
     folder.mkdir(parents=True, exist_ok=True)
-    protein = tiny_esm2(*ESM_SHAPE, seed=seed + 5)
+    protein = tiny_esm2(*esm_shape, seed=seed + 5)
     save_checkpoint(protein, folder / "esm2.pt")
-    dna = reference_model(*DNABERT_SHAPE, seed=seed + 7)
+    dna = reference_model(*dnabert_shape, seed=seed + 7)
     dna_folder = save_folder(dna, folder / "dnabert", dnabert_tokenizer("random:dnabert-s").to_str())
     classifier = folder / f"{chunk_size}_model.pth"
-    maker = [sys.executable, str(MAKER), str(classifier), "--input", str(WIDTH), "--hidden", "32", "--seed", str(seed)]
+    width = str(dnabert_shape[1] + esm_shape[1])
+    maker = [sys.executable, str(MAKER), str(classifier), "--input", width, "--hidden", "32", "--seed", str(seed)]
     subprocess.run(maker, check=True, capture_output=True)
     tokens = PreTrainedTokenizerFast(tokenizer_file=str(dna_folder / "tokenizer.json"))
     return Models(folder / "esm2.pt", dna_folder, classifier, protein, esm.data.Alphabet.from_architecture("ESM-1b"),
