@@ -7,6 +7,8 @@ is the reference our code is compared with.
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 import esm
@@ -19,6 +21,21 @@ PROTEOME = EXAMPLES / "MIIJ01000039.single.faa.gz"
 CONTIGS = sorted(EXAMPLES.glob("*.fna.gz"))
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+#: For the "flash-attn" attention backend's parameter: ``pytest.param("flash-attn", marks=requires_flash_attn)``.
+requires_flash_attn = pytest.mark.skipif(
+    importlib.util.find_spec("flash_attn") is None, reason="flash-attn not installed"
+)
+
+
+def one_line_error(function: Callable, *args, patterns: tuple[str, ...]) -> str:
+    """The message of the ValueError ``function(*args)`` raises: asserted one line, holding each of ``patterns``."""
+    with pytest.raises(ValueError) as info:
+        function(*args)
+    message = str(info.value)
+    assert "\n" not in message, message
+    for pattern in patterns:
+        assert pattern in message, (pattern, message)
+    return message
 
 
 def tiny_esm2(num_layers: int = 2, embed_dim: int = 64, attention_heads: int = 4, seed: int = 0) -> esm.model.esm2.ESM2:

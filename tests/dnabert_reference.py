@@ -10,6 +10,7 @@ share this module.
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from collections.abc import Iterator, Sequence
@@ -68,6 +69,26 @@ def reference_model(
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter) * noise)
     return model
+
+
+def reference_in_dtype(model: BertModel, dtype: torch.dtype) -> BertModel:
+    """A copy of the reference model cast whole to ``dtype`` (``.to(dtype)``), as a user would run
+    DNABERT-S's own code in bfloat16: its error against the float32 model is what bfloat16 costs
+    that code, the yardstick for ours.
+
+    The one change: its attention bias (ALiBi plus the padding mask, which its code builds in
+    float32 outside any module) is cast to ``dtype`` where its PyTorch attention adds it, since
+    ``softmax(bf16 scores + fp32 bias) @ bf16 v`` would raise there. The model is not changed.
+    """
+    cast = copy.deepcopy(model).to(dtype)
+
+    def bias_in_dtype(module: torch.nn.Module, args: tuple) -> tuple:
+        hidden_states, *rest, bias = args  # forward(hidden_states, cu_seqlens, max_s, indices, attn_mask, bias)
+        return (hidden_states, *rest, bias.to(hidden_states.dtype))
+
+    for layer in cast.encoder.layer:
+        layer.attention.self.register_forward_pre_hook(bias_in_dtype)
+    return cast
 
 
 def our_config(model: BertModel) -> Config:

@@ -27,6 +27,7 @@ import torch
 from Bio import SeqIO
 from conftest import REPO, requires_cuda
 from torch.utils.data import DataLoader, IterableDataset
+from worker_probes import cuda_probe, init_cuda, probe
 
 import virnucpro.data.collators
 import virnucpro.data.sequence_dataset
@@ -195,26 +196,6 @@ PLAN_LINES: dict[str, list[str]] = {
     ],
     "Both classes importable from virnucpro.data": ["::test_plan_verify_block_passes"],
 }
-
-
-def probe(record) -> dict:
-    """What the DataLoader process that produced ``record`` saw (module level: workers pickle it)."""
-    return {
-        "id": record["id"],
-        "sequence": record["sequence"],
-        "file": record["file"],
-        "pid": os.getpid(),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-    }
-
-
-def cuda_probe(record) -> dict:
-    """``probe``, and whether CUDA is available to the process (only where it could be: after spawn)."""
-    return {**probe(record), "cuda_available": torch.cuda.is_available()}
-
-
-def init_cuda(worker_id: int) -> None:
-    torch.cuda.init()
 
 
 def write_fasta(path: Path, records: list[tuple[str, str]]) -> Path:

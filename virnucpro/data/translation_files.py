@@ -10,10 +10,10 @@ import contextlib
 import gzip
 import io
 import os
-import secrets
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
+from ..atomic import atomic_output
 from .dna import Frames, PathArg, TranslationCounts, Translator, path_list
 
 __all__ = ["write_translation"]
@@ -48,27 +48,16 @@ def _check_outputs(inputs: list[PathArg], outputs: dict[str, PathArg], overwrite
 @contextlib.contextmanager
 def _atomic_output(path: PathArg) -> Iterator[BinaryIO]:
     """A binary file that takes ``path``'s name only once complete (gzip when it ends in ``.gz``)."""
-    folder, name = os.path.split(os.path.abspath(path))
-    part = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.part")
-    try:
-        # "x": created exclusively, with the mode open() gives (a mkstemp file would stay 0600)
-        with open(part, "xb", buffering=1 << 20) as raw:
-            if name.endswith(".gz"):
-                # mtime=0 and no name inside: the same proteins always give the same .gz bytes
-                with (
-                    gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as packed,
-                    io.BufferedWriter(packed, 1 << 20) as out,
-                ):
-                    yield out
-            else:
-                yield raw
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(part, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(part)
-        raise
+    with atomic_output(path, buffering=1 << 20) as raw:
+        if os.fspath(path).endswith(".gz"):
+            # mtime=0 and no name inside: the same proteins always give the same .gz bytes
+            with (
+                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as packed,
+                io.BufferedWriter(packed, 1 << 20) as out,
+            ):
+                yield out
+        else:
+            yield raw
 
 
 def write_translation(

@@ -6,12 +6,10 @@ The reference backend's ALiBi is checked against DNABERT-S's own attention on th
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import requires_cuda
+from conftest import requires_cuda, requires_flash_attn
 from test_kernels_gpu import ATTENTION_TOLERANCE, HALF_DTYPES, assert_within_one_rounding, exact_attention_error
 
 from virnucpro.models.common import alibi_slopes, select_attention
@@ -24,10 +22,7 @@ pytestmark = [pytest.mark.gpu, requires_cuda]
 LENGTHS = [1, 2, 63, 64, 65, 128, 129, 1024, 300, 7]
 BACKENDS_WITH_ALIBI = [
     "triton",
-    pytest.param(
-        "flash-attn",
-        marks=pytest.mark.skipif(importlib.util.find_spec("flash_attn") is None, reason="flash-attn is not installed"),
-    ),
+    pytest.param("flash-attn", marks=requires_flash_attn),
 ]
 
 

@@ -10,6 +10,7 @@ import socket
 
 import pytest
 import torch
+from conftest import one_line_error
 from hf_cache import cache_model, hf_cache  # noqa: F401 (a fixture)
 from mapped import in_mapping, mapped_ranges
 from payloads import MkdirPayload, eval_pickle
@@ -40,16 +41,6 @@ def model_folder(path: pathlib.Path, weights: str = "model.safetensors", config:
     elif weights:
         torch.save(WEIGHTS, path / weights)
     return path
-
-
-def one_line_error(function, *args, patterns: tuple[str, ...]) -> str:
-    with pytest.raises(ValueError) as info:
-        function(*args)
-    message = str(info.value)
-    assert "\n" not in message, message
-    for pattern in patterns:
-        assert pattern in message, (pattern, message)
-    return message
 
 
 @pytest.mark.parametrize(

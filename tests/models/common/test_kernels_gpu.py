@@ -46,19 +46,23 @@ def triton_kernels():
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("embed_dim", [e for e, _ in SHAPES])
 @pytest.mark.parametrize("with_delta", [True, False], ids=["add+norm", "norm"])
-def test_add_layer_norm_matches_torch(triton_kernels, dtype, embed_dim, with_delta):
+@pytest.mark.parametrize("params", ["model-dtype", "float32"])  # ESM-2's, DNABERT's LayerNorm parameters
+def test_add_layer_norm_matches_torch(triton_kernels, dtype, embed_dim, with_delta, params):
     g = torch.Generator("cuda").manual_seed(embed_dim)
     x = (3 * torch.randn(1001, embed_dim, device="cuda", generator=g) + 1).to(dtype)
     delta = torch.randn(1001, embed_dim, device="cuda", generator=g).to(dtype) if with_delta else None
-    weight = torch.randn(embed_dim, device="cuda", generator=g).to(dtype)
-    bias = torch.randn(embed_dim, device="cuda", generator=g).to(dtype)
+    params_dtype = dtype if params == "model-dtype" else torch.float32
+    weight = torch.randn(embed_dim, device="cuda", generator=g).to(params_dtype)
+    bias = torch.randn(embed_dim, device="cuda", generator=g).to(params_dtype)
     total, normed = triton_kernels.add_layer_norm(x, delta, weight, bias, 1e-5)
     # The sum, as the torch path rounds it; the LayerNorm of the unrounded sum, in float32.
-    want_total = add_layer_norm_torch(x, delta, weight, bias, 1e-5)[0]
+    want_total, torch_normed = add_layer_norm_torch(x, delta, weight, bias, 1e-5)
     exact = x.float() if delta is None else x.float() + delta.float()
     want_normed = F.layer_norm(exact, (embed_dim,), weight.float(), bias.float(), 1e-5).to(dtype)
     assert torch.equal(total, want_total), "the residual sum is one rounding of x + delta in both"
     assert_within_one_rounding(normed, want_normed, dtype, "LayerNorm")
+    if params == "float32":  # the torch kernel then normalises the float32 sum too, as the Triton kernel does
+        assert torch.equal(torch_normed, want_normed), "torch kernel, float32 parameters: LayerNorm of the float32 sum"
 
 
 def fair_esm_rotary(qkv: torch.Tensor, lengths: list[int], heads: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,6 +9,7 @@ import socket
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import one_line_error
 from dnabert_reference import SHAPES, reference_layers, reference_model, save_folder
 from hf_cache import cache_model, hf_cache  # noqa: F401 (a fixture)
 from mapped import in_mapping, mapped_ranges
@@ -142,13 +143,7 @@ def test_random_dnabert_s_warns_and_is_seeded():
 
 def refused(folder, *patterns: str) -> str:
     """The one-line ValueError ``load(folder)`` raises, naming the file and ``patterns``."""
-    with pytest.raises(ValueError) as info:
-        load(folder)
-    message = str(info.value)
-    assert "\n" not in message and str(folder) in message, message
-    for pattern in patterns:
-        assert pattern in message, (pattern, message)
-    return message
+    return one_line_error(load, folder, patterns=(str(folder), *patterns))
 
 
 def with_config(folder, **changes):

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import requires_cuda, tiny_esm2
+from conftest import requires_cuda, requires_flash_attn, tiny_esm2
 from esm.data import FastaBatchedDataset
 from esm.model.esm2 import ESM2
 from esm_reference import esm_extract_batches, fair_esm_batches, pack, read_proteome, sample_sequences
@@ -28,10 +28,7 @@ TOKEN_BUDGET = 8192  # esm-extract's toks_per_batch for fair-esm; PackedESM2 get
 ATTENTION = [
     "triton",
     "torch-varlen",
-    pytest.param(
-        "flash-attn",
-        marks=pytest.mark.skipif(importlib.util.find_spec("flash_attn") is None, reason="flash-attn not installed"),
-    ),
+    pytest.param("flash-attn", marks=requires_flash_attn),
 ]
 
 

@@ -9,7 +9,7 @@ import pathlib
 
 import pytest
 import torch
-from conftest import tiny_esm2
+from conftest import one_line_error, tiny_esm2
 from hf_cache import cache_model, hf_cache  # noqa: F401 (a fixture)
 from hf_models import (
     PUBLISHED_650M,
@@ -215,13 +215,7 @@ def test_the_published_650m_config_is_accepted():
 
 
 def refused(spec, *patterns: str) -> str:
-    with pytest.raises(ValueError) as info:
-        load_model(spec)
-    message = str(info.value)
-    assert "\n" not in message, message
-    for pattern in patterns:
-        assert pattern in message, (pattern, message)
-    return message
+    return one_line_error(load_model, spec, patterns=patterns)
 
 
 @pytest.fixture

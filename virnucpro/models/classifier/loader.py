@@ -24,6 +24,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
+from ..common.checkpoint_checks import FLOAT_DTYPES
 from ..common.safe_pickle import load_torch_file
 from .module import NUM_CLASSES, ClassifierModule
 from .whole_module import STAND_INS, MLPClassifierStandIn, module_state
@@ -42,7 +43,6 @@ _ADVICE = (
     "a classifier is VirNucPro's 300_model.pth or 500_model.pth, or its state_dict() saved with torch.save "
     "or as safetensors"
 )
-_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _REQUIRED = (
     "hidden_layer.weight",
     "hidden_layer.bias",
@@ -146,7 +146,7 @@ def _checked_tensor(key: str, value: object, shape: tuple[int, ...], why: str, p
     """``value`` itself; ``ValueError`` unless it is a dense float tensor of ``shape``, every value finite.
 
     ``why`` says where ``shape`` comes from, for the message."""
-    if not isinstance(value, Tensor) or value.layout != torch.strided or value.dtype not in _FLOATS:
+    if not isinstance(value, Tensor) or value.layout != torch.strided or value.dtype not in FLOAT_DTYPES:
         raise ValueError(
             f"{path}: {key!r} is {_show(value)}, expected a dense float16, bfloat16, float32 or float64 tensor"
         )

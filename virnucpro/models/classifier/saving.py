@@ -12,13 +12,13 @@ mean nothing.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
+from ...atomic import atomic_output
 from .loader import DEFAULT_EPS, METADATA_FORMAT
 from .module import ClassifierModule
 
@@ -41,15 +41,8 @@ def save_classifier(model: ClassifierModule, path: str | os.PathLike, *, overwri
         if key != "bn1.num_batches_tracked"
     }
     metadata = {"format": METADATA_FORMAT, "eps": repr(model.eps), "random": "true" if model.random else "false"}
-    # written under a fresh sibling name, then renamed: readers never see half a file
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, temporary, metadata=metadata)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_output(path) as handle:  # readers never see half a file
+        handle.write(save(tensors, metadata=metadata))
 
 
 def random_classifier(input_dim: int = 3328, hidden_dim: int = 512, *, seed: int = 0) -> ClassifierModule:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import reprlib
+from collections.abc import Callable
 from os import PathLike
 
 import torch
@@ -44,25 +45,34 @@ def bounded_int(value: object, name: str, high: int, path: str | PathLike, low: 
 
 
 def named_weights(
-    raw: dict, path: str | PathLike, prefix: re.Pattern[str], example: str
+    raw: dict,
+    path: str | PathLike,
+    name: Callable[[str], str],
+    example: str,
+    ignored: re.Pattern[str] | None = None,
 ) -> dict[str, tuple[str, object]]:
-    """{name with ``prefix`` stripped: (the file's key, its value)}; keys must be distinct strings.
+    """{``name(key)``: (the file's key, its value)} for every key of ``raw`` but those ``ignored`` fullmatches.
 
-    ``example`` is a key of the format, shown when a key is not a string.
+    Keys must be strings that ``name`` maps to distinct names (the model's names for its
+    weights: a format's prefixes stripped, or its names translated). ``example`` is a key of
+    the format, shown when a key is not a string.
     """
     named: dict[str, tuple[str, object]] = {}
     for key, value in raw.items():
         if not isinstance(key, str):
             raise ValueError(
-                f"{path}: state dict key {show(key)} is a {type(key).__name__}, expected a str such as {example!r}"
+                f"{path}: state dict key {show(key)} is a {type(key).__name__}, expected a str "
+                f"naming a weight, such as {show(example)}"
             )
-        name = prefix.sub("", key)
-        if name in named:
+        if ignored is not None and ignored.fullmatch(key):
+            continue
+        weight = name(key)
+        if weight in named:
             raise ValueError(
-                f"{path}: state dict keys {show(named[name][0])} and {show(key)} both name the weight "
-                f"{show(name)}; expected one"
+                f"{path}: state dict keys {show(named[weight][0])} and {show(key)} both name the weight "
+                f"{show(weight)}; expected one"
             )
-        named[name] = (key, value)
+        named[weight] = (key, value)
     return named
 
 

@@ -53,12 +53,18 @@ def add_layer_norm_torch(
 ) -> tuple[Tensor, Tensor]:
     """(s, LayerNorm(s)) with s = x + delta (x itself when delta is None); x, delta (T, E).
 
-    s is rounded to x's dtype before the LayerNorm, as eager PyTorch does; the Triton
-    kernel normalises the float32 sum instead.
+    With weight and bias in x's dtype, s is rounded to x's dtype before the LayerNorm, as
+    eager PyTorch does (ESM-2: fair-esm's numbers). With float32 weight and bias and a
+    narrower x, the LayerNorm is the Triton kernel's: the float32 sum normalised as computed,
+    with float32 parameters, only s and the result rounded to x's dtype (DNABERT).
     """
-    if delta is not None:
-        x = x + delta
-    return x, F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
+    if weight.dtype == x.dtype:
+        if delta is not None:
+            x = x + delta
+        return x, F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
+    total = x.float() if delta is None else x.float() + delta.float()
+    normed = F.layer_norm(total, (x.shape[-1],), weight.float(), bias.float(), eps)
+    return total.to(x.dtype), normed.to(x.dtype)
 
 
 def rotary_torch(qkv: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, heads: int) -> tuple[Tensor, Tensor, Tensor]:

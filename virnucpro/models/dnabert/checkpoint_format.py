@@ -105,7 +105,7 @@ def checked_state(raw: dict, config: Config, path: str | PathLike) -> dict[str, 
     other keys of no DNABERT weight are left out with a warning naming them.
     """
     outside, block = block_shapes(config)
-    named = named_weights(raw, path, _KEY_PREFIX, "encoder.layer.0.attention.self.Wqkv.weight")
+    named = named_weights(raw, path, lambda key: _KEY_PREFIX.sub("", key), "encoder.layer.0.attention.self.Wqkv.weight")
     found = {match[1] for name in named if (match := _BLOCK_KEY.fullmatch(name))}
     check_block_indices(found, config.layers, path, "num_hidden_layers", "config")
     implied_by = (

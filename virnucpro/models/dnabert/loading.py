@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..common import hub
-from ..common.random_spec import RANDOM_PREFIX, warn_random
+from ..common.random_spec import RANDOM_PREFIX, random_name, spec_text, warn_random
 from ..common.upload import placed
 from .architecture import DNABERT_S, Config
 from .checkpoint_format import checked_state, read_config
@@ -38,13 +38,12 @@ def owns(spec: str | os.PathLike) -> bool:
     """Whether ``spec`` names a DNABERT model: ``random:dnabert-s``; a folder (or cached Hub id) whose
     config.json says model_type "bert"; an uncached Hub id with "dnabert" in its name (so that the
     error says how to download it). Never raises, never touches the network."""
-    if not isinstance(spec, (str, os.PathLike)):
+    text = spec_text(spec)
+    if text is None:
         return False
-    text = os.fspath(spec)
-    if not isinstance(text, str):
-        return False
-    if text.startswith(RANDOM_PREFIX):
-        return text[len(RANDOM_PREFIX) :] in RANDOM_NAMES
+    name = random_name(text)
+    if name is not None:
+        return name in RANDOM_NAMES
     try:
         config = hub.read_config(hub.local_folder(text))
     except (ValueError, OSError):
@@ -87,9 +86,10 @@ def load(
     """
     device = torch.device(device)
     text = _spec_text(spec)
-    if text.startswith(RANDOM_PREFIX):
-        config = _random_config(text)
-        warn_random(text[len(RANDOM_PREFIX) :], seed, stacklevel=2)
+    name = random_name(text)
+    if name is not None:
+        config = _random_config(name)
+        warn_random(name, seed, stacklevel=2)
         state = random_state(config, seed, device)
         model = DNABERTWeights(config, {name: t.to(dtype or t.dtype) for name, t in state.items()})
         return model, random_tokenizer(text)
@@ -110,8 +110,9 @@ def load(
 def tokenizer(spec: str | os.PathLike) -> DNATokenizer:
     """The tokenizer of the model ``spec`` names (see ``load``), without reading its weights."""
     text = _spec_text(spec)
-    if text.startswith(RANDOM_PREFIX):
-        _random_config(text)
+    name = random_name(text)
+    if name is not None:
+        _random_config(name)
         return random_tokenizer(text)
     return DNATokenizer.from_file(_tokenizer_path(hub.local_folder(text)))
 
@@ -121,7 +122,7 @@ def files(spec: str | os.PathLike) -> dict[str, Path]:
     "model" (the weights, or a sharded checkpoint's index) and "model-shard-<i>" for its shards;
     empty for ``random:`` specs, which read no model file. A Hub id's files are its cached snapshot's."""
     text = _spec_text(spec)
-    if text.startswith(RANDOM_PREFIX):
+    if random_name(text) is not None:
         return {}
     folder = hub.local_folder(text)
     weights, *shards = hub.weight_files(hub.weights_path(folder))
@@ -130,15 +131,16 @@ def files(spec: str | os.PathLike) -> dict[str, Path]:
 
 
 def _spec_text(spec: str | os.PathLike) -> str:
-    if not isinstance(spec, (str, os.PathLike)) or not isinstance(os.fspath(spec), str):
+    text = spec_text(spec)
+    if text is None:
         raise TypeError(f"model must be a str or os.PathLike, got {type(spec).__name__}; {_ACCEPTED}")
-    return os.fspath(spec)
+    return text
 
 
-def _random_config(text: str) -> Config:
-    name = text[len(RANDOM_PREFIX) :]
+def _random_config(name: str) -> Config:
+    """The architecture ``random:<name>`` builds; ``ValueError`` for a name of no DNABERT."""
     if name not in RANDOM_NAMES:
-        raise ValueError(f"unknown model {text!r}; {_ACCEPTED}")
+        raise ValueError(f"unknown model {RANDOM_PREFIX + name!r}; {_ACCEPTED}")
     return RANDOM_NAMES[name]
 
 

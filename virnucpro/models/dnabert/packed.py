@@ -47,7 +47,11 @@ class PackedDNABERT(PackedModel):
     Args:
         model: ``DNABERTWeights`` (``dnabert.load``). Read, never modified.
         dtype: dtype of the copied weights and of the computation; default the weights'.
-            ALiBi slopes and biases, LayerNorm statistics and the gated GELU are float32 always.
+            ALiBi slopes and biases, LayerNorm statistics and the gated GELU are float32 always;
+            so are the LayerNorms' weight and bias and the embedding table (whose rows are
+            normalised in float32 before being rounded): bf16's 8 bits would round a LayerNorm
+            weight near 1.0 by up to 0.4 %, an error shared by every token, which averaging
+            over a sequence does not remove (it doubled the error of mean embeddings).
         device: where the copy lives; default the weights'. To move to another device or
             dtype, build a new PackedDNABERT: the attention backend is chosen for these.
         options: how to compute (``ForwardOptions``: attention backend, kernels, GELU);
@@ -81,11 +85,12 @@ class PackedDNABERT(PackedModel):
         self.heads = model.attention_heads
         self.register_buffer("slopes", alibi_slopes(self.heads).to(device), persistent=False)
         with torch.no_grad(), staged_uploads(device):
-            # Every token has type 0: its type embedding is folded into the token table (the
-            # sum in float32, as the reference adds them, then rounded once).
+            # Every token has type 0: its type embedding is folded into the token table, kept in
+            # float32 (a 4096-row table: 12 MB, and one gather per forward).
             table = word.float() + model.weight("embeddings.token_type_embeddings.weight")[0].float()
-            self.register_buffer("embed_weight", copy_tensor(table, dtype, device), persistent=False)
-            self.embed_norm = copy_norm(_norm(model, "embeddings.LayerNorm"), dtype, device)
+            self.register_buffer("embed_weight", copy_tensor(table, torch.float32, device), persistent=False)
+            self.embed_norm = copy_norm(_norm(model, "embeddings.LayerNorm"), torch.float32, device)
+            self._dtype = dtype
             self.layers = nn.ModuleList(
                 build_blocks_warming(
                     [0] * self.num_layers,  # every block computes alike: one warms the kernels up
@@ -141,9 +146,15 @@ class PackedDNABERT(PackedModel):
                 representations[i] = x
         return {"representations": representations}
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The compute dtype (the float32 embedding table is not)."""
+        return self._dtype
+
     def _embed(self, input_ids: Tensor) -> Tensor:
-        """LayerNorm(token + type-0 embedding): (T,) => (T, E)."""
-        return self._kernels.add_layer_norm(F.embedding(input_ids, self.embed_weight), None, *self.embed_norm)[1]
+        """LayerNorm(token + type-0 embedding), normalised in float32: (T,) int64 => (T, E) in ``self.dtype``."""
+        rows = F.embedding(input_ids, self.embed_weight)  # (T, E) float32
+        return self._kernels.add_layer_norm(rows, None, *self.embed_norm)[1].to(self._dtype)
 
 
 def _resolve(options: ForwardOptions, device: torch.device, dtype: torch.dtype) -> tuple[ForwardOptions, AttentionFn]:
@@ -182,10 +193,11 @@ class _Block(nn.Module):
             (q_weight.float() * scale, k_weight, v_weight), (q_bias.float() * scale, k_bias, v_bias)
         )
         self.out = _linear(model, matmul, f"{prefix}.attention.output.dense")
-        self.attn_norm = copy_norm(_norm(model, f"{prefix}.attention.output.LayerNorm"), matmul.dtype, matmul.device)
+        # LayerNorm parameters in float32 (see PackedDNABERT): both kernel sets read them so.
+        self.attn_norm = copy_norm(_norm(model, f"{prefix}.attention.output.LayerNorm"), torch.float32, matmul.device)
         self.gated = matmul.prepare_weight((model.weight(f"{prefix}.mlp.gated_layers.weight"),), None)
         self.wo = _linear(model, matmul, f"{prefix}.mlp.wo")
-        self.mlp_norm = copy_norm(_norm(model, f"{prefix}.mlp.layernorm"), matmul.dtype, matmul.device)
+        self.mlp_norm = copy_norm(_norm(model, f"{prefix}.mlp.layernorm"), torch.float32, matmul.device)
 
     def forward(
         self,

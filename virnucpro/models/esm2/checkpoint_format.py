@@ -7,16 +7,17 @@ every key of the state dict against the shapes fair-esm's modules have for them:
 one block built on the meta device, so a file claiming 100000 layers is refused in microseconds
 instead of building them for minutes. How a format names its weights and settings is a ``Layout``.
 Every failure is one ``ValueError`` line: the file, the field or key, its value, what was
-expected. Nothing is asserted; no AttributeError, TypeError or KeyError escapes.
+expected (the checks every family shares live in ``common/checkpoint_checks.py``). Nothing is
+asserted; no AttributeError, TypeError or KeyError escapes.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import reprlib
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,6 +28,7 @@ from esm.modules import ContactPredictionHead
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
+from ..common.checkpoint_checks import bounded_int, check_block_indices, check_weight, few, named_weights, show
 from .architecture import alphabet as esm2_alphabet
 
 __all__ = [
@@ -36,7 +38,6 @@ __all__ = [
     "MAX_LAYERS",
     "Config",
     "Layout",
-    "bounded",
     "checked_sizes",
     "checked_state",
     "read_config",
@@ -54,14 +55,9 @@ CONTACT_REGRESSION = ("contact_head.regression.weight", "contact_head.regression
 
 _SHAPE = "{'model': state_dict, 'cfg': {'model': argparse.Namespace(...)}}"
 _FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_attention_heads", "token_dropout")
-# The dtypes fair-esm's modules compute in; float8 and the like cannot run its forward.
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # fair-esm's upgrade_state_dict strips these; lm_head and contact_head sit under "encoder.".
 _KEY_PREFIX = re.compile(r"^(encoder\.sentence_encoder\.|encoder\.)")
 _LAYER_KEY = re.compile(r"layers\.([^.]*)\.(.+)", re.DOTALL)
-# File-sourced strings are shown through repr: clipped, and escaped so a message stays one line.
-_REPR = reprlib.Repr()
-_REPR.maxstring, _REPR.maxother = 120, 60
 
 
 class Layout(NamedTuple):
@@ -116,7 +112,7 @@ def read_config(data: object, path: Path) -> Config:
     if "args" in data and "cfg" not in data:
         raise ValueError(f"{path}: this is an ESM-1/ESM-1b checkpoint ('args', no 'cfg'); only ESM-2 is supported")
     if "model" not in data or "cfg" not in data:
-        keys = _few([_show(key) for key in sorted(data, key=str)])
+        keys = few([show(key) for key in sorted(data, key=str)])
         raise ValueError(f"{path}: not a fair-esm ESM-2 checkpoint: expected {_SHAPE}, got keys [{keys}]")
     if not isinstance(data["model"], dict):
         raise ValueError(f"{path}: 'model' is a {type(data['model']).__name__}, expected the state dict (a dict)")
@@ -136,7 +132,7 @@ def read_config(data: object, path: Path) -> Config:
     layers, embed_dim, heads = checked_sizes(values, FAIR_ESM, path)
     if not isinstance(values["token_dropout"], bool):
         raise ValueError(
-            f"{path}: cfg['model'].token_dropout = {_show(values['token_dropout'])}, expected True or False"
+            f"{path}: cfg['model'].token_dropout = {show(values['token_dropout'])}, expected True or False"
         )
     return Config(layers, embed_dim, heads, values["token_dropout"])
 
@@ -144,9 +140,9 @@ def read_config(data: object, path: Path) -> Config:
 def checked_sizes(values: dict[str, object], layout: Layout, path: Path) -> tuple[int, int, int]:
     """(layers, embed_dim, heads) from settings ``values`` under ``layout.fields``, checked as ``Config`` says."""
     layers_field, embed_field, heads_field = layout.fields
-    layers = bounded(values, layers_field, MAX_LAYERS, layout.settings, path)
-    embed_dim = bounded(values, embed_field, MAX_EMBED_DIM, layout.settings, path)
-    heads = bounded(values, heads_field, embed_dim, layout.settings, path)
+    layers = bounded_int(values[layers_field], f"{layout.settings}.{layers_field}", MAX_LAYERS, path)
+    embed_dim = bounded_int(values[embed_field], f"{layout.settings}.{embed_field}", MAX_EMBED_DIM, path)
+    heads = bounded_int(values[heads_field], f"{layout.settings}.{heads_field}", embed_dim, path)
     if embed_dim % heads or embed_dim // heads % 2:
         raise ValueError(
             f"{path}: {layout.settings}.{heads_field} = {heads} does not split {embed_field} = "
@@ -167,16 +163,19 @@ def checked_state(raw: dict, cfg: Config, path: Path, layout: Layout | None = No
     """
     layout = layout or FAIR_ESM
     outside, block = _expected_shapes(cfg)
-    named = _named(raw, layout, path)
-    _check_layer_indices(named, cfg.layers, layout, path)
+    named = named_weights(raw, path, partial(_esm2_name, layout), layout.key("embed_tokens.weight"), layout.ignored)
+    found = {match[1] for name in named if (match := _LAYER_KEY.fullmatch(name))}
+    check_block_indices(found, cfg.layers, path, f"{layout.settings}.{layout.fields[0]}", layout.settings)
+    layers, embed_dim, heads = layout.fields
+    implied_by = f"{layout.settings} ({layers}={cfg.layers}, {embed_dim}={cfg.embed_dim}, {heads}={cfg.heads})"
     state, unexpected = {}, []
     for name, (key, value) in named.items():
         layer = _LAYER_KEY.fullmatch(name)
         shape = block.get(layer[2]) if layer else outside.get(name)
         if shape is None or (layer[2] if layer else name) in layout.derived:
-            unexpected.append(_show(key))
+            unexpected.append(show(key))
             continue
-        _check_tensor(key, value, shape, cfg, layout, path)
+        check_weight(key, value, shape, path, implied_by)
         state[name] = value
     expected = {name for name in outside if name not in layout.derived}
     expected |= {f"layers.{i}.{suffix}" for i in range(cfg.layers) for suffix in block if suffix not in layout.derived}
@@ -186,9 +185,9 @@ def checked_state(raw: dict, cfg: Config, path: Path, layout: Layout | None = No
             missing -= group
     if missing:
         shown = sorted(layout.key(name) for name in missing)
-        raise ValueError(f"{path}: checkpoint lacks {len(missing)} weight(s) of its ESM-2 architecture: {_few(shown)}")
+        raise ValueError(f"{path}: checkpoint lacks {len(missing)} weight(s) of its ESM-2 architecture: {few(shown)}")
     if unexpected:  # stacklevel: the caller of load_model
-        warnings.warn(f"{path}: ignoring {len(unexpected)} unexpected weight(s): {_few(unexpected)}", stacklevel=4)
+        warnings.warn(f"{path}: ignoring {len(unexpected)} unexpected weight(s): {few(unexpected)}", stacklevel=4)
     return state
 
 
@@ -209,6 +208,12 @@ def skeleton(cfg: Config, layers: int, alphabet: esm.data.Alphabet | str) -> ESM
         )
 
 
+def _esm2_name(layout: Layout, key: str) -> str:
+    """``layout.name(key)``; for a key of no ESM2 weight, "?" and the key: no ESM2 name starts so (unexpected)."""
+    name = layout.name(key)
+    return f"?{key}" if name is None else name
+
+
 def _expected_shapes(cfg: Config) -> tuple[dict[str, torch.Size], dict[str, torch.Size]]:
     """(shape of each weight outside the blocks by its name, shape of each block weight by its name in a block).
 
@@ -227,84 +232,6 @@ def _expected_shapes(cfg: Config) -> tuple[dict[str, torch.Size], dict[str, torc
     }
     outside |= {f"contact_head.{name}": tensor.shape for name, tensor in contacts.state_dict().items()}
     return outside, {name: tensor.shape for name, tensor in model.layers[0].state_dict().items()}
-
-
-def _named(raw: dict, layout: Layout, path: Path) -> dict[str, tuple[str, object]]:
-    """{name as ``ESM2.state_dict()`` keys it: (the file's key, its value)}, by ``layout.name``.
-
-    Keys ``layout.ignored`` matches are left out; a key of no ESM2 name keeps its own, which
-    matches no weight (``layout.name`` never returns a name for it).
-    """
-    named: dict[str, tuple[str, object]] = {}
-    for key, value in raw.items():
-        if not isinstance(key, str):
-            raise ValueError(
-                f"{path}: state dict key {_show(key)} is a {type(key).__name__}, expected a str "
-                f"naming a weight, such as {_show(layout.key('embed_tokens.weight'))}"
-            )
-        if layout.ignored.fullmatch(key):
-            continue
-        name = layout.name(key)
-        name = f"?{key}" if name is None else name  # "?": no ESM2 name starts so; reported as unexpected
-        if name in named:
-            raise ValueError(
-                f"{path}: state dict keys {_show(named[name][0])} and {_show(key)} both name the weight "
-                f"{_show(name)}; expected one"
-            )
-        named[name] = (key, value)
-    return named
-
-
-def _check_layer_indices(names: dict[str, object], layers: int, layout: Layout, path: Path) -> None:
-    """Raise unless the block indices in ``names`` ("layers.<i>.*") are exactly 0..layers-1, written as ints."""
-    found = {match[1] for name in names if (match := _LAYER_KEY.fullmatch(name))}
-    wanted = {str(i) for i in range(layers)}
-    if found == wanted:
-        return
-    problems = []
-    if wanted - found:
-        problems.append(f"no weights for block(s) {_few(sorted(wanted - found, key=int))}")
-    if found - wanted:
-        extra = sorted(found - wanted, key=lambda index: (len(index), index))
-        shown = [index if re.fullmatch(r"[1-9][0-9]{0,8}", index) else _show(index) for index in extra]
-        problems.append(f"weights for block(s) {_few(shown)}")
-    raise ValueError(
-        f"{path}: {layout.settings}.{layout.fields[0]} = {layers} means blocks 0..{layers - 1}, but the state dict "
-        f"has {' and '.join(problems)}; the cfg and the weights disagree"
-    )
-
-
-def _check_tensor(key: str, value: object, shape: torch.Size, cfg: Config, layout: Layout, path: Path) -> None:
-    """Raise unless ``value`` is a dense CPU tensor of a float dtype and of ``shape``."""
-    if not isinstance(value, Tensor):
-        raise ValueError(f"{path}: {_show(key)} is a {type(value).__name__}, expected a tensor of shape {tuple(shape)}")
-    if value.dtype not in _FLOAT_DTYPES or value.layout != torch.strided or value.device.type != "cpu":
-        raise ValueError(
-            f"{path}: {_show(key)} is a {value.dtype} tensor ({value.layout}, on {value.device}), "
-            "expected a dense tensor of float16, bfloat16, float32 or float64"
-        )
-    if value.shape != shape:
-        layers, embed_dim, heads = layout.fields
-        raise ValueError(
-            f"{path}: {_show(key)} has shape {tuple(value.shape)}, but {layout.settings} ({layers}={cfg.layers}, "
-            f"{embed_dim}={cfg.embed_dim}, {heads}={cfg.heads}) implies {tuple(shape)}"
-        )
-
-
-def bounded(values: dict[str, object], field: str, high: int, settings: str, path: Path) -> int:
-    """``values[field]``, raising unless it is an int (not a bool) in 1..high; ``settings`` names ``values``."""
-    value = values[field]
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
-        raise ValueError(f"{path}: {settings}.{field} = {_show(value)}, expected an int in 1..{high}")
-    return value
-
-
-def _show(value: object) -> str:
-    return _REPR.repr(value)
-
-
-def _few(items: list[str], limit: int = 8) -> str:
-    return ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
 class _NoInit(TorchFunctionMode):

@@ -25,7 +25,7 @@ import torch
 from esm.model.esm2 import ESM2
 
 from ..common import hub
-from ..common.random_spec import warn_random
+from ..common.random_spec import random_name, warn_random
 from ..common.safe_pickle import load_torch_file
 from ..common.upload import placed
 from .architecture import ALPHABET_NAME, ARCHITECTURES
@@ -84,8 +84,9 @@ def load_model(
         RuntimeError: a pretrained model neither cached nor downloadable.
     """
     device = torch.device(device)
-    if isinstance(spec, str) and spec.startswith(RANDOM_PREFIX):
-        model = _random_model(spec[len(RANDOM_PREFIX) :], seed, device)
+    name = random_name(spec)
+    if name is not None:
+        model = _random_model(name, seed, device)
         model = model if dtype is None else model.to(dtype)
     else:
         found = source(spec)

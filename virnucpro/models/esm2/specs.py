@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..common import hub
-from ..common.random_spec import RANDOM_PREFIX
+from ..common.random_spec import RANDOM_PREFIX, random_name, spec_text
 from .architecture import ARCHITECTURES
 
 __all__ = ["ACCEPTED", "MODEL_URL", "RANDOM_PREFIX", "checkpoint_path", "owns", "source"]
@@ -41,13 +41,11 @@ def owns(spec: str | os.PathLike) -> bool:
     whose config.json says model_type "esm". False for anything else, including a Hub id not
     in the local cache (no family can tell what it is) and a folder whose config.json is unreadable.
     """
-    if not isinstance(spec, (str, os.PathLike)):
+    text = spec_text(spec)
+    if text is None:
         return False
-    text = os.fspath(spec)
-    if not isinstance(text, str):
-        return False
-    if text.startswith(RANDOM_PREFIX):
-        name = text[len(RANDOM_PREFIX) :]
+    name = random_name(text)
+    if name is not None:
         return name in ARCHITECTURES or f"{name}_UR50D" in ARCHITECTURES
     if text in ARCHITECTURES or Path(text).is_file():
         return True
@@ -95,7 +93,7 @@ def checkpoint_path(spec: str | os.PathLike) -> Path | None:
     """The weights file ``load_model(spec)`` reads: a fair-esm checkpoint, or a folder's
     ``model.safetensors`` (a Hub id's in its cache snapshot), ``pytorch_model.bin`` or shard index;
     None for ``random:`` specs, which read no file."""
-    if isinstance(spec, str) and spec.startswith(RANDOM_PREFIX):
+    if random_name(spec) is not None:
         return None
     found = source(spec)
     return hub.weights_path(found) if found.is_dir() else found

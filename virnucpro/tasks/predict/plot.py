@@ -17,14 +17,13 @@ and the chunk size from ``provenance.json`` ("chunk_size") unless ``chunk_size``
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from virnucpro.atomic import atomic_output
 from virnucpro.data.dna import chunk_bounds
 
 from .contigs import CONTIG_COLUMNS, CONTIGS_FILE
@@ -246,14 +245,7 @@ def _draw(panels: list[_Panel], size: int):
 def _save(figure, path: Path) -> None:
     """Write under a fresh sibling name, then rename: the figure appears whole or not at all."""
     kind = _FORMATS[path.suffix.lower()]
-    temporary = path.parent / f".{path.name}.{secrets.token_hex(8)}.part"
-    try:
-        with open(temporary, "xb") as handle:  # created exclusively: never written through an existing file
-            # no creation date in a PDF: the same output draws the same bytes
-            metadata = {"CreationDate": None} if kind == "pdf" else {}
-            figure.savefig(handle, format=kind, dpi=150, metadata=metadata)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    with atomic_output(path) as handle:
+        # no creation date in a PDF: the same output draws the same bytes
+        metadata = {"CreationDate": None} if kind == "pdf" else {}
+        figure.savefig(handle, format=kind, dpi=150, metadata=metadata)
