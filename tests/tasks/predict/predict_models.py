@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import esm
+import torch
 from conftest import EXAMPLES, tiny_esm2
-from dnabert_reference import SHAPES, reference_model, save_folder
+from dnabert_reference import REAL, SHAPES, reference_model, save_folder
 from transformers import PreTrainedTokenizerFast
 
-from virnucpro.models import save_checkpoint
+from virnucpro.data.dna import chunk_bounds
+from virnucpro.models import load_model, save_checkpoint
 from virnucpro.models.dnabert import tokenizer as dnabert_tokenizer
 
 TESTS = Path(__file__).resolve().parents[2]
@@ -78,6 +80,45 @@ def make_models(
     tokens = PreTrainedTokenizerFast(tokenizer_file=str(dna_folder / "tokenizer.json"))
     return Models(folder / "esm2.pt", dna_folder, classifier, protein, esm.data.Alphabet.from_architecture("ESM-1b"),
                   dna, tokens)  # fmt: skip
+
+
+def real_models(folder: Path, chunk_size: int, device: str = "cuda", seed: int = 0) -> Models:
+    """VirNucPro's models at their real sizes with random weights, in ``folder`` (created): ESM-2 3B
+    (fair-esm's shape, built on ``device``, saved in fp16 as fair-esm's files are; the in-memory copy
+    holds the same rounded values in fp32), DNABERT-S's shape (its own code), a 3328 -> 512 -> 2
+    classifier. Both sides of a comparison get the same weights."""
+    folder.mkdir(parents=True, exist_ok=True)
+    protein, alphabet = load_model("random:esm2_t36_3B_UR50D", seed=seed, device=device)
+    protein = protein.half()
+    save_checkpoint(protein, folder / "esm2_t36_3B_random.pt")
+    protein = protein.float()
+    dna = reference_model(*REAL, seed=seed + 1)
+    dna_folder = save_folder(dna, folder / "dnabert-s", dnabert_tokenizer("random:dnabert-s").to_str())
+    classifier = folder / f"{chunk_size}_model.pth"
+    maker = [sys.executable, str(MAKER), str(classifier), "--input", "3328", "--hidden", "512", "--seed", str(seed)]
+    subprocess.run(maker, check=True, capture_output=True)
+    tokens = PreTrainedTokenizerFast(tokenizer_file=str(dna_folder / "tokenizer.json"))
+    return Models(folder / "esm2_t36_3B_random.pt", dna_folder, classifier, protein, alphabet, dna.to(device), tokens)
+
+
+_STOPS = ("TAA", "TAG", "TGA")
+_SENSE = [a + b + c for a in "ACGT" for b in "ACGT" for c in "ACGT" if a + b + c not in _STOPS]
+
+
+def coding_dna(chunks: int, chunk_size: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Made-up records of random sense codons (half of them reverse-complemented), ``chunks`` chunks in all:
+    every chunk holds a stop-free frame, where random DNA of 500 bp almost never does."""
+    rng = random.Random(seed)
+    complement = str.maketrans("ACGT", "TGCA")
+    records, total = [], 0
+    while total < chunks:
+        length = rng.randint(1, 12) * chunk_size + rng.randint(-chunk_size // 3, chunk_size // 3)
+        sequence = "".join(rng.choices(_SENSE, k=length // 3 + 1))[:length]
+        if rng.random() < 0.5:
+            sequence = sequence.translate(complement)[::-1]
+        records.append((f"synthetic_{len(records)}", sequence))
+        total += len(chunk_bounds(length, chunk_size))
+    return records
 
 
 def contig(name: str) -> str:
