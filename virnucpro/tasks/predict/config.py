@@ -9,7 +9,6 @@ from typing import Literal
 
 from virnucpro.data import DnaInput
 from virnucpro.models import family_for
-from virnucpro.models.esm2.architecture import MAX_LENGTH
 from virnucpro.pipeline.config import DTYPES, SelfCheck, Shard, check_choice, default_workers
 from virnucpro.pipeline.writers import FORMATS, check_format
 
@@ -18,14 +17,11 @@ from .contigs import CONTIGS_FILE
 from .plot import FIGURE_FILE, PROVENANCE_FILE
 from .results import HIGHEST_FILE, RESULTS_FILE
 
-__all__ = ["DEFAULT_DNABERT", "DEFAULT_MODEL", "MAX_CHUNK_SIZE", "PredictConfig", "RESULT_FILES"]
+__all__ = ["DEFAULT_DNABERT", "DEFAULT_MODEL", "PredictConfig", "RESULT_FILES"]
 
 #: VirNucPro's models: ESM-2 3B (fair-esm's name) and DNABERT-S (its Hugging Face id).
 DEFAULT_MODEL = "esm2_t36_3B_UR50D"
 DEFAULT_DNABERT = "zhihan1996/DNABERT-S"
-#: A frame of a chunk holds at most chunk_size / 3 residues; ESM-2 reads at most MAX_LENGTH of them
-#: (VirNucPro averages the first 1,024 of a longer one, which its 300 and 500 bp chunks never make).
-MAX_CHUNK_SIZE = 3 * MAX_LENGTH
 #: What a run writes into its output folder (besides ``--save-features``); ``virnucpro plot`` adds its figure.
 RESULT_FILES = (RESULTS_FILE, HIGHEST_FILE, CONTIGS_FILE, PROVENANCE_FILE)
 
@@ -94,11 +90,8 @@ class PredictConfig:
             raise ValueError("pass exactly one of output (CLI: -o) and output_dir (CLI: --output-dir)")
         if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int):
             raise ValueError(f"chunk_size must be an integer, got {self.chunk_size!r} (CLI: --chunk-size)")
-        if not 1 <= self.chunk_size <= MAX_CHUNK_SIZE:
-            raise ValueError(
-                f"chunk_size must be in 1..{MAX_CHUNK_SIZE} (ESM-2 reads at most {MAX_LENGTH} residues, a third of "
-                f"the chunk), got {self.chunk_size} (CLI: --chunk-size; VirNucPro's classifiers take 300 or 500)"
-            )
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size} (CLI: --chunk-size)")
         check_chunk_size(self.classifier, self.chunk_size)
         check_choice("dtype", self.dtype, DTYPES, "--dtype", optional=True)
         if self.max_tokens is not None and self.max_tokens < 3:
@@ -117,11 +110,21 @@ class PredictConfig:
             _check_features_name(self.save_features)
 
     def _validate_models(self) -> None:
-        """ESM-2 reads the proteins, DNABERT-S the DNA: each spec must name a model of that kind."""
-        if family_for(self.model).reads != "protein":
+        """ESM-2 reads the proteins, DNABERT-S the DNA: each spec must name a model of that kind; and a
+        frame of a chunk (at most chunk_size / 3 residues) must fit the protein model whole."""
+        protein = family_for(self.model)
+        if protein.reads != "protein":
             raise ValueError(
                 f"model={self.model!r} reads DNA; model (CLI: --model) is the protein model, ESM-2 "
                 f"(default {DEFAULT_MODEL}); the DNA model goes to dnabert (CLI: --dnabert)"
+            )
+        # VirNucPro averages the first 1,024 residues of a longer protein, which its 300 and 500 bp
+        # chunks never make; here a frame is never cut.
+        residues = protein.tokenizer(self.model).max_length
+        if self.chunk_size > 3 * residues:
+            raise ValueError(
+                f"chunk_size must be at most {3 * residues} (the protein model reads at most {residues} residues, "
+                f"a third of a chunk), got {self.chunk_size} (CLI: --chunk-size; VirNucPro's classifiers take 300 or 500)"
             )
         if family_for(self.dnabert).reads != "nucleotide":
             raise ValueError(

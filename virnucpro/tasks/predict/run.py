@@ -91,6 +91,12 @@ class PredictTask:
         self.output = FolderOutput(config.files, WHAT)
         self.esm: ModelFamily = family_for(config.model)
         self.dna: ModelFamily = family_for(config.dnabert)
+        # Read now, before any output is claimed: a model folder or cache entry that is missing or
+        # broken is refused while nothing is on disk yet.
+        self.tokenizers: tuple[Tokenizer, Tokenizer] = (
+            self.esm.tokenizer(config.model),
+            self.dna.tokenizer(config.dnabert),
+        )
 
     def check_device(self, device: torch.device) -> None:
         self._esm_options().resolve(device, compute_dtype(self.config.dtype, device))
@@ -115,7 +121,7 @@ class PredictTask:
             )
         layers = (self.esm.layers(None, esm)[0], self.dna.layers(None, dna)[0])
         options = (self._esm_options().resolve(device, dtype), ForwardOptions())
-        tokenizers = (self.esm.tokenizer(config.model), self.dna.tokenizer(config.dnabert))
+        tokenizers = self.tokenizers
         budget = min(
             self.esm.max_tokens(esm, dtype, device, 1, matmul=options[0].matmul),
             self.dna.max_tokens(dna, dtype, device, 1),
@@ -209,7 +215,8 @@ class PredictTask:
 
 
 def _dataset(tokenizer: Tokenizer, config: PredictConfig, state: JobState, lane: int, lanes: int) -> SequenceDataset:
-    """A job's frames for this lane, budgeted in ESM-2 tokens; no protein is ever cut (``MAX_CHUNK_SIZE``)."""
+    """A job's frames for this lane, budgeted in ESM-2 tokens; no protein is ever cut (``PredictConfig``
+    bounds the chunk size)."""
     return SequenceDataset(
         state.job.inputs,
         max_tokens=state.max_tokens,
