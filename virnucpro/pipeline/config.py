@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -15,6 +15,9 @@ from virnucpro.data import NUCLEOTIDE, PROTEIN, DnaInput, InputKind, Tokenizer
 from virnucpro.data.tokenizer import is_per_character
 from virnucpro.data.windows import check_per_character
 from virnucpro.models import ForwardOptions, family_for, get_pooling
+
+if TYPE_CHECKING:
+    from .task import JobOptions
 
 __all__ = [
     "DTYPES",
@@ -26,6 +29,7 @@ __all__ = [
     "SelfCheck",
     "Shard",
     "check_choice",
+    "check_job_options",
     "compute_dtype",
     "default_workers",
 ]
@@ -167,10 +171,7 @@ class EmbedConfig:
 
     def _validate(self) -> None:
         """Every option's value, before anything is created on disk."""
-        if not self.inputs:
-            raise ValueError("no input FASTA files given")
-        if (self.output is None) == (self.output_dir is None):
-            raise ValueError("pass exactly one of output (CLI: -o) and output_dir (CLI: --output-dir)")
+        check_job_options(self)
         get_pooling(self.pooling)
         check_choice("dtype", self.dtype, DTYPES, "--dtype", optional=True)
         check_choice("storage", self.storage, STORAGE, "--storage")
@@ -184,23 +185,12 @@ class EmbedConfig:
                 f"window_stride must be in 1..max_length={self.max_length}, got {self.window_stride} (CLI: --window-stride)"
             )
         check_choice("invalid", self.invalid, ("raise", "X"), "--invalid")
-        if self.max_tokens is not None and self.max_tokens < 3:
-            raise ValueError(
-                f"max_tokens must be at least 3 (one residue with BOS and EOS), got {self.max_tokens} "
-                "(CLI: --max-tokens; leave it out to size batches from free GPU memory)"
-            )
         if self.max_length is not None and self.max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {self.max_length} (CLI: --max-length)")
         if family_for(self.model).reads == "nucleotide":
             self._validate_nucleotide_model()
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers} (CLI: --workers)")
         if self.layers is not None and (not self.layers or not all(isinstance(i, int) for i in self.layers)):
             raise ValueError(f"layers must be integers, got {self.layers} (CLI: --layers)")
-        if self.resume and self.overwrite:
-            raise ValueError(
-                "resume and overwrite exclude each other: resume keeps partial results, overwrite discards them"
-            )
 
     def _validate_nucleotide_model(self) -> None:
         """Options that make no sense for a model that reads DNA itself."""
@@ -248,6 +238,24 @@ class EmbedConfig:
     @property
     def per_token(self) -> bool:
         return get_pooling(self.pooling).per_token
+
+
+def check_job_options(config: JobOptions) -> None:
+    """The options every task's config has (``task.JobOptions``): inputs, one output, the token budget,
+    workers, resume or overwrite; ``ValueError`` naming the argument and its CLI flag."""
+    if not config.inputs:
+        raise ValueError("no input FASTA files given")
+    if (config.output is None) == (config.output_dir is None):
+        raise ValueError("pass exactly one of output (CLI: -o) and output_dir (CLI: --output-dir)")
+    if config.max_tokens is not None and config.max_tokens < 3:
+        raise ValueError(
+            f"max_tokens must be at least 3 (one residue with BOS and EOS), got {config.max_tokens} "
+            "(CLI: --max-tokens; leave it out to size batches from free GPU memory)"
+        )
+    if config.workers < 0:
+        raise ValueError(f"workers must be >= 0, got {config.workers} (CLI: --workers)")
+    if config.resume and config.overwrite:
+        raise ValueError("resume and overwrite exclude each other: resume keeps partial results, overwrite discards them")
 
 
 def check_choice(name: str, value: object, known: Sequence[str], flag: str, *, optional: bool = False) -> None:

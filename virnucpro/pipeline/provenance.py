@@ -16,7 +16,7 @@ import virnucpro
 from .config import EmbedConfig
 from .digests import FileIdentity
 
-__all__ = ["job_attributes", "model_digests", "software"]
+__all__ = ["job_attributes", "model_digests", "run_attributes", "software"]
 
 _TOKENIZER = "tokenizer"
 
@@ -46,7 +46,6 @@ def job_attributes(
     """The output's attributes (the assembler adds the counts); ``model_files``: the files the model
     was read from, by role ("model": the weights, a Hub id's in the Hugging Face cache; "tokenizer"),
     none for random weights."""
-    identities = fingerprint["inputs"]
     model_file = (model_files or {}).get("model")
     return {
         "model": config.model,
@@ -63,10 +62,21 @@ def job_attributes(
         "window_stride": config.window_stride or (config.max_length // 2 if config.on_overlength == "window" else 0),
         "invalid": config.invalid,
         **{f"input_{key}" if key != "input" else "input_kind": value for key, value in config.kind.describe().items()},
+        **run_attributes(inputs, fingerprint, config.command, device),
+    }
+
+
+def run_attributes(
+    inputs: Sequence[Path], fingerprint: dict[str, Any], command: str, device: torch.device
+) -> dict[str, Any]:
+    """What every task's output records of its run: the inputs and their SHA-256 and sizes, the
+    command line, the time, the fingerprint (as JSON text) and the software and GPU."""
+    identities = fingerprint["inputs"]
+    return {
         "inputs": [str(path) for path in inputs],
         "input_sha256": [identity["sha256"] for identity in identities],
         "input_bytes": [identity["size"] for identity in identities],
-        "command": config.command,
+        "command": command,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "fingerprint": json.dumps(fingerprint, sort_keys=True),
         **software(device),

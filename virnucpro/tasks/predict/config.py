@@ -9,7 +9,7 @@ from typing import Literal
 
 from virnucpro.data import DnaInput
 from virnucpro.models import family_for
-from virnucpro.pipeline.config import DTYPES, SelfCheck, Shard, check_choice, default_workers
+from virnucpro.pipeline.config import DTYPES, SelfCheck, Shard, check_choice, check_job_options, default_workers
 from virnucpro.pipeline.writers import FORMATS, check_format
 
 from .chunk_size import check_chunk_size
@@ -84,27 +84,13 @@ class PredictConfig:
 
     def _validate(self) -> None:
         """Every option's value, before anything is read or created on disk."""
-        if not self.inputs:
-            raise ValueError("no input FASTA files given")
-        if (self.output is None) == (self.output_dir is None):
-            raise ValueError("pass exactly one of output (CLI: -o) and output_dir (CLI: --output-dir)")
+        check_job_options(self)
         if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int):
             raise ValueError(f"chunk_size must be an integer, got {self.chunk_size!r} (CLI: --chunk-size)")
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size} (CLI: --chunk-size)")
         check_chunk_size(self.classifier, self.chunk_size)
         check_choice("dtype", self.dtype, DTYPES, "--dtype", optional=True)
-        if self.max_tokens is not None and self.max_tokens < 3:
-            raise ValueError(
-                f"max_tokens must be at least 3 (one residue with BOS and EOS), got {self.max_tokens} "
-                "(CLI: --max-tokens; leave it out to size batches from free GPU memory)"
-            )
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers} (CLI: --workers)")
-        if self.resume and self.overwrite:
-            raise ValueError(
-                "resume and overwrite exclude each other: resume keeps partial results, overwrite discards them"
-            )
         self._validate_models()
         if self.save_features is not None:
             _check_features_name(self.save_features)

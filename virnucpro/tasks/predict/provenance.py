@@ -3,15 +3,13 @@ options, versions, inputs and command line (``provenance.json``, and the feature
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from virnucpro.pipeline.provenance import model_digests, software
+from virnucpro.pipeline.provenance import model_digests, run_attributes
 
 from .config import PredictConfig
 
@@ -25,7 +23,6 @@ def predict_attributes(
 
     ``random``: the classifier's weights are random (a demo's), its scores meaningless.
     """
-    identities = fingerprint["inputs"]
     return {
         "task": "predict",
         "chunk_size": config.chunk_size,
@@ -45,11 +42,5 @@ def predict_attributes(
         "esm2_forward": fingerprint["esm2_forward"],
         "dnabert_forward": fingerprint["dnabert_forward"],
         "max_tokens": fingerprint["max_tokens"],
-        "inputs": [str(path) for path in inputs],
-        "input_sha256": [identity["sha256"] for identity in identities],
-        "input_bytes": [identity["size"] for identity in identities],
-        "command": config.command,
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "fingerprint": json.dumps(fingerprint, sort_keys=True),
-        **software(device),
+        **run_attributes(inputs, fingerprint, config.command, device),
     }
