@@ -81,6 +81,26 @@ class EmbedTask:
     def __init__(self, config: EmbedConfig, family: ModelFamily, tokenizer: Tokenizer, model: nn.Module | None) -> None:
         self.config, self.family, self.tokenizer, self.model = config, family, tokenizer, model
         self.resolved: ForwardOptions | None = None  # the forward options as resolved for the device, once planned
+        self.kind = config.kind
+
+    def dataset(self, state: JobState, lane: int, lanes: int) -> SequenceDataset:
+        """The job's records for this lane, budgeted in the model's tokens."""
+        config = self.config
+        return SequenceDataset(
+            state.job.inputs,
+            max_length=config.max_length,
+            max_tokens=state.max_tokens,
+            invalid=config.invalid,
+            on_overlength=config.on_overlength,
+            window_stride=config.window_stride,
+            allow_nucleotide_like=config.allow_nucleotide_like,
+            skip=state.skip,
+            rank=lane,
+            world_size=lanes,
+            report=False,
+            tokenizer=self.tokenizer,
+            kind=config.kind,
+        )
 
     def check_device(self, device: torch.device) -> None:
         self.config.forward_options.resolve(device, compute_dtype(self.config.dtype, device))
@@ -101,7 +121,6 @@ class EmbedTask:
         return Plan(
             layout=PartLayout((len(layers), model.embed_dim), np.dtype(config.storage), _COLUMNS + config.kind.columns),
             max_tokens=config.max_tokens or family.max_tokens(model, dtype, device, len(layers), matmul=options.matmul),
-            kind=config.kind,
             fingerprint=functools.partial(_fingerprint, config, family, model_files, layers, dtype, options),
             output={
                 "per_token": config.per_token,
@@ -115,7 +134,6 @@ class EmbedTask:
             ),
             # One tokenizer object for the datasets and the collator: batches whose budgeting encoded
             # their tokens carry them (``Encoded``), and the collator takes them from its own tokenizer.
-            dataset=functools.partial(_dataset, config, tokenizer),
             collate=VarlenCollator(tokenizer),
             compute=functools.partial(self._compute, model, (dtype, device), options, layers, stage),
             store=lambda part: EmbedRows(part, config.per_token, count_tokens=not is_per_character(tokenizer)),
@@ -171,24 +189,6 @@ def _fingerprint(
         "allow_nucleotide_like": config.allow_nucleotide_like,
         "forward": options.as_dict(),
     }
-
-
-def _dataset(config: EmbedConfig, tokenizer: Tokenizer, state: JobState, lane: int, lanes: int) -> SequenceDataset:
-    return SequenceDataset(
-        state.job.inputs,
-        max_length=config.max_length,
-        max_tokens=state.max_tokens,
-        invalid=config.invalid,
-        on_overlength=config.on_overlength,
-        window_stride=config.window_stride,
-        allow_nucleotide_like=config.allow_nucleotide_like,
-        skip=state.skip,
-        rank=lane,
-        world_size=lanes,
-        report=False,
-        tokenizer=tokenizer,
-        kind=config.kind,
-    )
 
 
 def _summary(result: RunResult, options: ForwardOptions) -> EmbedSummary:

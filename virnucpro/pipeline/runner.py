@@ -112,7 +112,7 @@ def _run(
     identities = [Background(lambda s=s: stage.after(input_identities(s.job.inputs), "inputs hashed")) for s in todo]
     plan = task.plan(device, stage)
     for state, identity in zip(todo, identities):
-        meta = functools.partial(_meta, task.name, plan, options, state.job, identity)
+        meta = functools.partial(_meta, task, plan, options, state.job, identity)
         if state.claim.existing:
             check_existing(state, meta, plan.max_tokens, plan.assembly.attributes)
         else:
@@ -122,20 +122,21 @@ def _run(
         return _nothing_to_do(states, options, ranks)
     barrier(ranks)  # every rank has read the committed state before anyone adds to it
     stage("parts ready")
-    batches = flatten(iter(_loader(options, plan, ranks, device, todo)))  # workers fork now, read while the models are copied
+    # the workers fork now, and read while the models are copied
+    batches = flatten(iter(_loader(options, (task, plan), ranks, device, todo)))
     stage("workers started")
     for state in todo:
         state.meta.start()  # after the forks: a fork must not copy a thread's held locks
     if ranks.rank == 0:
         for state in todo:
-            state.expected = Background(lambda s=state: count_records(s.job.inputs, plan.kind))
+            state.expected = Background(lambda s=state: count_records(s.job.inputs, task.kind))
     compute = plan.compute()
     setup_s = time.perf_counter() - started
     return _execute(options, ranks, device, (todo, states), plan, compute, batches, setup_s)
 
 
 def _meta(
-    task: str,
+    task: Task,
     plan: Plan,
     options: JobOptions,
     job: Job,
@@ -144,10 +145,10 @@ def _meta(
 ) -> dict[str, Any]:
     """What a job's parts record of it: its task, fingerprint, inputs, output description and attributes."""
     fingerprint = job_fingerprint(
-        task, identity.result(), plan.kind, max_tokens, options.shard.count, plan.fingerprint()
+        task.name, identity.result(), task.kind, max_tokens, options.shard.count, plan.fingerprint()
     )
     return {
-        "task": task,
+        "task": task.name,
         "fingerprint": fingerprint,
         "inputs": [str(path.resolve()) for path in job.inputs],
         "output": plan.output,
@@ -155,11 +156,14 @@ def _meta(
     }
 
 
-def _loader(options: JobOptions, plan: Plan, ranks: Ranks, device: torch.device, todo: Sequence[JobState]) -> DataLoader:
+def _loader(
+    options: JobOptions, task_plan: tuple[Task, Plan], ranks: Ranks, device: torch.device, todo: Sequence[JobState]
+) -> DataLoader:
+    task, plan = task_plan
     lanes = options.shard.count * ranks.world_size
     lane = options.shard.index * ranks.world_size + ranks.rank
     return DataLoader(
-        JobsDataset([plan.dataset(state, lane, lanes) for state in todo]),
+        JobsDataset([task.dataset(state, lane, lanes) for state in todo]),
         batch_size=None,
         collate_fn=JobCollator(plan.collate),
         num_workers=options.workers,

@@ -3,9 +3,10 @@
 The machinery (claims, locks, parts, fingerprints, resume, shards, assembly: ``runner.py``)
 knows nothing of what a job computes. A task hands it:
 
-* ``Task``: its name, the shape of its outputs (``OutputKind``: a file or a folder), a check of
-  the device, and ``plan``: its models loaded on the host, as a ``Plan``;
-* ``Plan``: how records become batches (``dataset``, ``collate``), the per-batch computation
+* ``Task``: its name, the shape of its outputs (``OutputKind``: a file or a folder), its input
+  kind and records (``kind``, ``dataset``: known before any model loads), a check of the device,
+  and ``plan``: its models loaded on the host, as a ``Plan``;
+* ``Plan``: how records become batches (``collate``), the per-batch computation
   (``compute``: a batch on the device -> rows), how a batch's rows are appended to a part
   (``store``), the part layout, the token budget, and what the parts record of the job
   (fingerprint fields, output description, attributes);
@@ -105,15 +106,12 @@ class Plan:
     Attributes:
         layout: what each record of a part holds.
         max_tokens: the default token budget per batch (the config's, and a resumed run's, win).
-        kind: the input kind the inputs are read as; it counts the records (exact-once).
         fingerprint: the task's fields of the resume fingerprint (the machinery adds the format,
             the task, the inputs' digests, ``max_tokens``, the shard count); may wait on
             background digests of model files.
         output: what assembly needs of the job besides the records, stored in the parts:
             ``per_token``, ``row_shape``, ``storage``, ``special_tokens`` and the task's own keys.
         attributes: ``(job, fingerprint) -> attributes`` stored with the output (provenance).
-        dataset: ``(state, lane, lanes) -> SequenceDataset`` of a job's records for this lane,
-            batched with ``state.max_tokens``, without ``state.skip``.
         collate: records -> a ``Batch``; picklable (runs in the DataLoader workers).
         compute: builds the ``Compute`` (models to the device, warmed up); called once the
             DataLoader workers have forked.
@@ -123,11 +121,9 @@ class Plan:
 
     layout: PartLayout
     max_tokens: int
-    kind: InputKind
     fingerprint: Callable[[], dict[str, Any]]
     output: dict[str, Any]
     attributes: Callable[[Job, dict[str, Any]], dict[str, Any]]
-    dataset: Callable[[JobState, int, int], SequenceDataset]
     collate: Callable[[list[Record]], Batch]
     compute: Callable[[], Compute]
     store: Callable[[PartWriter], RowStore]
@@ -135,10 +131,19 @@ class Plan:
 
 
 class Task(Protocol):
-    """A task as the runner drives it."""
+    """A task as the runner drives it.
+
+    ``kind``: the input kind the inputs are read as; it counts the records (exact-once).
+    """
 
     name: str
     output: OutputKind
+    kind: InputKind
+
+    def dataset(self, state: JobState, lane: int, lanes: int) -> SequenceDataset:
+        """A job's records for this lane (``index % lanes == lane``), batched with ``state.max_tokens``,
+        without ``state.skip``; it needs no model, so it can be built before any loads."""
+        ...
 
     def check_device(self, device: torch.device) -> None:
         """Refuse, before any output is claimed, options that cannot run on ``device``."""

@@ -97,6 +97,22 @@ class PredictTask:
             self.esm.tokenizer(config.model),
             self.dna.tokenizer(config.dnabert),
         )
+        self.kind = config.kind
+
+    def dataset(self, state: JobState, lane: int, lanes: int) -> SequenceDataset:
+        """A job's frames for this lane, budgeted in ESM-2 tokens; no protein is ever cut (``PredictConfig``
+        bounds the chunk size)."""
+        return SequenceDataset(
+            state.job.inputs,
+            max_tokens=state.max_tokens,
+            on_overlength="raise",
+            skip=state.skip,
+            rank=lane,
+            world_size=lanes,
+            report=False,
+            tokenizer=self.tokenizers[0],
+            kind=self.kind,
+        )
 
     def check_device(self, device: torch.device) -> None:
         self._esm_options().resolve(device, compute_dtype(self.config.dtype, device))
@@ -130,7 +146,6 @@ class PredictTask:
         return Plan(
             layout=PartLayout((row_width(features),), np.dtype(np.float32), COLUMNS + config.kind.columns),
             max_tokens=config.max_tokens or budget,
-            kind=config.kind,
             fingerprint=functools.partial(self._fingerprint, files, layers, (dtype, device), options[0]),
             output={
                 "per_token": False,
@@ -143,7 +158,6 @@ class PredictTask:
             attributes=lambda job, fingerprint: predict_attributes(
                 config, job.inputs, fingerprint, device, self.classifier.random
             ),
-            dataset=functools.partial(_dataset, tokenizers[0], config),
             collate=PairedCollator(*tokenizers),
             compute=functools.partial(self._compute, (esm, dna), layers, (dtype, device), options, stage),
             store=PredictRows,
@@ -212,19 +226,3 @@ class PredictTask:
         packed = family.packed(model, dtype=dtype, device=device, options=options)
         packed.warm_up()
         return Embedder(packed, (layer,), get_pooling("mean", include_special_tokens=family.mean_includes_special_tokens))
-
-
-def _dataset(tokenizer: Tokenizer, config: PredictConfig, state: JobState, lane: int, lanes: int) -> SequenceDataset:
-    """A job's frames for this lane, budgeted in ESM-2 tokens; no protein is ever cut (``PredictConfig``
-    bounds the chunk size)."""
-    return SequenceDataset(
-        state.job.inputs,
-        max_tokens=state.max_tokens,
-        on_overlength="raise",
-        skip=state.skip,
-        rank=lane,
-        world_size=lanes,
-        report=False,
-        tokenizer=tokenizer,
-        kind=config.kind,
-    )
