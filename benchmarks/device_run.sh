@@ -19,5 +19,8 @@ case $stage in
       tests/models/dnabert tests/models/esm2/test_hf_gpu.py tests/models/classifier tests/data/test_plan_checks.py \
       tests/data/test_sequence_dataset.py tests/models/common/test_kernels_gpu.py
     ;;
+  tests)  # every GPU test
+    gpu_tests gpu_tests.log 480 tests
+    ;;
   *) echo "unknown stage $stage"; exit 2 ;;
 esac

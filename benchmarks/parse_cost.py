@@ -8,6 +8,11 @@ fast one H200 consumes tokens (ANCHORS.md): the share of one CPU core that the
 re-reading costs each worker while the GPU runs at that rate. With ``w``
 workers on each of ``r`` ranks, the machine spends ``w * r`` times that.
 
+It also times the validation pass (``virnucpro.pipeline.validation.InputCheck``):
+the same parse once more in each rank's main process, in a thread, ahead of the
+GPU, so that a bad record stops the run before the GPU reaches the records
+before it. Its share of a core, at the same GPU rates, is what validation costs.
+
     python benchmarks/parse_cost.py [--repeat 10] [--rounds 3]
 
 Writes ``--out``, by default ``benchmarks/results/parse_cost.json``.
@@ -29,6 +34,7 @@ from bench_data import proteome, repeat, vnp500, write_fasta
 from timing import best_seconds
 
 from virnucpro.data import SequenceDataset, default_tokenizer
+from virnucpro.pipeline.validation import InputCheck
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -53,8 +59,17 @@ def parse_once(path: Path) -> tuple[int, int, int]:
     return n, residues, tokens
 
 
+def validate_once(path: Path) -> int:
+    """One validation pass, as a run starts it for a job of ``path``: the records it counted."""
+    dataset = functools.partial(SequenceDataset, path, report=False)
+    return InputCheck([(path.with_suffix(".h5"), dataset)]).jobs[0].result()
+
+
 def measure(name: str, path: Path, rounds: int) -> dict:
     (n, residues, tokens), seconds = best_seconds(functools.partial(parse_once, path), rounds)
+    counted, validation_s = best_seconds(functools.partial(validate_once, path), rounds)
+    if counted != n:
+        raise RuntimeError(f"the validation pass counted {counted} records of {path}, the parse {n}")
     row = {
         "data": name,
         "file": path.name,
@@ -67,6 +82,11 @@ def measure(name: str, path: Path, rounds: int) -> dict:
         "residues_per_s": residues / seconds,
         # The GPU needs gpu_tokens / rate seconds for this input; each worker parses it all in parse_s.
         "core_fraction_per_worker": {label: seconds * rate / tokens for label, rate in GPU_RATES.items()},
+        # The validation pass: one more whole parse per rank, in a thread of the main process.
+        "validation_s": validation_s,
+        "validation_core_fraction_per_rank": {
+            label: validation_s * rate / tokens for label, rate in GPU_RATES.items()
+        },
     }
     return row
 
@@ -104,6 +124,10 @@ def main() -> None:
         for label, fraction in row["core_fraction_per_worker"].items():
             rate = GPU_RATES[label]
             print(f"  at {rate:>7,} tokens/s ({label}): {fraction:6.1%} of one core per worker")
+        print(f"  validation pass: {row['validation_s']:.3f} s")
+        for label, fraction in row["validation_core_fraction_per_rank"].items():
+            rate = GPU_RATES[label]
+            print(f"  at {rate:>7,} tokens/s ({label}): {fraction:6.1%} of one core per rank for validation")
 
     result = {
         "rounds": args.rounds,

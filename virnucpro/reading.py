@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from virnucpro.text import resume_command
 
 __all__ = ["Embeddings", "read_attributes", "read_embeddings"]
 
@@ -66,8 +69,13 @@ def read_embeddings(path: str | os.PathLike, *, in_memory: bool | None = None) -
 
     ``in_memory``: load the embeddings into memory (default: unless an HDF5 file's exceed
     ``IN_MEMORY_BYTES``; then ``embeddings`` is an h5py dataset of the file, left open).
+
+    Raises ``FileNotFoundError`` for a missing file, saying so when it is an output whose run
+    stopped before writing it (its ``.parts`` folder is there) and how to finish it.
     """
     path = Path(path)
+    if not os.path.lexists(path):
+        raise FileNotFoundError(_missing(path))
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5"):
         return _read_hdf5(path, in_memory)
@@ -130,6 +138,35 @@ def _read_parquet(path: Path) -> Embeddings:
         ids=np.asarray(table.column("id").to_pylist(), dtype=object), embeddings=emb, columns=columns, offsets=None,
         attrs=attrs,
     )  # fmt: skip
+
+
+_SPLIT = re.compile(r"^shard-\d+-of-(\d+)\.rank-")
+
+
+def _missing(path: Path) -> str:
+    """Why ``path`` cannot be read: there is no such file, or its run has not finished it."""
+    parts = path.with_name(path.name + ".parts")
+    if not parts.is_dir() or parts.is_symlink():
+        return f"{path}: no such file"
+    folders = sorted(entry.name for entry in parts.iterdir() if entry.is_dir() and not entry.is_symlink())
+    if any((m := _SPLIT.match(name)) and int(m.group(1)) > 1 for name in folders):
+        return (
+            f"{path} is not finished: {parts} holds the results of its --shard runs so far; rerun an unfinished "
+            f"shard with resume=True (CLI: --resume), then, once every shard is done, assemble_output "
+            f"(CLI: virnucpro assemble {path})"
+        )
+    command = next(filter(None, (_stored_command(parts / name) for name in folders)), "")
+    how = f"resume=True (CLI: {resume_command(command)})" if command else "resume=True (CLI: its command with --resume)"
+    return f"{path} is not finished: {parts} holds the partial results of a run that stopped; finish it with {how}"
+
+
+def _stored_command(part: Path) -> str:
+    """The command line a part's run recorded (its provenance), or "" where there is none to read."""
+    try:
+        command = json.loads((part / "state.json").read_text())["attributes"]["command"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    return command if isinstance(command, str) else ""
 
 
 def _plain(value: Any) -> Any:

@@ -361,10 +361,10 @@ def test_existing_output_needs_overwrite(tmp_path: Path) -> None:
 
 def test_options_are_checked_with_their_cli_flags() -> None:
     for bad in (0, -3, "500", 2.5, True):
-        with pytest.raises(ValueError, match=rf"chunk_size must be an integer >= 1, got {bad!r} \(CLI: --chunk-size\)"):
+        with pytest.raises(ValueError, match=rf"chunk_size \(CLI: --chunk-size\) must be an integer >= 1, got {bad!r}"):
             Translator(bad)
-    with pytest.raises(ValueError, match=r"chunk_size must be an integer >= 1, got 0 \(CLI: --chunk-size\)"):
+    with pytest.raises(ValueError, match=r"chunk_size \(CLI: --chunk-size\) must be an integer >= 1, got 0"):
         chunk_bounds(10, 0)
-    with pytest.raises(ValueError, match=r"frames must be one of 'stop-free', 'all', got 'some' \(CLI: --frames\)"):
+    with pytest.raises(ValueError, match=r"frames \(CLI: --frames\) must be one of 'stop-free', 'all', got 'some'"):
         Translator(500, "some")
     assert FRAMES == ("stop-free", "all")

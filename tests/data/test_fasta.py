@@ -9,6 +9,7 @@ user needs to find the record: file, record id, character, position, fix.
 from __future__ import annotations
 
 import gzip
+import io
 import random
 import re
 import string
@@ -36,6 +37,31 @@ def seqs_by_id(recs: list[dict]) -> dict[str, str]:
 
 def matching_warnings(caught: list[warnings.WarningMessage], pattern: str) -> list[str]:
     return [str(w.message) for w in caught if re.search(pattern, str(w.message))]
+
+
+# --- record splitting ------------------------------------------------------------------------
+
+_SPLITS = {
+    "crlf-and-blank-lines": ">a first\r\nMKV\r\n\r\nLAA\r\n\r\n>b\r\nQQ\r\n",
+    "spaces-tabs-and-cr-inside": ">a\tdesc  \nMK V\tL\r\nA A  \n>b\n Q Q\n",
+    "empty-headers-and-records": ">\n>a\n>  \nMKV\n>b\n",
+    "no-final-newline": ">a\nMKV\n>b desc\nQQ",
+    "header-only-at-the-end": ">a\nMKV\n>last header",
+    "gt-inside-lines": ">a >b\nMK>V\n>c\nQ\n",
+    "leading-blank-lines": "\n  \n>a\nMKV\n",
+}
+
+
+@pytest.mark.parametrize("name", list(_SPLITS))
+def test_records_are_split_as_biopython_splits_them(tmp_path, name):
+    from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+    text = _SPLITS[name]
+    path = write(tmp_path / "split.faa", text)
+    got = [(r.id, r.sequence) for r in read_fasta(path)]
+    lines = io.StringIO(text.lstrip(), newline=None)
+    expected = [(title.split(None, 1)[0] if title.strip() else "", seq) for title, seq in SimpleFastaParser(lines)]
+    assert got == expected
 
 
 # --- normalisation ---------------------------------------------------------------------------
@@ -89,13 +115,14 @@ def test_internal_stop_is_invalid(tmp_path):
     assert "mid" in message and "'*'" in message and re.search(r"\b3\b", message), message
 
 
-def test_accepts_exactly_the_single_character_tokens_of_esm(tmp_path, alphabet):
+def test_accepts_exactly_the_single_character_tokens_of_esm_but_gaps(tmp_path, alphabet):
     """Every printable character, in both cases, against ESM's alphabet as the reference.
 
     With ``invalid="X"`` an accepted character comes out upper-cased and a
-    rejected one as ``X``, so one file checks them all.
+    rejected one as ``X``, so one file checks them all. ESM's alignment gaps ``-`` and
+    ``.`` are tokens but no protein's residues: they are refused like unknown ones.
     """
-    esm_residues = {tok for tok in alphabet.all_toks if len(tok) == 1}
+    esm_residues = {tok for tok in alphabet.all_toks if len(tok) == 1} - {"-", "."}
     chars = [c for c in string.printable if not c.isspace() and c != ">"]
     text = "".join(f">c{i}\nA{c}A\n" for i, c in enumerate(chars))
     path = write(tmp_path / "all.faa", text)
@@ -105,6 +132,19 @@ def test_accepts_exactly_the_single_character_tokens_of_esm(tmp_path, alphabet):
     expected = {f"c{i}": "A" + (c.upper() if c.upper() in esm_residues else "X") + "A" for i, c in enumerate(chars)}
     wrong = {k: (got.get(k), v) for k, v in expected.items() if got.get(k) != v}
     assert not wrong, f"{len(wrong)} characters handled unlike ESM's alphabet, (got, expected): {wrong}"
+
+
+@pytest.mark.parametrize("gap", ["-", "."])
+def test_an_alignment_gap_is_refused_naming_the_alignment(tmp_path, gap):
+    path = write(tmp_path / "aligned.faa", f">a\nMKV\n>WP_2 aligned\nMK{gap}{gap}VL\n")
+    with pytest.raises(ValueError) as info:
+        records(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: record 2 ('WP_2') has alignment gap {gap!r} at position 3"), message
+    assert "alignment" in message and "invalid='X'" in message, message
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert seqs_by_id(records(path, invalid="X")) == {"a": "MKV", "WP_2": "MKXXVL"}
 
 
 # --- invalid residues ------------------------------------------------------------------------

@@ -8,14 +8,17 @@ a letter that ``str.upper`` turned into two) disagrees.
 
 from __future__ import annotations
 
+import bz2
 import gzip
-import re
+import lzma
 import warnings
 from pathlib import Path
 
 import pytest
 
-from virnucpro.data import SequenceDataset, VarlenCollator
+from pipeline.cli_helpers import run_cli
+
+from virnucpro.data import DnaInput, SequenceDataset, VarlenCollator
 
 
 def write(path: Path, content: str | bytes) -> Path:
@@ -47,33 +50,98 @@ def test_a_byte_that_is_not_utf8_is_placed_by_byte_offset_and_line(tmp_path, com
     path = write(tmp_path / "proteins.faa", gzip.compress(content) if compressed else content)
     message = error_message(path)
     where = "of the decompressed data" if compressed else "of the file"
-    assert message.startswith(f"{path}: not UTF-8 text: byte 0xff at byte offset {offset} {where} (line {line})"), (
-        f"expected byte offset {offset}, line {line}: {message}"
+    expected = (
+        f"{path}: record 3001 ('bad'): not UTF-8 text in its sequence: byte 0xff at byte offset {offset} {where} "
+        f"(line {line})"
     )
-    reported = int(re.search(r"after record (\d+)", message).group(1))
-    assert 0 < reported <= 3000, f"records before the bad byte: 3000; reported {reported}: {message}"
+    assert message.startswith(expected), f"expected {expected!r}, got {message!r}"
+
+
+# Where the first byte that is not UTF-8 is, and what the error must say of it. The file after
+# it holds more records, so a reader that blames its read-ahead buffer, not the record, disagrees.
+_LATIN1 = "é".encode("latin-1")
+_HEADER, _SEQUENCE = "not UTF-8 text in its header", "not UTF-8 text in its sequence"
+_PLACES = {
+    "record-1-header": (b">caf" + _LATIN1 + b" x\nMKV\n>b\nMKV\n", f"record 1 ('caf\\udce9'): {_HEADER}"),
+    "record-2-header": (b">a\nMKV\n>caf" + _LATIN1 + b"\nMKV\n>c\nMKV\n", f"record 2 ('caf\\udce9'): {_HEADER}"),
+    "record-2-description": (b">a\nMKV\n>b prot" + _LATIN1 + b"ine\nMKV\n", f"record 2 ('b'): {_HEADER}"),
+    "record-2-sequence": (b">a\nMKV\n>b\nMK" + _LATIN1 + b"V\n>c\nMKV\n", f"record 2 ('b'): {_SEQUENCE}"),
+    "last-record-past-the-buffer": (
+        b"".join(b">r%d\nMKVLAAQQRRST\n" % i for i in range(4000)) + b">last\nMKV" + _LATIN1 + b"\n",
+        f"record 4001 ('last'): {_SEQUENCE}",
+    ),
+    "before-the-first-record": (b"\n\xff\xfe\n>a\nMKV\n", "not UTF-8 text before the first record"),
+}
+
+
+def _compressed(content: bytes, how: str) -> bytes:
+    return {"plain": lambda c: c, "gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[how](content)
+
+
+def _expected(path: Path, place: str, how: str) -> str:
+    """The start of the error for ``_PLACES[place]`` written to ``path`` compressed ``how``."""
+    content, said = _PLACES[place]
+    try:
+        content.decode()
+    except UnicodeDecodeError as err:
+        offset = err.start
+    line = content[:offset].count(b"\n") + 1
+    where = "of the file" if how == "plain" else "of the decompressed data"
+    return f"{path}: {said}: byte 0x{content[offset]:02x} at byte offset {offset} {where} (line {line});"
+
+
+@pytest.mark.parametrize("how", ["plain", "gzip", "bz2", "xz"])
+@pytest.mark.parametrize("place", list(_PLACES))
+def test_a_byte_that_is_not_utf8_is_blamed_on_the_record_that_holds_it(tmp_path, place, how):
+    path = write(tmp_path / "odd.faa", _compressed(_PLACES[place][0], how))
+    message = error_message(path)
+    assert message.startswith(_expected(path, place, how)), f"expected {_expected(path, place, how)!r}: {message!r}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["plain", "gzip"])
+@pytest.mark.parametrize("place", list(_PLACES))
+def test_the_cli_blames_the_record_that_holds_a_byte_that_is_not_utf8(capsys, tmp_path, tiny_checkpoint, place, how):
+    path = write(tmp_path / "odd.faa", _compressed(_PLACES[place][0], how))
+    result = run_cli(capsys, "embed", path, "-o", tmp_path / "o.h5", "--model", tiny_checkpoint)
+    assert result.code == 1 and result.err.startswith(f"virnucpro: error: {_expected(path, place, how)}"), result.err
+    assert "nothing was embedded" in result.err and not (tmp_path / "o.h5.parts").exists(), result.err
+
+
+@pytest.mark.parametrize("how", ["plain", "gzip"])
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b">a\nACGT\n>caf" + _LATIN1 + b"\nACGT\n", "record 2 ('caf\\udce9'): not UTF-8 text in its header"),
+        (b">a\nACGT\n>b\nAC" + _LATIN1 + b"GT\n>c\nACGT\n", "record 2 ('b'): not UTF-8 text in its sequence"),
+    ],
+    ids=["header", "sequence"],
+)
+def test_dna_input_blames_the_same_record(tmp_path, content, said, how):
+    path = write(tmp_path / "contigs.fna", _compressed(content, how))
+    message = error_message(path, kind=DnaInput(6))
+    assert message.startswith(f"{path}: {said}: byte 0xe9 at byte offset {content.index(_LATIN1)}"), message
 
 
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
         (
-            ">caf\xe9\nMKV\n".encode("latin-1"),
-            "byte 0xe9 at byte offset 4 of the file (line 1), before the first record",
-        ),
-        (
             ">a\nMKV\n".encode("utf-16"),
-            "byte 0xff at byte offset 0 of the file (line 1), before the first record; "
+            "not UTF-8 text before the first record: byte 0xff at byte offset 0 of the file (line 1); "
             "it looks like UTF-16: save it as UTF-8",
         ),
-        (b">a\nMKV\n>b\nMK\xc3", "byte 0xc3 at byte offset 12 of the file (line 4)"),  # a character cut short at EOF
+        (
+            b">a\nMKV\n>b\nMK\xc3",  # a character cut short at the end of the file
+            "record 2 ('b'): not UTF-8 text in its sequence: byte 0xc3 at byte offset 12 of the file (line 4)",
+        ),
     ],
-    ids=["latin-1", "utf-16", "cut-short"],
+    ids=["utf-16", "cut-short"],
 )
 def test_encoding_errors_say_where_and_what(tmp_path, content, expected):
     path = write(tmp_path / "odd.faa", content)
     message = error_message(path)
-    assert message.startswith(f"{path}: not UTF-8 text: {expected}"), message
+    assert message.startswith(f"{path}: {expected}"), message
 
 
 # --- control characters --------------------------------------------------------------------

@@ -43,7 +43,7 @@ def write_random_fasta(path: Path, n: int, prefix: str, seed: int) -> None:
     with open(path, "w") as handle:
         for i in range(n):
             length = rng.randint(1, 1300) if rng.random() < 0.02 else rng.randint(1, 300)
-            seq = "".join(rng.choices(AMINO_ACIDS + "XBUZO.-", weights=[20] * 20 + [1] * 7, k=length))
+            seq = "".join(rng.choices(AMINO_ACIDS + "XBUZO", weights=[20] * 20 + [1] * 5, k=length))
             if rng.random() < 0.3:
                 seq = seq.lower()
             if rng.random() < 0.5:

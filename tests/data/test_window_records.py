@@ -85,7 +85,8 @@ def test_window_starts_and_coverage_match_brute_force():
 
 @pytest.mark.parametrize("stride", [0, -1, W + 1, 2.5, True, "10"])
 def test_bad_stride_names_the_option_and_the_flag(proteins, stride):
-    with pytest.raises(ValueError, match=r"window_stride must be an int in 1\.\.max_length=20.*--window-stride"):
+    refused = r"window_stride \(CLI: --window-stride\) must be an int in 1\.\.20, the window width"
+    with pytest.raises(ValueError, match=refused):
         window_starts(50, W, stride)
     with pytest.raises(ValueError, match=r"window_stride.*--window-stride"):
         SequenceDataset(proteins[0], max_length=W, on_overlength="window", window_stride=stride)
@@ -94,7 +95,7 @@ def test_bad_stride_names_the_option_and_the_flag(proteins, stride):
 def test_stride_without_windows_and_unknown_overlength_are_refused(proteins):
     with pytest.raises(ValueError, match=r"window_stride=5 needs on_overlength='window'.*--on-overlength window"):
         SequenceDataset(proteins[0], max_length=W, window_stride=5)
-    with pytest.raises(ValueError, match=r"on_overlength must be one of .*'window'.*--on-overlength"):
+    with pytest.raises(ValueError, match=r"on_overlength \(CLI: --on-overlength\) must be one of .*'window'"):
         SequenceDataset(proteins[0], on_overlength="windows")
 
 

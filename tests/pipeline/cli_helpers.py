@@ -27,11 +27,11 @@ class Result:
 
 
 def run_cli(capsys, *args: str | os.PathLike) -> Result:
-    """``virnucpro ARGS`` through its real entry point, in this process, on the CPU."""
+    """``virnucpro ARGS`` through its real entry point, in this process, on the CPU unless ARGS name a device."""
     capsys.readouterr()
     argv = [str(a) for a in args]
     if argv[0] == "embed":
-        argv += ["--device", "cpu", "--no-progress"]
+        argv += [*(() if "--device" in argv else ("--device", "cpu")), "--no-progress"]
     code = main(argv)
     captured = capsys.readouterr()
     return Result(code, captured.out, captured.err)

@@ -185,3 +185,52 @@ def test_what_has_no_content_is_refused(tmp_path):
     os.mkfifo(tmp_path / "pipe")
     with pytest.raises(ValueError, match="pipe: not a regular file"):
         sha256_file(tmp_path / "pipe", cache=None)
+
+
+def test_a_killed_writers_temporaries_are_removed_and_a_live_ones_kept(aged, tmp_path):
+    cache = tmp_path / "cache.json"
+    stale, fresh = tmp_path / ".cache.json.killed.tmp", tmp_path / ".cache.json.writing.tmp"
+    stale.write_text("")  # what a process killed between creating and writing it leaves
+    fresh.write_text("")
+    old = time.time() - digests.STALE_TEMPORARY_S - 60
+    os.utime(stale, (old, old))
+    assert sha256_file(aged / "f12.bin", cache=cache) == sha256(aged / "f12.bin")
+    assert not stale.exists() and fresh.exists(), "only a temporary no live writer can own is removed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cache.json.writing.tmp", "cache.json"]
+
+
+def test_closing_the_cache_waits_for_a_write_and_blocks_the_next(aged, tmp_path):
+    # virnucpro.cli.entry() ends the process with os._exit: a hashing thread must not be cut mid-write.
+    entered, release = threading.Event(), threading.Event()
+    original = digests._write_locked
+
+    def slow_write(file, entries):
+        entered.set()
+        release.wait(10)
+        original(file, entries)
+
+    digests._write_locked = slow_write
+    late = None
+    try:
+        writer = threading.Thread(target=sha256_file, args=(aged / "f13.bin",), kwargs={"cache": tmp_path / "c.json"})
+        writer.start()
+        assert entered.wait(10)
+        closer = threading.Thread(target=digests.close_cache)
+        closer.start()
+        closer.join(0.3)
+        assert closer.is_alive(), "close_cache returned while a write was in progress"
+        release.set()
+        closer.join(10)
+        assert not closer.is_alive() and (tmp_path / "c.json").is_file()
+        writer.join(10)
+        late = threading.Thread(target=sha256_file, args=(aged / "f14.bin",), kwargs={"cache": tmp_path / "c.json"})
+        late.start()
+        late.join(0.3)
+        assert late.is_alive(), "a write after close_cache must wait for the process to end"
+    finally:
+        digests._write_locked = original
+        release.set()
+        if digests._WRITING.locked():
+            digests._WRITING.release()  # reopen the cache for the rest of this test process
+        if late is not None:
+            late.join(10)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from virnucpro.pipeline import assemble_output
 
+from .streams import refuse_stdout
+
 __all__ = ["DETAILS", "RESUME_HINT", "add_arguments", "run"]
 
 RESUME_HINT = "nothing was written; rerun the same command"
@@ -23,9 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    refuse_stdout("OUTPUT", args.output, "an embeddings file")
     result = assemble_output(args.output, overwrite=args.overwrite)
-    print(
-        f"virnucpro assemble: {result.records:,} records; truncated {result.truncated}; "
-        f"duplicate ids {result.duplicate_ids} -> {result.output}"
-    )
+    if not args.quiet:
+            print(
+            f"virnucpro assemble: {result.records:,} records; truncated {result.truncated}; "
+            f"duplicate ids {result.duplicate_ids} -> {result.output}"
+        )
     return 0

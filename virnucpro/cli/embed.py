@@ -11,10 +11,12 @@ from virnucpro.data import DnaInput
 from virnucpro.data.dna import FRAMES
 from virnucpro.models import BACKENDS, FAMILIES, KERNELS, POOLINGS, ForwardOptions
 from virnucpro.models.options import GELUS
-from virnucpro.pipeline import DTYPES, STORAGE, EmbedConfig, SelfCheck, Shard, run_embed
-from virnucpro.pipeline.jobs import STDIN, spooled_stdin
+from virnucpro.pipeline import DTYPES, STORAGE, EmbedConfig, SelfCheck, run_embed
 
-__all__ = ["DETAILS", "RESUME_HINT", "add_arguments", "parse_shard", "run"]
+from .job_options import add_fp8_options, add_job_options, parse_shard
+from .streams import STDIN, fasta_inputs, refuse_stdout
+
+__all__ = ["DETAILS", "RESUME_HINT", "add_arguments", "run"]
 
 RESUME_HINT = "rerun the same command with --resume to continue from the results committed so far"
 
@@ -41,7 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "only); - reads standard input",
     )  # fmt: skip
     out = p.add_mutually_exclusive_group(required=True)
-    out.add_argument("-o", "--output", type=Path, help="the file to write (.h5); it appears only when complete")
+    out.add_argument(
+        "-o", "--output", type=Path,
+        help="the file to write (.h5, .npz or .parquet, by its suffix); it appears only when complete",
+    )  # fmt: skip
     out.add_argument("--output-dir", type=Path, help="write DIR/<input name>.h5 for each input, through one model")
     p.add_argument("--parents", action="store_true", help="create the output folder if it does not exist")
     p.add_argument(
@@ -72,14 +77,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--dtype", choices=DTYPES,
         help="compute precision (default: bf16 on GPU, fp32 on CPU); fp8: FP8 matmuls on Hopper or newer, self-checked",
     )  # fmt: skip
-    p.add_argument(
-        "--fp8-check-every", type=int, default=SelfCheck.every,
-        help=f"with --dtype fp8, also run every Nth batch in bf16 and compare (default {SelfCheck.every}, and the first)",
-    )  # fmt: skip
-    p.add_argument(
-        "--fp8-min-cosine", type=float, default=SelfCheck.min_cosine,
-        help=f"with --dtype fp8, stop when a checked row's cosine to bf16 falls below this (default {SelfCheck.min_cosine})",
-    )  # fmt: skip
+    add_fp8_options(p)
     p.add_argument("--storage", choices=STORAGE, default="float32", help="stored embedding dtype")
     p.add_argument("--max-tokens", type=int, help="tokens per packed batch (default: sized from free GPU memory)")
     p.add_argument(
@@ -96,10 +94,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--invalid", choices=("raise", "X"), default="raise", help="unknown residues: fail, or replace with X"
     )
-    p.add_argument(
-        "--workers", type=int, help="DataLoader workers that parse and tokenise (default: 2, or 1 on 2 cores)"
-    )
-    p.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")
     p.add_argument("--attention", choices=("auto", *BACKENDS), default="auto", help="attention backend (default auto)")
     p.add_argument(
         "--kernels", choices=("auto", *KERNELS), default="auto",
@@ -110,29 +104,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="MLP activation: auto (tanh approximation fused into the matmul in fp16/bf16 on CUDA, "
         "else exact erf as fair-esm), exact, tanh",
     )  # fmt: skip
-    p.add_argument("--shard", metavar="I/N", help="embed only shard I of N (0 <= I < N); then run virnucpro assemble")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--resume", action="store_true", help="continue an interrupted run from its committed results")
-    mode.add_argument("--overwrite", action="store_true", help="replace an existing output and discard partial results")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
-
-
-def parse_shard(text: str | None) -> Shard:
-    """``--shard I/N`` as a ``Shard``; no flag is shard 0 of 1."""
-    if text is None:
-        return Shard()
-    index, sep, count = text.partition("/")
-    if not sep or not index.isdigit() or not count.isdigit():
-        raise ValueError(f"--shard must be I/N (e.g. --shard 3/10, 0 <= I < N), got {text!r}")
-    return Shard(int(index), int(count))
+    add_job_options(p, verb="embed", workers="parse and tokenise")
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    refuse_stdout("-o", args.output, "an embeddings file")
+    refuse_stdout("--output-dir", args.output_dir, "a folder of embeddings files")
     if STDIN in args.inputs and (args.output_dir is not None or args.shard is not None):
         raise ValueError("standard input (-) needs -o, and cannot be split with --shard: save it to a file first")
     folder = args.output.parent if args.output is not None else args.output_dir
-    with spooled_stdin(args.inputs, folder if folder.is_dir() else Path(".")) as inputs:
+    with fasta_inputs(args.inputs, folder) as inputs:
         return _embed(args, argv, inputs)
+
+
+def _dna(args: argparse.Namespace) -> DnaInput | None:
+    """--dna's input kind; --chunk-size 0 is refused as in translate (DnaInput checks it), never replaced."""
+    if not args.dna:
+        return None
+    return DnaInput(500 if args.chunk_size is None else args.chunk_size, args.frames or "stop-free")
 
 
 def _embed(args: argparse.Namespace, argv: Sequence[str], inputs: tuple[Path, ...]) -> int:
@@ -154,9 +143,10 @@ def _embed(args: argparse.Namespace, argv: Sequence[str], inputs: tuple[Path, ..
         on_overlength=args.on_overlength,
         window_stride=args.window_stride,
         invalid=args.invalid,
-        dna=DnaInput(args.chunk_size or 500, args.frames or "stop-free") if args.dna else None,
+        dna=_dna(args),
         allow_nucleotide_like=args.allow_nucleotide_like,
         device=args.device,
+        threads=args.threads,
         forward=ForwardOptions(attention=args.attention, kernels=args.kernels, gelu=args.gelu),
         shard=parse_shard(args.shard),
         resume=args.resume,
@@ -167,5 +157,6 @@ def _embed(args: argparse.Namespace, argv: Sequence[str], inputs: tuple[Path, ..
         **options,
     )
     summary = run_embed(config)
-    print(summary.line())
+    if not args.quiet:
+        print(summary.line())
     return 0

@@ -7,8 +7,10 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from virnucpro.cli.embed import parse_shard
 from virnucpro.pipeline.config import DTYPES, SelfCheck
+
+from .job_options import add_fp8_options, add_job_options, parse_shard
+from .streams import STDIN, fasta_inputs, refuse_stdout
 
 __all__ = ["DETAILS", "RESUME_HINT", "add_arguments", "run"]
 
@@ -26,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # Imported here: `virnucpro --help` never imports torch.
     from virnucpro.tasks.predict.config import DEFAULT_DNABERT, DEFAULT_MODEL
 
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="nucleotide FASTA files")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="nucleotide FASTA files; - reads standard input")
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--output", type=Path, help="the folder to write; it appears only when complete")
     out.add_argument("--output-dir", type=Path, help="write DIR/<input name>/ for each input, through one pair of models")
@@ -56,33 +58,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="compute precision (default: bf16 on GPU, fp32 on CPU); fp8: ESM-2's matmuls in FP8 on Hopper or newer, "
         "self-checked",
     )  # fmt: skip
-    p.add_argument(
-        "--fp8-check-every", type=int, default=SelfCheck.every,
-        help=f"with --dtype fp8, also run every Nth batch of ESM-2 in bf16 and compare (default {SelfCheck.every})",
-    )  # fmt: skip
-    p.add_argument(
-        "--fp8-min-cosine", type=float, default=SelfCheck.min_cosine,
-        help=f"with --dtype fp8, stop when a checked row's cosine to bf16 falls below this (default {SelfCheck.min_cosine})",
-    )  # fmt: skip
+    add_fp8_options(p, "ESM-2")
     p.add_argument("--max-tokens", type=int, help="ESM-2 tokens per packed batch (default: sized from free GPU memory)")
-    p.add_argument(
-        "--workers", type=int, help="DataLoader workers that parse, translate and tokenise (default: 2, or 1 on 2 cores)"
-    )
-    p.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")
-    p.add_argument("--shard", metavar="I/N", help="classify only shard I of N (0 <= I < N); then run virnucpro assemble")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--resume", action="store_true", help="continue an interrupted run from its committed results")
-    mode.add_argument("--overwrite", action="store_true", help="replace an existing output and discard partial results")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    add_job_options(p, verb="classify", workers="parse, translate and tokenise")
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    refuse_stdout("-o", args.output, "an output folder")
+    refuse_stdout("--output-dir", args.output_dir, "a folder of output folders")
+    if STDIN in args.inputs and (args.output_dir is not None or args.shard is not None):
+        raise ValueError("standard input (-) needs -o, and cannot be split with --shard: save it to a file first")
+    folder = args.output.parent if args.output is not None else args.output_dir
+    with fasta_inputs(args.inputs, folder) as inputs:
+        return _predict(args, argv, inputs)
+
+
+def _predict(args: argparse.Namespace, argv: Sequence[str], inputs: tuple[Path, ...]) -> int:
     from virnucpro.tasks.predict.config import PredictConfig
     from virnucpro.tasks.predict.run import run_predict
 
     options = {"workers": args.workers} if args.workers is not None else {}
     config = PredictConfig(
-        inputs=tuple(args.inputs),
+        inputs=inputs,
         classifier=args.classifier,
         chunk_size=args.chunk_size,
         output=args.output,
@@ -93,6 +90,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         fp8_check=SelfCheck(args.fp8_check_every, args.fp8_min_cosine),
         max_tokens=args.max_tokens,
         save_features=args.save_features,
+        threads=args.threads,
         device=args.device,
         shard=parse_shard(args.shard),
         resume=args.resume,

@@ -68,7 +68,7 @@ _REVERSE = np.where(_VALID, _TABLE[(16 * (3 - _c) + 4 * (3 - _b) + (3 - _a)) % 6
 
 def _chunk_size(size: int) -> int:
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"chunk_size must be an integer >= 1, got {size!r} (CLI: --chunk-size)")
+        raise ValueError(f"chunk_size (CLI: --chunk-size) must be an integer >= 1, got {size!r}")
     return int(size)
 
 
@@ -206,7 +206,7 @@ class Translator:
 
     def __init__(self, chunk_size: int = 500, frames: Frames = "stop-free") -> None:
         if frames not in FRAMES:
-            raise ValueError(f"frames must be one of {', '.join(map(repr, FRAMES))}, got {frames!r} (CLI: --frames)")
+            raise ValueError(f"frames (CLI: --frames) must be one of {', '.join(map(repr, FRAMES))}, got {frames!r}")
         self.chunk_size, self.frames = _chunk_size(chunk_size), frames
         self._counts = {field.name: 0 for field in fields(TranslationCounts)}
 

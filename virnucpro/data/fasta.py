@@ -1,10 +1,15 @@
 """FASTA reading: plain, gzip, bzip2 or xz files, streamed record by record.
 
 Files are told apart by their first bytes (not their name, see ``compression``)
-and streamed through Biopython's FASTA parser: no file is ever held in memory
-whole. Whatever goes wrong while reading (not a regular file, unreadable,
-corrupt compressed data, bytes that are not UTF-8, control characters in a
-header) is one line naming the file and how far reading got.
+and streamed line by line, split into records by Biopython's ``SimpleFastaParser``: no file is ever held in memory whole.
+Whatever goes wrong while reading (not a regular file, unreadable, corrupt
+compressed data, bytes that are not UTF-8, control characters in a header) is
+one line naming the file and the record where it went wrong.
+
+Text is decoded with ``surrogateescape``, so a byte that is not UTF-8 reaches the
+record that holds it (as a lone surrogate) instead of failing the decoder's
+read-ahead buffer, which may be far ahead of the record being parsed: the error
+names that record, and whether the byte is in its header or its sequence.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ _PEEK_CHARS = 4096
 #: C0 and C1 control characters and DEL, except tab (a common separator in headers). They
 #: are binary data, not text, and an id holding NUL cannot be stored as an HDF5 string.
 _HEADER_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+#: What ``surrogateescape`` decodes a byte that is not UTF-8 to.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 _NOT_REGULAR = (
     (stat.S_ISFIFO, "a FIFO"),
@@ -105,41 +112,38 @@ def open_fasta(path: str | os.PathLike) -> TextIO:
     return io.TextIOWrapper(binary, encoding="utf-8-sig")
 
 
+def _text(binary: io.RawIOBase) -> io.TextIOWrapper:
+    """``binary`` decoded as UTF-8 (a BOM dropped), each byte that is not UTF-8 kept as a lone surrogate."""
+    return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape")
+
+
 def read_fasta(path: str | os.PathLike) -> Iterator[FastaRecord]:
     """Stream the records of one FASTA file, in file order.
 
-    Parsed with Biopython's ``Bio.SeqIO.FastaIO.SimpleFastaParser``, the parser under
-    ``SeqIO.parse(..., "fasta")`` minus the per-record ``SeqRecord`` objects, which
-    matter here because every worker reads the whole input; ids are taken as
-    ``SeqIO`` takes them (the header up to the first whitespace). Blank lines
+    Records are split as Biopython's ``Bio.SeqIO.FastaIO.SimpleFastaParser`` splits them,
+    the parser under ``SeqIO.parse(..., "fasta")``, without its per-record objects, which
+    matter here because every worker reads the whole input; ids are taken as ``SeqIO``
+    takes them (the header up to the first whitespace). Blank lines
     before the first header are allowed. An empty (or whitespace-only) file
     yields nothing. Raises ``ValueError`` naming the file (and how far reading
     got) for content that is not FASTA, bytes that are not UTF-8, corrupt or
     truncated compressed data, and control characters in a header.
     """
-    # Imported here: Bio.SeqIO imports every format's parser, a fifth of a second that the CLI's
-    # start-up would wait for; the threads and workers that read FASTA import it on first use.
-    from Bio.SeqIO.FastaIO import SimpleFastaParser
-
     path_str = str(path)
     number = 0
     binary, compression = open_decompressed(require_fasta_file(path))
-    with io.TextIOWrapper(binary, encoding="utf-8-sig") as handle:
+    with _text(binary) as handle:
         try:
-            lines = _from_first_header(handle, path_str)
-            for title, sequence in SimpleFastaParser(lines):
+            lines = _from_first_header(handle, path_str, compression)
+            for title, sequence in _split(lines):
                 number += 1
-                record_id = title.split(None, 1)[0] if title.strip() else ""
-                # isprintable() is a C loop; the regex only runs on headers with tabs or rarer characters.
-                if not title.isprintable() and (bad := _HEADER_CONTROL.search(title)):
-                    raise ValueError(
-                        f"{FastaRecord(path_str, number, record_id, '').where}: header holds control character "
-                        f"{bad.group()!r} at character {bad.start() + 1}; a header must be text: "
-                        "is the file corrupt, or binary?"
-                    )
-                yield FastaRecord(path_str, number, record_id, sequence)
-        except UnicodeDecodeError as err:
-            raise _not_utf8(path_str, number, compression, err) from err
+                record = FastaRecord(path_str, number, title.split(None, 1)[0] if title.strip() else "", sequence)
+                # isprintable() is a C loop; the regexes only run on headers with tabs or rarer characters.
+                if not title.isprintable():
+                    _check_header(record, title, compression)
+                if not sequence.isascii() and _UNDECODABLE.search(sequence):  # isascii() is O(1)
+                    raise _not_utf8(path_str, f"{record.where}: not UTF-8 text in its sequence", compression)
+                yield record
         except DECOMPRESSION_ERRORS as err:
             if compression is None:
                 raise ValueError(f"{path_str}: cannot read {_after(number)}: {err}") from err
@@ -149,7 +153,27 @@ def read_fasta(path: str | os.PathLike) -> Iterator[FastaRecord]:
             ) from err
 
 
-def _from_first_header(handle: TextIO, path: str) -> Iterator[str]:
+def _split(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
+    """``(title, sequence)`` per record of ``lines``, by Biopython's ``SimpleFastaParser``, the parser under
+    ``SeqIO.parse(..., "fasta")``. Imported here, on first use: importing ``Bio.SeqIO`` imports every
+    format's parser, a fifth of a second that a CLI run that fails before reading need not pay."""
+    from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+    return SimpleFastaParser(lines)
+
+
+def _check_header(record: FastaRecord, title: str, compression: str | None) -> None:
+    """Refuse a header holding bytes that are not UTF-8, or control characters (binary data, not text)."""
+    if _UNDECODABLE.search(title):
+        raise _not_utf8(record.path, f"{record.where}: not UTF-8 text in its header", compression)
+    if bad := _HEADER_CONTROL.search(title):
+        raise ValueError(
+            f"{record.where}: header holds control character {bad.group()!r} at character {bad.start() + 1}; "
+            "a header must be text: is the file corrupt, or binary?"
+        )
+
+
+def _from_first_header(handle: TextIO, path: str, compression: str | None) -> Iterator[str]:
     """The lines of ``handle`` from its first header on, after blank lines; none for a blank file.
 
     ``SimpleFastaParser`` alone would skip any text before the first header, so
@@ -161,6 +185,8 @@ def _from_first_header(handle: TextIO, path: str) -> Iterator[str]:
     else:
         return iter(())
     line = line.lstrip()
+    if not line.startswith(">") and _UNDECODABLE.search(line):
+        raise _not_utf8(path, f"{path}: not UTF-8 text before the first record", compression)
     if not line.startswith(">"):
         raise ValueError(
             f"{path}: not a FASTA file: it should start with a '>' header line, but starts with {line[:60]!r}"
@@ -175,8 +201,8 @@ def _after(number: int) -> str:
     return f"after record {number}" if number else "before the first record"
 
 
-def _not_utf8(path: str, number: int, compression: str | None, err: UnicodeDecodeError) -> ValueError:
-    """The error for a byte that is not UTF-8, placed in the file (the decoder only knows its buffer)."""
+def _not_utf8(path: str, what: str, compression: str | None) -> ValueError:
+    """The error for the file's first byte that is not UTF-8, ``what`` saying whose it is, placed by offset and line."""
     try:
         binary, _ = open_decompressed(path)
         with binary:
@@ -184,11 +210,10 @@ def _not_utf8(path: str, number: int, compression: str | None, err: UnicodeDecod
     except DECOMPRESSION_ERRORS:
         found = None
     if found is None:  # the file changed since, or its compressed data is also corrupt
-        return ValueError(f"{path}: not UTF-8 text {_after(number)}: {err}")
+        return ValueError(f"{what}; if it is FASTA, save it as UTF-8 (or ASCII)")
     where = "of the decompressed data" if compression else "of the file"
     utf16 = found.offset < 2 and found.value in (0xFE, 0xFF)
     fix = "it looks like UTF-16: save it as UTF-8" if utf16 else "if it is FASTA, save it as UTF-8 (or ASCII)"
     return ValueError(
-        f"{path}: not UTF-8 text: byte 0x{found.value:02x} at byte offset {found.offset} {where} "
-        f"(line {found.line}), {_after(number)}; {fix}"
+        f"{what}: byte 0x{found.value:02x} at byte offset {found.offset} {where} (line {found.line}); {fix}"
     )

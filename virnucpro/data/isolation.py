@@ -51,6 +51,9 @@ def die_with_parent() -> None:
     killed (``kill -9``), and would hold its memory and shared-memory segments forever.
     Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere PyTorch's own parent watchdog remains.
     """
+    # The CLI's SIGTERM handler (stop and commit, as Ctrl-C) is the parent's business: forked, this
+    # worker would inherit it; here SIGTERM, from the kernel below or a scheduler, simply ends the worker.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if not sys.platform.startswith("linux"):
         return
     parent = os.getppid()

@@ -7,7 +7,8 @@ error: it is not sequence text (a mis-encoded file, a word processor's
 characters, binary data), and ``str.upper`` would turn some such letters into
 residues (``'ß'`` into ``'SS'``). A record that reads as nucleotides is refused
 unless ``allow_nucleotide_like``. Every other character outside the model's
-alphabet is an error that names the file, the record and the fix, unless
+alphabet (and the alignment gaps ``-`` and ``.``, which ESM's alphabet holds but no
+protein does) is an error that names the file, the record and the fix, unless
 ``invalid="X"`` asks for it to be replaced, which is counted. Sequences over
 ``max_length`` are truncated (counted), refused, or kept whole (counted) for
 ``SequenceDataset`` to cut into overlapping windows (``windows.py``).
@@ -29,7 +30,7 @@ from .alphabet_tokenizer import default_tokenizer
 from .fasta import FastaRecord
 from .tokenizer import NUCLEOTIDE_CODES
 
-__all__ = ["OVERLENGTH", "Normaliser"]
+__all__ = ["GAPS", "OVERLENGTH", "Normaliser"]
 
 #: What ``on_overlength`` may ask for a sequence over ``max_length``.
 OVERLENGTH = ("truncate", "raise", "window")
@@ -40,6 +41,11 @@ _WHITESPACE = re.compile(r"\s+", re.ASCII)
 
 _NOT_ASCII = re.compile(r"[^\x00-\x7f]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+#: Alignment gaps. ESM's alphabet has tokens for them, but no protein holds one: a sequence
+#: with gaps comes from an alignment, and embedding them would embed another protein. They
+#: are refused like any other unknown character (``invalid="X"`` replaces them).
+GAPS = "-."
 
 # A record refused as nucleotide-like has at least NUCLEOTIDE_MIN_LENGTH letters, all of them
 # IUPAC nucleotide codes, and at least NUCLEOTIDE_MIN_FRACTION of them A, C, G, T, U or N.
@@ -93,7 +99,8 @@ class Normaliser:
     windows: bool = field(default=True, kw_only=True)
 
     def __post_init__(self) -> None:
-        allowed = "".join(c for c in self.residues if c in NUCLEOTIDE_CODES) if self.nucleotides else self.residues
+        residues = "".join(c for c in self.residues if c not in GAPS)
+        allowed = "".join(c for c in residues if c in NUCLEOTIDE_CODES) if self.nucleotides else residues
         self._not_residue = re.compile(f"[^{re.escape(allowed)}]")
         if self.nucleotides and self.invalid != "raise":
             raise ValueError(
@@ -101,13 +108,13 @@ class Normaliser:
                 "nucleotide codes only: pass invalid='raise' (CLI: leave out --invalid)"
             )
         if self.max_length < 1:
-            raise ValueError(f"max_length must be >= 1, got {self.max_length} (CLI: --max-length)")
+            raise ValueError(f"max_length (CLI: --max-length) must be >= 1, got {self.max_length}")
         if self.on_overlength not in OVERLENGTH:
             raise ValueError(
-                f"on_overlength must be one of {OVERLENGTH}, got {self.on_overlength!r} (CLI: --on-overlength)"
+                f"on_overlength (CLI: --on-overlength) must be one of {OVERLENGTH}, got {self.on_overlength!r}"
             )
         if self.invalid not in ("raise", "X"):
-            raise ValueError(f"invalid must be 'raise' or 'X', got {self.invalid!r} (CLI: --invalid)")
+            raise ValueError(f"invalid (CLI: --invalid) must be 'raise' or 'X', got {self.invalid!r}")
         if self.allow_nucleotide_like not in (True, False):
             raise ValueError(f"allow_nucleotide_like must be True or False, got {self.allow_nucleotide_like!r}")
 
@@ -144,6 +151,12 @@ class Normaliser:
                 )
             if self.nucleotides:
                 self._refuse_base(record, bad.group(), bad.start() + 1)
+            if self.invalid == "raise" and bad.group() in GAPS:
+                raise ValueError(
+                    f"{record.where} has alignment gap {bad.group()!r} at position {bad.start() + 1}: the file looks "
+                    "like an alignment, not protein sequences; remove the gaps (e.g. seqkit seq --remove-gaps), or "
+                    "pass invalid='X' (CLI: --invalid X) to replace them with X"
+                )
             if self.invalid == "raise":
                 raise ValueError(
                     f"{record.where} has invalid residue {bad.group()!r} at position {bad.start() + 1}; "
@@ -197,6 +210,7 @@ class Normaliser:
             return
         raise ValueError(
             f"{record.where} looks like a nucleotide sequence, not a protein: its {len(seq)} letters are all "
-            f"nucleotide codes, {share:.1%} of them A, C, G, T, U or N; translate it first (CLI: --dna), "
+            f"nucleotide codes, {share:.1%} of them A, C, G, T, U or N; translate it first with dna=DnaInput "
+            "(CLI: --dna), "
             "or pass allow_nucleotide_like=True (CLI: --allow-nucleotide-like) if it really is a protein"
         )

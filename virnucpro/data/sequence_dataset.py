@@ -184,8 +184,8 @@ class SequenceDataset(IterableDataset):
         special = self.tokenizer.special_tokens_per_sequence
         if max_tokens is not None and max_tokens < 1 + special:
             raise ValueError(
-                f"max_tokens must be at least {1 + special} (one residue and the "
-                f"special tokens), got {max_tokens} (CLI: --max-tokens)"
+                f"max_tokens (CLI: --max-tokens) must be at least {1 + special} (one residue and the "
+                f"special tokens), got {max_tokens}"
             )
         self.max_tokens = max_tokens
         self.invalid = invalid

@@ -1,7 +1,8 @@
 """``write_translation``: VirNucPro's protein (and nucleotide) FASTA files, written as its prediction writes them.
 
-Each output appears under its name only once complete (written to an exclusively created
-sibling, then renamed), and never replaces an input.
+Each output file appears under its name only once complete (written to an exclusively
+created sibling, then renamed), and never replaces an input. An output may also be an open
+binary stream (standard output), written as the proteins come.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import BinaryIO
 from ..atomic import atomic_output
 from .dna import Frames, PathArg, TranslationCounts, Translator, path_list
 
+Target = PathArg | BinaryIO
+
 __all__ = ["write_translation"]
 
 
@@ -27,9 +30,9 @@ def _same(a: PathArg, b: PathArg) -> bool:
     return False
 
 
-def _check_outputs(inputs: list[PathArg], outputs: dict[str, PathArg], overwrite: bool) -> None:
+def _check_outputs(inputs: list[PathArg], outputs: dict[str, Target], overwrite: bool) -> None:
     """Refuse an output that is an input or the other output, a folder, in no folder, or exists unless ``overwrite``."""
-    named = list(outputs.items())
+    named = [(name, out) for name, out in outputs.items() if isinstance(out, (str, os.PathLike))]
     for i, (name, out) in enumerate(named):
         for other_name, other in named[:i] + [("the input", path) for path in inputs]:
             if _same(out, other):
@@ -43,6 +46,17 @@ def _check_outputs(inputs: list[PathArg], outputs: dict[str, PathArg], overwrite
             raise FileExistsError(
                 f"{name} {os.fspath(out)!r} exists; pass overwrite=True (CLI: --overwrite) to replace it"
             )
+
+
+@contextlib.contextmanager
+def _output(target: Target) -> Iterator[BinaryIO]:
+    """``target`` written: a path atomically (``_atomic_output``), a stream as it is, flushed at the end."""
+    if isinstance(target, (str, os.PathLike)):
+        with _atomic_output(target) as out:
+            yield out
+        return
+    yield target
+    target.flush()
 
 
 @contextlib.contextmanager
@@ -62,27 +76,30 @@ def _atomic_output(path: PathArg) -> Iterator[BinaryIO]:
 
 def write_translation(
     paths: PathArg | Iterable[PathArg],
-    protein_out: PathArg,
+    protein_out: Target,
     *,
     chunk_size: int = 500,
-    nucleotide_out: PathArg | None = None,
+    nucleotide_out: Target | None = None,
     frames: Frames = "stop-free",
     overwrite: bool = False,
 ) -> TranslationCounts:
     """Write the proteins (and their nucleotides) as VirNucPro's ``make_predictdata`` does.
 
     Each output is ``>{id}\\n{sequence}\\n`` per protein, unwrapped, in input order, gzip
-    when its name ends in ``.gz``; it appears under its name only once complete. Raises
+    when its name ends in ``.gz``; it appears under its name only once complete. An output
+    may also be an open binary stream (e.g. ``sys.stdout.buffer``), written as it goes. Raises
     ``ValueError`` for an output that is an input or the other output, ``FileExistsError``
     for an existing one unless ``overwrite``, and ``ValueError`` for bad input records.
     """
     translator = Translator(chunk_size, frames)
     inputs = path_list(paths)
-    outputs = {"protein_out": protein_out} | ({} if nucleotide_out is None else {"nucleotide_out": nucleotide_out})
+    outputs = {"protein_out (CLI: -o)": protein_out}
+    if nucleotide_out is not None:
+        outputs["nucleotide_out (CLI: --nucleotide-out)"] = nucleotide_out
     _check_outputs(inputs, outputs, overwrite)
     with contextlib.ExitStack() as stack:
-        proteins = stack.enter_context(_atomic_output(protein_out))
-        nucleotides = None if nucleotide_out is None else stack.enter_context(_atomic_output(nucleotide_out))
+        proteins = stack.enter_context(_output(protein_out))
+        nucleotides = None if nucleotide_out is None else stack.enter_context(_output(nucleotide_out))
         for protein in translator.read(inputs):
             proteins.write(f">{protein.id}\n{protein.sequence}\n".encode())
             if nucleotides is not None:

@@ -54,8 +54,8 @@ def check_stride(stride: int, width: int) -> int:
     """
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or not 1 <= stride <= width:
         raise ValueError(
-            f"window_stride must be an int in 1..max_length={width} (windows must overlap or touch), "
-            f"got {stride!r} (CLI: --window-stride)"
+            f"window_stride (CLI: --window-stride) must be an int in 1..{width}, the window width (windows must "
+            f"overlap or touch), got {stride!r}"
         )
     return int(stride)
 

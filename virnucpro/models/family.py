@@ -57,5 +57,12 @@ class ModelFamily:
     mean_includes_special_tokens: bool = False
 
     def layers(self, requested: Sequence[int] | None, model: nn.Module) -> tuple[int, ...]:
-        """``requested`` resolved for ``model``, the message naming the job's ``layers`` (CLI: --layers)."""
-        return self.resolve_layers(requested, model.num_layers, argument="layers (CLI: --layers)")
+        """``requested`` resolved for ``model``, the message naming the job's ``layers`` and its CLI flag."""
+        layers = self.resolve_layers(requested, model.num_layers, argument="layers (CLI: --layers)")
+        if len(set(layers)) < len(layers):  # -1 and the last layer's number, say: one layer stored twice
+            twice = sorted({layer for layer in layers if layers.count(layer) > 1})
+            raise ValueError(
+                f"layers (CLI: --layers) {list(requested or ())} name layer(s) {twice} more than once (negative "
+                f"numbers count from the end: -1 is layer {model.num_layers} of this model); give each layer once"
+            )
+        return layers

@@ -56,7 +56,7 @@ class ForwardOptions:
         ):
             choices = known if name == "matmul" else ("auto", *known)
             if value not in choices:
-                raise ValueError(f"{name}={value!r} is unknown; choose one of {choices} (CLI: {flag})")
+                raise ValueError(f"{name} (CLI: {flag}) must be one of {choices}, got {value!r}")
         if not isinstance(self.fp8, Fp8Levers):
             raise TypeError(f"fp8 must be an Fp8Levers, got {type(self.fp8).__name__}")
 

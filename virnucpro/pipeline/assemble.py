@@ -1,9 +1,11 @@
 """Assembly: verified parts -> exact-once check -> one output in input order, appearing atomically.
 
 The output (a file or a folder: ``outputs.py``) is written by the task's writer under a new,
-uniquely named temporary in the output's folder (never a name that could have been planted),
-flushed to disk, recorded in the parts folder as assembled, then renamed onto the output:
-whatever carries the output's name is complete. Only then are the parts removed.
+uniquely named temporary in the output's folder (never a name that could have been planted;
+readable by its owner only while written), flushed to disk, given the mode the umask gives a
+new file (or folder), recorded in the parts folder as assembled, then renamed onto the output:
+whatever carries the output's name is complete. Only then are the parts removed (and an output
+it replaces).
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ Everything a run writes for ``OUT`` lives in ``OUT.parts/``, a folder this run c
 A plain run is shard 0 of 1. Shards of one output share its parts folder and may run
 at the same time, each under its own lock; ``--overwrite`` of a plain run takes every
 shard's lock before it discards anything.
+
+An output that exists beside a parts folder was being replaced (by ``--overwrite``) when
+its run stopped: ``--resume`` continues the new parts, and the old output is replaced
+only when the new one is complete.
 """
 
 from __future__ import annotations
@@ -62,8 +66,8 @@ def claim_output(job: Job, shard: Shard, *, overwrite: bool, resume: bool, outpu
         return Claim(job, done=True)
     if resume and output.exists(job.output) and not parts.exists():
         return Claim(job, existing=True)
-    if output.exists(job.output) and not overwrite:
-        raise FileExistsError(f"{job.output} exists; pass --overwrite to replace it")
+    if output.exists(job.output) and not (overwrite or resume):  # resume: an interrupted replacement
+        raise FileExistsError(f"{job.output} exists; pass overwrite=True (CLI: --overwrite) to replace it")
     created = not parts.exists()
     if created:
         os.mkdir(parts)
@@ -75,8 +79,8 @@ def claim_output(job: Job, shard: Shard, *, overwrite: bool, resume: bool, outpu
             _discard(claim, shard)
         elif not resume and any(_ours(parts, shard)):
             raise FileExistsError(
-                f"{parts} holds partial results of an earlier run; pass --resume to continue it "
-                "or --overwrite to start over"
+                f"{parts} holds partial results of an earlier run; pass resume=True (CLI: --resume) to continue it "
+                "or overwrite=True (CLI: --overwrite) to start over"
             )
     except BaseException:
         release(claim, failed=True)
@@ -132,7 +136,8 @@ def _check_split(parts: Path, shard: Shard, overwrite: bool) -> None:
         if int(match.group(2)) != shard.count and not (overwrite and shard.count == 1):
             raise ValueError(
                 f"{parts} holds shards of a split into {match.group(2)}, this run is shard {shard.index}/{shard.count}; "
-                "finish that split (virnucpro assemble), or rerun without --shard with --overwrite to start over"
+                "finish that split, assemble_output (CLI: virnucpro assemble), or start over as one run with "
+                "overwrite=True (CLI: --overwrite, without --shard)"
             )
 
 

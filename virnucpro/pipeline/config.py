@@ -54,7 +54,7 @@ class Shard:
 
     def __post_init__(self) -> None:
         if self.count < 1 or not 0 <= self.index < self.count:
-            raise ValueError(f"shard must be I/N with 0 <= I < N, got {self.index}/{self.count} (CLI: --shard I/N)")
+            raise ValueError(f"shard (CLI: --shard I/N) must be I/N with 0 <= I < N, got {self.index}/{self.count}")
 
     @property
     def prefix(self) -> str:
@@ -71,9 +71,9 @@ class SelfCheck:
 
     def __post_init__(self) -> None:
         if self.every < 1:
-            raise ValueError(f"fp8 check every must be >= 1 batch, got {self.every} (CLI: --fp8-check-every)")
+            raise ValueError(f"SelfCheck.every (CLI: --fp8-check-every) must be >= 1 batch, got {self.every}")
         if not 0 < self.min_cosine <= 1:
-            raise ValueError(f"fp8 min cosine must be in (0, 1], got {self.min_cosine} (CLI: --fp8-min-cosine)")
+            raise ValueError(f"SelfCheck.min_cosine (CLI: --fp8-min-cosine) must be in (0, 1], got {self.min_cosine}")
 
 
 def default_workers() -> int:
@@ -124,6 +124,10 @@ class EmbedConfig:
             only add start-up time (a fork each).
         device: ``cuda``, ``cuda:1``, ``cpu``; None = ``cuda`` when available. Under
             torchrun each rank uses ``cuda:LOCAL_RANK``.
+        threads: torch's intra-op threads (``torch.set_num_threads``, for this whole process),
+            what a CPU run computes with; None = torch's choice, one per core it sees. On a
+            shared node, the cores the job was given: more threads than cores make a CPU run
+            many times slower.
         forward: how the packed forward computes (``ForwardOptions``), validated when built.
         shard: embed only this shard of the records (``Shard(I, N)``: positions p with
             p % N == I); the output is then written by ``virnucpro assemble``.
@@ -152,6 +156,7 @@ class EmbedConfig:
     allow_nucleotide_like: bool = False
     workers: int = field(default_factory=default_workers)
     device: str | None = None
+    threads: int | None = None
     forward: ForwardOptions = field(default_factory=ForwardOptions)
     shard: Shard = field(default_factory=Shard)
     resume: bool = False
@@ -178,19 +183,21 @@ class EmbedConfig:
         check_choice("on_overlength", self.on_overlength, ("truncate", "raise", "window"), "--on-overlength")
         if self.window_stride is not None and self.on_overlength != "window":
             raise ValueError(
-                "window_stride applies to on_overlength='window' (CLI: --window-stride needs --on-overlength window)"
+                "window_stride (CLI: --window-stride) applies only with on_overlength='window' "
+                "(CLI: --on-overlength window)"
             )
         if self.window_stride is not None and not 1 <= self.window_stride <= (self.max_length or self.window_stride):
             raise ValueError(
-                f"window_stride must be in 1..max_length={self.max_length}, got {self.window_stride} (CLI: --window-stride)"
+                f"window_stride (CLI: --window-stride) must be in 1..{self.max_length}, the window width, "
+                f"got {self.window_stride}"
             )
         check_choice("invalid", self.invalid, ("raise", "X"), "--invalid")
         if self.max_length is not None and self.max_length < 1:
-            raise ValueError(f"max_length must be >= 1, got {self.max_length} (CLI: --max-length)")
+            raise ValueError(f"max_length (CLI: --max-length) must be >= 1, got {self.max_length}")
         if family_for(self.model).reads == "nucleotide":
             self._validate_nucleotide_model()
         if self.layers is not None and (not self.layers or not all(isinstance(i, int) for i in self.layers)):
-            raise ValueError(f"layers must be integers, got {self.layers} (CLI: --layers)")
+            raise ValueError(f"layers (CLI: --layers) must be integers, got {self.layers}")
 
     def _validate_nucleotide_model(self) -> None:
         """Options that make no sense for a model that reads DNA itself."""
@@ -242,18 +249,20 @@ class EmbedConfig:
 
 def check_job_options(config: JobOptions) -> None:
     """The options every task's config has (``task.JobOptions``): inputs, one output, the token budget,
-    workers, resume or overwrite; ``ValueError`` naming the argument and its CLI flag."""
+    workers, threads, resume or overwrite; ``ValueError`` naming the argument and its CLI flag."""
     if not config.inputs:
         raise ValueError("no input FASTA files given")
     if (config.output is None) == (config.output_dir is None):
         raise ValueError("pass exactly one of output (CLI: -o) and output_dir (CLI: --output-dir)")
     if config.max_tokens is not None and config.max_tokens < 3:
         raise ValueError(
-            f"max_tokens must be at least 3 (one residue with BOS and EOS), got {config.max_tokens} "
-            "(CLI: --max-tokens; leave it out to size batches from free GPU memory)"
+            f"max_tokens (CLI: --max-tokens) must be at least 3 (one residue with BOS and EOS), "
+            f"got {config.max_tokens}; leave it out to size batches from free GPU memory"
         )
     if config.workers < 0:
-        raise ValueError(f"workers must be >= 0, got {config.workers} (CLI: --workers)")
+        raise ValueError(f"workers (CLI: --workers) must be >= 0, got {config.workers}")
+    if config.threads is not None and (type(config.threads) is not int or config.threads < 1):
+        raise ValueError(f"threads (CLI: --threads) must be an integer >= 1, got {config.threads!r}")
     if config.resume and config.overwrite:
         raise ValueError("resume and overwrite exclude each other: resume keeps partial results, overwrite discards them")
 
@@ -263,7 +272,7 @@ def check_choice(name: str, value: object, known: Sequence[str], flag: str, *, o
     one of ``known`` (or None, when ``optional``)."""
     if (value is None and optional) or value in known:
         return
-    raise ValueError(f"{name} must be one of {sorted(known)}, got {value!r} (CLI: {flag})")
+    raise ValueError(f"{name} (CLI: {flag}) must be one of {sorted(known)}, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def cover(part_indices: Sequence[np.ndarray], expected: int, what: str, shards: 
             incomplete = (
                 " Shards with records missing: "
                 + ", ".join(f"{s}/{shards} ({n})" for s, n in enumerate(per_shard.tolist()) if n)
-                + "; rerun them with --resume."
+                + "; rerun them with resume=True (CLI: --resume)."
             )
         raise NotExactlyOnceError(
             f"{what}: the results do not cover the input exactly once: {expected} records in the input, "

@@ -19,6 +19,10 @@ itself is never followed through a symlink. Writes are atomic (a uniquely named 
 cache's folder, then ``os.replace``), merged with what other processes stored meanwhile; a
 process writing in the same instant may lose its new entries (those files are hashed again
 next time), never corrupt the file. Only the ``MAX_ENTRIES`` most recently used are kept.
+
+No temporary file is left behind: a process that ends without its interpreter's teardown
+first lets a write in progress finish (``close_cache``), and temporaries that a killed
+process left are removed by the next write once ``STALE_TEMPORARY_S`` old.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import os
 import re
 import stat
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Iterable
@@ -42,7 +47,9 @@ __all__ = [
     "DEFAULT_CACHE",
     "MAX_ENTRIES",
     "RACY_WINDOW_NS",
+    "STALE_TEMPORARY_S",
     "FileIdentity",
+    "close_cache",
     "default_cache_path",
     "identify",
     "identify_all",
@@ -61,6 +68,10 @@ _ATTEMPTS = 3
 _MAX_CACHE_BYTES = 16 << 20  # far above MAX_ENTRIES entries; anything larger is not ours
 _VERSION = 1
 _HEX = re.compile(r"[0-9a-f]{64}")
+#: A cache temporary this old was left by a killed process (a write takes milliseconds).
+STALE_TEMPORARY_S = 600
+# Held while this process writes the cache file: ``close_cache`` takes it for good.
+_WRITING = threading.Lock()
 # O_NONBLOCK: opening a FIFO planted where a file was expected returns at once instead of hanging.
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -269,12 +280,33 @@ def _valid(entry: object) -> bool:
     )
 
 
+def close_cache() -> None:
+    """Let a cache write in progress finish, and block any later one: for a process about to end
+    without its interpreter's teardown (``os._exit``), which would otherwise cut a write short and
+    leave its temporary file behind."""
+    _WRITING.acquire()
+
+
 def _write(file: Path, entries: dict[str, list]) -> None:
     """Replace ``file`` atomically by one holding ``entries``; warn and leave it as it was on failure."""
+    with _WRITING:
+        _write_locked(file, entries)
+
+
+def _remove_stale_temporaries(file: Path) -> None:
+    """Temporaries of processes killed while writing the cache (never a fresh one: another process's write)."""
+    for stale in file.parent.glob(f".{file.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if not stale.is_symlink() and time.time() - stale.stat().st_mtime > STALE_TEMPORARY_S:
+                stale.unlink()
+
+
+def _write_locked(file: Path, entries: dict[str, list]) -> None:
     text = json.dumps({"version": _VERSION, "entries": entries}, separators=(",", ":"))
     temp = None
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(file)
         fd, temp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
         with open(fd, "w", encoding="utf-8") as handle:
             handle.write(text)

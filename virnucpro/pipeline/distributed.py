@@ -61,7 +61,9 @@ def choose_device(requested: str | None, ranks: Ranks) -> torch.device:
     device = torch.device(requested or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {requested!r} asked for, but CUDA is not available here; pass --device cpu")
+            raise RuntimeError(
+                f"device {requested!r} asked for, but CUDA is not available here; pass device='cpu' (CLI: --device cpu)"
+            )
         if ranks.world_size > 1:
             device = torch.device("cuda", ranks.local_rank)
         elif device.index is None:

@@ -33,12 +33,12 @@ from .provenance import job_attributes
 from .runner import Stages, run_jobs
 from .selfcheck import SelfCheckedEmbedder
 from .task import Assembly, Plan
+from .validation import EMBED
 from .writers import OutputWriter, writer_for
 
 __all__ = ["ASSEMBLY", "EmbedTask", "run_embed"]
 
 _COLUMNS = ("lengths", "input_lengths")
-_FILE = FileOutput()
 
 
 def run_embed(config: EmbedConfig, model: nn.Module | None = None) -> EmbedSummary:
@@ -68,7 +68,7 @@ def _writer(job: Job, meta: dict[str, Any]) -> OutputWriter:
 
 
 #: How ``embed``'s parts become its output file (the format chosen by the output's suffix).
-ASSEMBLY = Assembly(output=lambda layout: _FILE, writer=_writer, attributes=read_attributes)
+ASSEMBLY = Assembly(output=lambda layout: FileOutput(layout["per_token"]), writer=_writer, attributes=read_attributes)
 
 
 class EmbedTask:
@@ -76,25 +76,29 @@ class EmbedTask:
     rows per record."""
 
     name = "embed"
-    output = _FILE
+    entry = EMBED
 
     def __init__(self, config: EmbedConfig, family: ModelFamily, tokenizer: Tokenizer, model: nn.Module | None) -> None:
         self.config, self.family, self.tokenizer, self.model = config, family, tokenizer, model
         self.resolved: ForwardOptions | None = None  # the forward options as resolved for the device, once planned
         self.kind = config.kind
+        self.output = FileOutput(per_token=config.per_token)
+        # One tokenizer object for the datasets and the collator: batches whose budgeting encoded
+        # their tokens carry them (``Encoded``), and the collator takes them from its own tokenizer.
+        self.collate = VarlenCollator(tokenizer)
 
-    def dataset(self, state: JobState, lane: int, lanes: int) -> SequenceDataset:
-        """The job's records for this lane, budgeted in the model's tokens."""
+    def dataset(self, state: JobState, lane: int, lanes: int, *, whole: bool = False) -> SequenceDataset:
+        """The job's records for this lane, budgeted in the model's tokens; ``whole``: every record, unbatched."""
         config = self.config
         return SequenceDataset(
             state.job.inputs,
             max_length=config.max_length,
-            max_tokens=state.max_tokens,
+            max_tokens=None if whole else state.max_tokens,
             invalid=config.invalid,
             on_overlength=config.on_overlength,
             window_stride=config.window_stride,
             allow_nucleotide_like=config.allow_nucleotide_like,
-            skip=state.skip,
+            skip=None if whole else state.skip,
             rank=lane,
             world_size=lanes,
             report=False,
@@ -132,9 +136,6 @@ class EmbedTask:
             attributes=lambda job, fingerprint: job_attributes(
                 config, job.inputs, fingerprint, device, model_files.result()
             ),
-            # One tokenizer object for the datasets and the collator: batches whose budgeting encoded
-            # their tokens carry them (``Encoded``), and the collator takes them from its own tokenizer.
-            collate=VarlenCollator(tokenizer),
             compute=functools.partial(self._compute, model, (dtype, device), options, layers, stage),
             store=lambda part: EmbedRows(part, config.per_token, count_tokens=not is_per_character(tokenizer)),
             assembly=ASSEMBLY,

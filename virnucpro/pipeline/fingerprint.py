@@ -98,5 +98,5 @@ def check_fingerprint(where: Path, found: dict[str, Any], wanted: dict[str, Any]
         details = "; ".join(f"{k}: stored {found.get(k)!r}, now {wanted.get(k)!r}" for k in differing)
         raise ValueError(
             f"{where}: the partial results come from a different job ({details}); "
-            "rerun with the same inputs and options to resume, or pass --overwrite to start over"
+            "rerun with the same inputs and options to resume, or pass overwrite=True (CLI: --overwrite) to start over"
         )

@@ -47,6 +47,8 @@ def finish_job(
         _check_unchanged(inputs, fingerprint)
         expected = count_records(inputs, kind_from(fingerprint["input_kind"]))
     layout = meta["output"]
+    output = assembly.output(layout)
+    output.check(job.output)  # e.g. a format that cannot hold per-token rows, refused before anything is written
     done = assemble(
         job,
         parts,
@@ -58,7 +60,7 @@ def finish_job(
         counted_tokens=layout.get("counted_tokens", False),
         attrs={**meta["attributes"], "shards": fingerprint["shards"], **combine_checks([p.check for p in parts])},
         writer=assembly.writer(job, meta),
-        output=assembly.output(layout),
+        output=output,
         shards=fingerprint["shards"],
     )
     return JobResult(job.output, done.records, done.truncated, done.duplicate_ids, done.replaced, done.windowed)
@@ -72,14 +74,20 @@ def _read_parts(job: Job) -> list[Part]:
         try:
             parts.append(read_part(directory, None, None))
         except NeverCommittedError as err:
-            raise DamagedPartsError(f"{err}; rerun that shard with --resume, then assemble") from None
+            raise DamagedPartsError(
+                f"{err}; rerun that shard with resume=True (CLI: --resume), then assemble"
+            ) from None
     if not parts:
-        raise DamagedPartsError(f"{job.parts_dir} holds no parts; run the shards first (virnucpro embed --shard I/N)")
+        raise DamagedPartsError(
+            f"{job.parts_dir} holds no parts; run the shards first, shard=Shard(I, N) "
+            "(CLI: virnucpro embed --shard I/N)"
+        )
     for part in parts[1:]:
         if not same_job(part.fingerprint, parts[0].fingerprint):
             raise ValueError(
                 f"{part.directory} and {parts[0].directory} come from different jobs; "
-                "rerun the odd shard with the same inputs and options (--overwrite), then assemble"
+                "rerun the odd shard with the same inputs and options and overwrite=True (CLI: --overwrite), "
+                "then assemble"
             )
     _check_all_shards(job, parts)
     return parts
@@ -92,7 +100,7 @@ def _check_all_shards(job: Job, parts: list[Part]) -> None:
     if missing:
         raise ValueError(
             f"{job.output}: shards {', '.join(f'{i}/{count}' for i in missing)} have no results in {job.parts_dir}; "
-            f"run them (virnucpro embed ... --shard I/{count}), then assemble"
+            f"run them, shard=Shard(I, {count}) (CLI: virnucpro embed ... --shard I/{count}), then assemble"
         )
 
 
@@ -100,7 +108,9 @@ def _check_unchanged(inputs: list[Path], fingerprint: dict) -> None:
     for path, recorded in zip(inputs, fingerprint["inputs"]):
         now = identify(path)
         if (now.sha256, now.size) != (recorded["sha256"], recorded["size"]):
-            raise ValueError(f"{path} changed since the shards embedded it; rerun every shard with --overwrite")
+            raise ValueError(
+                f"{path} changed since the shards embedded it; rerun every shard with overwrite=True (CLI: --overwrite)"
+            )
 
 
 def assemble_output(output: Path, *, overwrite: bool) -> JobResult:
@@ -115,7 +125,7 @@ def assemble_output(output: Path, *, overwrite: bool) -> JobResult:
         kind = assembly.output(parts[0].meta["output"])
         kind.check(output)
         if kind.exists(output) and not overwrite:
-            raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+            raise FileExistsError(f"{output} exists; pass overwrite=True (CLI: --overwrite) to replace it")
         return finish_job(job, assembly=assembly, parts=parts)
     finally:
         for lock in locks:

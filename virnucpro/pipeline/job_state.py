@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,13 +18,28 @@ from .claim import Claim, part_name
 from .config import JobResult
 from .distributed import Ranks
 from .fingerprint import differences
+from .fixed_input import adopt, stop_marker
 from .jobs import Job
-from .parts import NeverCommittedError, PartLayout, PartWriter, cut_tail, part_directories, part_state, read_part
+from .parts import (
+    STOPPED,
+    NeverCommittedError,
+    Part,
+    PartLayout,
+    PartWriter,
+    cut_tail,
+    part_directories,
+    part_state,
+    read_part,
+    restate,
+)
+from .validation import JobCount
 
 if TYPE_CHECKING:
     from .task import JobOptions
 
-__all__ = ["JobState", "check_existing", "prepare_part", "remaining"]
+__all__ = ["JobState", "check_existing", "kept_records", "note_stop", "prepare_part", "remaining", "warn_empty"]
+
+log = logging.getLogger("virnucpro")
 
 
 @dataclass
@@ -35,7 +52,8 @@ class JobState:
     max_tokens: int = 0
     skip: np.ndarray | None = None
     part: PartWriter | None = None
-    expected: Background | None = None
+    others: list[Part] = field(default_factory=list)  # this shard's parts of another rank count (no one appends)
+    expected: JobCount | None = None
     result: JobResult | None = None
     failed: bool = False
 
@@ -47,9 +65,13 @@ def prepare_part(
     default_tokens: int,
     layout: PartLayout,
     ranks: Ranks,
+    digest_of: Callable[[int], str],
 ) -> None:
     """The job's token budget, its description for the parts (``meta(max_tokens)``: fingerprint,
-    inputs, output layout, attributes), what a resume skips, and this rank's part writer."""
+    inputs, output layout, attributes), what a resume skips, and this rank's part writer.
+
+    ``digest_of(b)``: the digest of the job's records before position b, asked only when a
+    resume finds the input changed since a bad record stopped its run (``fixed_input``)."""
     job = state.job
     committed = _committed_states(job, config) if config.resume else {}
     stored_tokens = next(iter(committed.values()))["fingerprint"]["max_tokens"] if committed else None
@@ -60,12 +82,14 @@ def prepare_part(
         state.part = PartWriter.create(directory, layout, state.meta.result)
         return
     wanted = state.meta.result()
-    parts = [read_part(d, layout, wanted["fingerprint"], allow_tail=True) for d in committed]
+    parts = adopt([read_part(d, layout, None, allow_tail=True) for d in committed], wanted, digest_of)
     state.skip = _done_mask(parts)
     mine = [part for part in parts if part.directory == directory]
     for part in parts:
         if part.directory != directory:  # an interrupted run with another rank count: its tail is void
             cut_tail(part)
+    running = {part_name(config.shard, rank, ranks.world_size) for rank in range(ranks.world_size)}
+    state.others = [part for part in parts if part.directory.name not in running]
     state.part = PartWriter.resume(mine[0]) if mine else PartWriter.create(directory, layout, wanted)
 
 
@@ -85,7 +109,7 @@ def check_existing(
     if differing:
         raise FileExistsError(
             f"{state.job.output} exists and holds the results of another job (differing: {', '.join(differing)}); "
-            "pass --overwrite to replace it"
+            "pass overwrite=True (CLI: --overwrite) to replace it"
         )
     state.claim.done = True
     state.result = JobResult(state.job.output, 0, skipped=True)
@@ -119,3 +143,35 @@ def _done_mask(parts: Sequence) -> np.ndarray:
     for i in indices:
         mask[i] = True
     return mask
+
+
+def warn_empty(todo: Sequence[JobState]) -> None:
+    """Warn of each job whose input holds no record: almost surely a mistake (a wrong file, a failed step)."""
+    for state in todo:
+        if state.expected is not None and state.expected.result() == 0:
+            names = ", ".join(str(path) for path in state.job.inputs)
+            warnings.warn(f"{names}: no records; {state.job.output} holds none", stacklevel=2)
+
+
+def kept_records(state: JobState) -> int:
+    """Records of the job that a stopped run leaves written or committed."""
+    if state.result is not None:
+        return state.result.records
+    return (state.part.records if state.part is not None else 0) + sum(part.records for part in state.others)
+
+
+def note_stop(state: JobState, position: int, digest_of: Callable[[int], str], *, others: bool) -> None:
+    """Note in the job's parts that a bad record at input ``position`` stopped the run (``fixed_input``),
+    if they hold anything to keep; ``others``: also in this shard's parts of another rank count (one rank
+    does, as no run appends to them)."""
+    if kept_records(state) == 0:
+        return
+    try:
+        marker = stop_marker(position, digest_of(position))
+    except (ValueError, OSError) as err:  # e.g. the input changed meanwhile: its resume is refused, nothing lost
+        log.warning("%s: could not note where the run stopped: %s", state.job.parts_dir, err)
+        return
+    if state.part is not None:
+        state.part.notes[STOPPED] = marker
+    if others:
+        state.others = [restate(part, {STOPPED: marker}) for part in state.others]

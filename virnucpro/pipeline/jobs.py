@@ -8,29 +8,22 @@ never to resolve to an input, through symlinks too, and never to be a directory.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import sys
-import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from virnucpro.data import require_fasta_file
 
 from .outputs import OutputKind
 
-__all__ = ["FASTA_SUFFIXES", "STDIN", "Job", "check_paths", "output_name", "plan_jobs", "spooled_stdin"]
+__all__ = ["FASTA_SUFFIXES", "Job", "check_paths", "output_name", "plan_jobs"]
 
 #: Suffixes dropped from an input's name to name its output in ``--output-dir`` (after
 #: a compression suffix).
 FASTA_SUFFIXES = (".fasta", ".fas", ".fa", ".faa", ".fna", ".ffn", ".frn", ".fsa", ".mpfa", ".seq", ".pep")
 _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz")
-#: The input name that means standard input.
-STDIN = Path("-")
 
 
 @dataclass(frozen=True)
@@ -66,14 +59,15 @@ def plan_jobs(inputs: Sequence[Path], output: Path | None, output_dir: Path | No
     if output is not None:
         return [Job(tuple(inputs), output)]
     if output_dir is None:
-        raise ValueError("pass an output file (-o) or an output folder (--output-dir)")
+        raise ValueError("pass an output file, output (CLI: -o), or an output folder, output_dir (CLI: --output-dir)")
     jobs = [Job((path,), output_dir / output_name(path, suffix)) for path in inputs]
     clashes = [name for name, n in Counter(job.output.name for job in jobs).items() if n > 1]
     if clashes:
         same = [str(p) for p in inputs if output_name(p, suffix) == clashes[0]]
         raise ValueError(
-            f"inputs {', '.join(same)} would all write {output_dir / clashes[0]} (--output-dir names each output "
-            "after its input, without FASTA and compression suffixes); rename one, or run them with -o separately"
+            f"inputs {', '.join(same)} would all write {output_dir / clashes[0]} (output_dir (CLI: --output-dir) "
+            "names each output after its input, without FASTA and compression suffixes); rename one, or run them "
+            "one at a time with output (CLI: -o)"
         )
     return jobs
 
@@ -113,7 +107,9 @@ def _check_folder(folder: Path, parents: bool) -> None:
     if folder.exists():
         raise ValueError(f"{folder} is not a directory, so it cannot hold the output")
     if not parents:
-        raise ValueError(f"the output folder {folder} does not exist; create it, or pass --parents to create it")
+        raise ValueError(
+            f"the output folder {folder} does not exist; create it, or pass parents=True (CLI: --parents) to create it"
+        )
     folder.mkdir(parents=True, exist_ok=True)
 
 
@@ -124,24 +120,3 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
-
-
-@contextlib.contextmanager
-def spooled_stdin(inputs: Sequence[Path], folder: Path, stream: BinaryIO | None = None) -> Iterator[tuple[Path, ...]]:
-    """``inputs`` with ``-`` replaced by a copy of standard input in ``folder``, removed afterwards.
-
-    Every DataLoader worker reads the whole input, so a pipe is first copied to a file
-    (created exclusively, in the output's folder so that it lands on the same disk).
-    """
-    if STDIN not in inputs:
-        yield tuple(inputs)
-        return
-    if list(inputs).count(STDIN) > 1:
-        raise ValueError("standard input (-) can be given once")
-    fd, name = tempfile.mkstemp(dir=folder, prefix=".virnucpro-stdin-", suffix=".fasta")
-    try:
-        with os.fdopen(fd, "wb") as spool:
-            shutil.copyfileobj(stream or sys.stdin.buffer, spool, 1 << 20)
-        yield tuple(Path(name) if path == STDIN else path for path in inputs)
-    finally:
-        os.unlink(name)

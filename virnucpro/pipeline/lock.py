@@ -32,7 +32,7 @@ class JobLock:
     def __init__(self, path: Path, what: str):
         self.path = path
         try:
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)
         except OSError as err:
             raise RuntimeError(
                 f"{path}: cannot open the lock file ({err.strerror}); it must be a regular file"

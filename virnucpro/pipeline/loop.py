@@ -13,7 +13,7 @@ batches, measured with CUDA events, is the time it waited for input.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -41,11 +41,14 @@ def run_batches(
     device: torch.device,
     sink: Sink,
     progress: Progress,
+    stop: Callable[[], None] | None = None,
 ) -> LoopStats:
     """Compute every ``(job, batch)``, jobs in order; tell the sink when each of the ``jobs`` jobs is complete.
 
     ``compute(batch on the device) -> (rows, check)``: ``rows`` are copied to the host as they
-    are (dtype and shape), for the job's ``RowStore``."""
+    are (dtype and shape), for the job's ``RowStore``. ``stop()`` is called before each batch and
+    raises to end the run (the validation pass found a bad record): a host-side check, nothing
+    waits on the GPU."""
     on_gpu = device.type == "cuda"
     stats = LoopStats()
     host_wait, finished = 0.0, 0
@@ -63,6 +66,8 @@ def run_batches(
         finished = job
         if item is None:
             break
+        if stop is not None:
+            stop()
         batch = item[1]
         started = torch.cuda.Event(enable_timing=True) if on_gpu else None
         done = torch.cuda.Event(enable_timing=True) if on_gpu else None

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from .permissions import publish, publish_folder
 from .writers import check_format
 
 __all__ = ["FileOutput", "FolderOutput", "OutputKind", "fsync_path"]
@@ -66,14 +67,18 @@ def fsync_path(path: Path) -> None:
 
 
 class FileOutput:
-    """One file (HDF5, NPZ or Parquet, by its suffix)."""
+    """One file (HDF5, NPZ or Parquet, by its suffix); ``per_token``: its rows are residues, which not
+    every format holds."""
 
     suffix = ".h5"
 
+    def __init__(self, per_token: bool = False) -> None:
+        self.per_token = per_token
+
     def check(self, path: Path) -> None:
         if path.is_dir():
-            raise ValueError(f"-o {path} is a directory; name the output file to write (e.g. {path}/out.h5)")
-        check_format(path)
+            raise ValueError(f"output {path} is a directory; name the output file to write (e.g. {path}/out.h5)")
+        check_format(path, per_token=self.per_token)
 
     def exists(self, path: Path) -> bool:
         return os.path.lexists(path)
@@ -97,6 +102,7 @@ class FileOutput:
 
     def install(self, temporary: Path, path: Path) -> None:
         fsync_path(temporary)
+        publish(temporary)  # private while written, then readable as any other new file
         os.replace(temporary, path)
         fsync_path(path.parent)
 
@@ -140,11 +146,7 @@ class FolderOutput:
             return any(entries)
 
     def temporary(self, path: Path) -> Path:
-        folder = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(folder, 0o777 & ~umask)  # mkdtemp's 0o700 would make the final folder private
-        return folder
+        return Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))  # 0700 while written
 
     def discard(self, temporary: Path) -> None:
         if temporary.is_dir() and not temporary.is_symlink():
@@ -164,6 +166,7 @@ class FolderOutput:
             for entry in entries:
                 fsync_path(Path(entry.path))
         fsync_path(temporary)
+        publish_folder(temporary)  # private while written, then as any other new folder
         aside = None
         if self.exists(path):  # an earlier output (check() found only our files): moved aside, then removed
             self.check(path)

@@ -48,7 +48,8 @@ class SelfCheckedEmbedder:
             raise SelfCheckFailed(
                 f"FP8 self-check: in checked batch {batch}, the cosine between FP8 and bf16 embeddings fell to "
                 f"{float(cosines.min()):.5f} (mean {float(cosines.mean()):.5f}), below the threshold "
-                f"{self.check.min_cosine}: FP8 is too inaccurate for this model; rerun with --dtype bf16 --overwrite"
+                f"{self.check.min_cosine}: FP8 is too inaccurate for this model; rerun with dtype='bf16' "
+                "(CLI: --dtype bf16) and overwrite=True (CLI: --overwrite)"
             )
 
 

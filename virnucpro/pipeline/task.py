@@ -4,9 +4,10 @@ The machinery (claims, locks, parts, fingerprints, resume, shards, assembly: ``r
 knows nothing of what a job computes. A task hands it:
 
 * ``Task``: its name, the shape of its outputs (``OutputKind``: a file or a folder), its input
-  kind and records (``kind``, ``dataset``: known before any model loads), a check of the device,
+  kind, records and batches (``kind``, ``dataset``, ``collate``: known before any model loads,
+  so that the validation pass reads the inputs while the models load), a check of the device,
   and ``plan``: its models loaded on the host, as a ``Plan``;
-* ``Plan``: how records become batches (``collate``), the per-batch computation
+* ``Plan``: the per-batch computation
   (``compute``: a batch on the device -> rows), how a batch's rows are appended to a part
   (``store``), the part layout, the token budget, and what the parts record of the job
   (fingerprint fields, output description, attributes);
@@ -50,12 +51,14 @@ class JobOptions(Protocol):
     output_dir: Path | None
     max_tokens: int | None
     workers: int
+    threads: int | None
     device: str | None
     shard: Shard
     resume: bool
     overwrite: bool
     parents: bool
     progress: bool
+    command: str
 
 
 class Batch(Protocol):
@@ -112,7 +115,6 @@ class Plan:
         output: what assembly needs of the job besides the records, stored in the parts:
             ``per_token``, ``row_shape``, ``storage``, ``special_tokens`` and the task's own keys.
         attributes: ``(job, fingerprint) -> attributes`` stored with the output (provenance).
-        collate: records -> a ``Batch``; picklable (runs in the DataLoader workers).
         compute: builds the ``Compute`` (models to the device, warmed up); called once the
             DataLoader workers have forked.
         store: ``part -> RowStore`` for one job.
@@ -124,7 +126,6 @@ class Plan:
     fingerprint: Callable[[], dict[str, Any]]
     output: dict[str, Any]
     attributes: Callable[[Job, dict[str, Any]], dict[str, Any]]
-    collate: Callable[[list[Record]], Batch]
     compute: Callable[[], Compute]
     store: Callable[[PartWriter], RowStore]
     assembly: Assembly
@@ -133,16 +134,25 @@ class Plan:
 class Task(Protocol):
     """A task as the runner drives it.
 
-    ``kind``: the input kind the inputs are read as; it counts the records (exact-once).
+    Attributes:
+        name: recorded in the parts; picks the ``Assembly`` (``assembly_for``).
+        output: the shape of its outputs.
+        kind: the input kind the inputs are read as.
+        collate: records -> a ``Batch``; picklable (runs in the DataLoader workers).
+        entry: how messages name it: its library call and what it does to a record
+            (``validation.InputError``), e.g. ("run_embed", "embedded").
     """
 
     name: str
     output: OutputKind
     kind: InputKind
+    collate: Callable[[list[Record]], Batch]
+    entry: tuple[str, str]
 
-    def dataset(self, state: JobState, lane: int, lanes: int) -> SequenceDataset:
+    def dataset(self, state: JobState, lane: int, lanes: int, *, whole: bool = False) -> SequenceDataset:
         """A job's records for this lane (``index % lanes == lane``), batched with ``state.max_tokens``,
-        without ``state.skip``; it needs no model, so it can be built before any loads."""
+        without ``state.skip``; ``whole``: every record, unbatched (the validation pass, digests). It
+        needs no model, so it can be built before any loads."""
         ...
 
     def check_device(self, device: torch.device) -> None:

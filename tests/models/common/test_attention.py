@@ -24,7 +24,7 @@ def test_gpu_kernels_refuse_the_cpu(name):
 
 
 def test_unknown_backend_is_rejected():
-    with pytest.raises(ValueError, match="'sdpa' is unknown"):
+    with pytest.raises(ValueError, match=r"attention \(CLI: --attention\) must be .*, got 'sdpa'"):
         select_attention("sdpa", "cpu", torch.float32)
 
 

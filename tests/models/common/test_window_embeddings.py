@@ -190,5 +190,6 @@ def test_pooling_without_window_pool_is_refused(setup, batch_converter):
     batch = next(b for b in map(VarlenCollator(batch_converter), _mixed_batches(path)) if b.num_windows)
     mode = POOLINGS["mean"]._replace(name="custom", window_pool=None)
     reps = packed(batch, repr_layers=[1])["representations"][1]
-    with pytest.raises(ValueError, match="pooling='custom' cannot merge windows.*--on-overlength truncate"):
+    refused = r"pooling='custom' \(CLI: --pooling custom\) cannot merge windows.*--on-overlength truncate"
+    with pytest.raises(ValueError, match=refused):
         window_partials(mode, reps, batch)

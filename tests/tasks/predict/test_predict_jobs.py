@@ -175,7 +175,7 @@ def test_a_classifier_for_another_chunk_size_is_refused_before_anything_runs(cap
     args = ["--model", models.esm_file, "--dnabert", models.dnabert_folder, "--classifier", named]
     result = run_cli(capsys, "predict", fasta, "-o", tmp_path / "out", *args, "--chunk-size", "300")
     assert result.code == 1
-    assert "500 bp chunks" in result.err and "chunk_size=300" in result.err, result.err
+    assert "500 bp chunks" in result.err and "--chunk-size is 300" in result.err, result.err
     assert "--chunk-size" in result.err and result.err.count("\n") == 1, result.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["500_model.pth", "a.fna"], "nothing was created"
 

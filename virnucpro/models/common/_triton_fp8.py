@@ -118,5 +118,5 @@ def quantise_rows(x: Tensor) -> Quantised:
 def gelu_quantise(y: Tensor, gelu: str) -> Quantised:
     """As ``fp8.gelu_quantise_torch``; y (T, N) contiguous, fc1's output; gelu "exact" or "tanh"."""
     if gelu not in ("exact", "tanh"):
-        raise ValueError(f"gelu={gelu!r} is unknown; choose 'exact' or 'tanh' (CLI: --gelu)")
+        raise ValueError(f"gelu (CLI: --gelu) must be 'exact' or 'tanh', got {gelu!r}")
     return _activate_quantise(y, gelu)

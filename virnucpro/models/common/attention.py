@@ -181,21 +181,25 @@ def select_attention(
     if name == "auto":
         name = _auto(on_gpu_in_half, alibi)
     if name not in _LOADERS:
-        raise ValueError(f"attention={name!r} is unknown; choose 'auto' or one of {BACKENDS}")
+        raise ValueError(f"attention (CLI: --attention) must be 'auto' or one of {BACKENDS}, got {name!r}")
     if alibi and name not in ALIBI_BACKENDS:
         raise ValueError(
-            f"attention={name!r} cannot add the ALiBi bias this model needs; "
+            f"attention (CLI: --attention) {name!r} cannot add the ALiBi bias this model needs; "
             f"choose 'auto' or one of {ALIBI_BACKENDS}"
         )
     if name != "reference" and not on_gpu_in_half:
         raise ValueError(
-            f"attention={name!r} runs only on CUDA in float16/bfloat16, not on {device} in {dtype}; "
-            "use attention='reference' (exact, any device) or attention='auto'"
+            f"attention={name!r} (CLI: --attention {name}) runs only on CUDA in float16/bfloat16, not on {device} "
+            f"in {dtype}; use attention='reference' (CLI: --attention reference), exact on any device, or "
+            "attention='auto' (CLI: --attention auto)"
         )
     try:
         return name, _LOADERS[name]()
     except ImportError as err:
-        raise ValueError(f"attention={name!r} is unavailable ({_INSTALL[name]}); or use attention='auto'") from err
+        raise ValueError(
+            f"attention={name!r} (CLI: --attention {name}) is unavailable ({_INSTALL[name]}); "
+            "or use attention='auto' (CLI: --attention auto)"
+        ) from err
 
 
 def _auto(on_gpu_in_half: bool, alibi: bool) -> str:

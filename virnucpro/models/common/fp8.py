@@ -126,7 +126,7 @@ class Fp8Matmul:
         if weight.shape[0] % 16 or weight.shape[1] % 16:
             raise ValueError(
                 f"matmul='fp8' needs layer widths divisible by 16 (torch._scaled_mm), got a {role} weight "
-                f"of shape {tuple(weight.shape)}; use --dtype bf16"
+                f"of shape {tuple(weight.shape)}; use matmul='native' in bf16 (CLI: --dtype bf16)"
             )
         codes, scale = quantise_rows(weight)
         bias = torch.cat([copy_tensor(b, torch.float32, self.device) for b in biases]).to(torch.bfloat16)
@@ -214,7 +214,7 @@ def block_matmuls(
     if matmul == "native":
         return [(native, native)] * num_layers
     if matmul != "fp8":
-        raise ValueError(f"matmul={matmul!r} is unknown; choose 'native' or 'fp8' (CLI: --dtype)")
+        raise ValueError(f"matmul must be 'native' or matmul='fp8' (CLI: --dtype fp8), got {matmul!r}")
     fp8 = Fp8Matmul(device, kernels, gelu, levers)
     ends = {0, num_layers - 1} if levers.bf16_ends else set()
     attention = native if levers.bf16_attention else fp8
@@ -227,7 +227,7 @@ def fp8_unsupported(device: torch.device | str, dtype: torch.dtype) -> str | Non
     if dtype != torch.bfloat16:
         return (
             f"matmul='fp8' computes in bfloat16 around its FP8 matmuls, not in {dtype}; "
-            "build the model with dtype=torch.bfloat16 (CLI: --dtype)"
+            "build the model with dtype=torch.bfloat16 (CLI: --dtype fp8 computes in bf16)"
         )
     if device.type == "cuda" and torch.cuda.is_available():
         major, minor = torch.cuda.get_device_capability(device)
@@ -240,7 +240,7 @@ def fp8_unsupported(device: torch.device | str, dtype: torch.dtype) -> str | Non
         what = str(device)
     return (
         "matmul='fp8' needs a CUDA GPU with FP8 tensor cores (compute capability >= 8.9, e.g. H100/H200); "
-        f"this is {what}; use --dtype bf16"
+        f"this is {what}; use matmul='native' in bf16 (CLI: --dtype bf16)"
     )
 
 

@@ -118,11 +118,12 @@ def select_kernels(name: str, device: torch.device | str) -> Kernels:
     if name == "torch":
         return Kernels("torch", add_layer_norm_torch, rotary_torch, gated_gelu_torch)
     if name != "triton":
-        raise ValueError(f"kernels={name!r} is unknown; choose 'auto' or one of {KERNELS}")
+        raise ValueError(f"kernels (CLI: --kernels) must be 'auto' or one of {KERNELS}, got {name!r}")
     if device.type != "cuda" or not triton_available():
         raise ValueError(
-            f"kernels='triton' needs CUDA and the triton package, not {device} "
-            f"(triton {'found' if importlib.util.find_spec('triton') else 'missing'}); use kernels='torch' or 'auto'"
+            f"kernels='triton' (CLI: --kernels triton) needs CUDA and the triton package, not {device} "
+            f"(triton {'found' if importlib.util.find_spec('triton') else 'missing'}); use kernels='torch' "
+            "(CLI: --kernels torch) or kernels='auto' (CLI: --kernels auto)"
         )
     from . import _triton, _triton_gated
 

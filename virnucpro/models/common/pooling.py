@@ -179,7 +179,7 @@ def get_pooling(name: str, *, include_special_tokens: bool = False) -> Pooling:
     of each sequence, and cannot merge windows. Other modes are the same for every family.
     """
     if name not in POOLINGS:
-        raise ValueError(f"pooling={name!r} is unknown; choose one of {tuple(POOLINGS)} (CLI: --pooling)")
+        raise ValueError(f"pooling (CLI: --pooling) must be one of {tuple(POOLINGS)}, got {name!r}")
     if name == "mean" and include_special_tokens:
         every_token = functools.partial(mean_pool, bos=False, eos=False)
         return Pooling("mean", every_token, False, "mean over every token, special tokens included")

@@ -52,8 +52,8 @@ def window_partials(pooling: Pooling, reps: Tensor, batch: PackedBatch) -> Tenso
         return plain
     if pooling.window_pool is None:
         raise ValueError(
-            f"pooling={pooling.name!r} cannot merge windows; choose one with a window_pool, or "
-            "on_overlength='truncate' (CLI: --on-overlength truncate)"
+            f"pooling={pooling.name!r} (CLI: --pooling {pooling.name}) cannot merge windows; choose one with a "
+            "window_pool, or on_overlength='truncate' (CLI: --on-overlength truncate)"
         )
     windows = WindowTensors(batch.residue_weights, batch.window_counts, batch.lengths)
     partial = pooling.window_pool(reps, batch.cu_seqlens, windows)

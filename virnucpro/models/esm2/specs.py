@@ -111,6 +111,7 @@ def _cached_checkpoint(name: str) -> Path:
     except OSError as err:  # URLError, HTTPError, timeouts: offline or moved
         raise RuntimeError(
             f"model {name!r} is not cached at {path} and downloading {url} failed ({err}); "
-            f"download it elsewhere and place it at {path}, or pass the path of a local copy to load_model"
+            f"download it elsewhere and place it at {path}, or pass the path of a local copy as spec "
+            "(CLI: --model PATH)"
         ) from err
     return path

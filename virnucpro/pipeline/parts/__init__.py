@@ -1,10 +1,11 @@
 """Crash-safe partial results: per-(shard, rank) append-only folders, verified before they are trusted."""
 
-from .format import DamagedPartsError, Meta, NeverCommittedError, PartLayout, part_state
+from .format import STOPPED, DamagedPartsError, Meta, NeverCommittedError, PartLayout, part_state
 from .reader import Part, part_directories, read_part
-from .writer import PartWriter, cut_tail
+from .writer import PartWriter, cut_tail, restate
 
 __all__ = [
+    "STOPPED",
     "DamagedPartsError",
     "Meta",
     "NeverCommittedError",
@@ -15,4 +16,5 @@ __all__ = [
     "part_directories",
     "part_state",
     "read_part",
+    "restate",
 ]

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DamagedPartsError", "Meta", "NeverCommittedError", "PartLayout", "crc32_of", "part_state"]
+__all__ = ["STOPPED", "DamagedPartsError", "Meta", "NeverCommittedError", "PartLayout", "crc32_of", "part_state"]
 
 #: What a part stores about its job, beside its records: ``{"fingerprint": {...}, ...}`` (JSON-able),
 #: or a function giving it once known.
@@ -38,6 +38,9 @@ Meta = dict[str, Any] | Callable[[], dict[str, Any]]
 
 STATE = "state.json"
 META_KEYS = ("task", "fingerprint", "inputs", "output", "attributes")
+#: The state key a run stopped by a bad record adds to its parts: where it stopped, and the digest of the
+#: records before it (``pipeline/fixed_input.py``). A resume on the same input keeps it.
+STOPPED = "stopped"
 IDS, ROWS = "ids.txt", "rows.bin"
 FORMAT = 2
 _READ_BLOCK = 1 << 24

@@ -108,7 +108,7 @@ def _verify_file(path: Path, size: int, crc: int, allow_tail: bool) -> None:
         if actual > size and not allow_tail:
             raise DamagedPartsError(
                 f"{path} holds {actual - size} bytes past its last commit: the run that wrote it did not finish; "
-                "rerun it with --resume"
+                "rerun it with resume=True (CLI: --resume)"
             )
         if crc32_of(path, size, fd) != crc:
             raise DamagedPartsError(f"{path}: its committed bytes do not match their checksum: damaged")

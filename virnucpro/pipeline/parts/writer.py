@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from .format import FORMAT, IDS, META_KEYS, NOFOLLOW, ROWS, STATE, Meta, PartLayout
+from ..permissions import new_file_mode
+from .format import FORMAT, IDS, META_KEYS, NOFOLLOW, ROWS, STATE, STOPPED, Meta, PartLayout
 from .reader import Part
 
-__all__ = ["PartWriter", "cut_tail", "write_atomically"]
+__all__ = ["PartWriter", "cut_tail", "restate", "write_atomically"]
 
 
 class PartWriter:
@@ -27,6 +28,8 @@ class PartWriter:
             whatever else assembly needs (inputs, attributes); or a function giving it: the
             first commit waits for it, so that file digests can be computed while the first
             batches run. Nothing is committed before it is known.
+
+    ``notes``: further state keys written with every commit (``format.STOPPED``).
     """
 
     def __init__(self, directory: Path, layout: PartLayout, meta: Meta, state: dict[str, Any]):
@@ -37,6 +40,7 @@ class PartWriter:
         self._sizes = {name: f["size"] for name, f in state["files"].items()}
         self._crcs = {name: f["crc32"] for name, f in state["files"].items()}
         self._fds: dict[str, int] = {}
+        self.notes: dict[str, Any] = {}
 
     @classmethod
     def create(cls, directory: Path, layout: PartLayout, meta: Meta) -> PartWriter:
@@ -44,7 +48,7 @@ class PartWriter:
         state = {"records": 0, "rows": 0, "counts": {}, "files": {n: {"size": 0, "crc32": 0} for n in layout.files()}}
         writer = cls(directory, layout, meta, state)
         for name in layout.files():
-            writer._fds[name] = os.open(directory / name, os.O_RDWR | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o644)
+            writer._fds[name] = os.open(directory / name, os.O_RDWR | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
         return writer
 
     @classmethod
@@ -52,6 +56,8 @@ class PartWriter:
         """Continue ``part`` (verified by ``read_part(..., allow_tail=True)``) after its last commit."""
         directory, layout = part.directory, part.layout
         writer = cls(directory, layout, {k: part.state[k] for k in part.state if k in META_KEYS}, part.state)
+        if STOPPED in part.state:  # the same input: where its run stopped still holds
+            writer.notes[STOPPED] = part.state[STOPPED]
         for name in layout.files():
             fd = os.open(directory / name, os.O_RDWR | NOFOLLOW)
             os.ftruncate(fd, writer._sizes[name])  # drop what a crash left past the last commit; never extends
@@ -108,6 +114,7 @@ class PartWriter:
             "columns": list(self.layout.columns),
             "files": {name: {"size": self._sizes[name], "crc32": self._crcs[name]} for name in self.layout.files()},
             **(self.meta() if callable(self.meta) else self.meta),
+            **self.notes,
         }
         write_atomically(self.directory / STATE, json.dumps(state).encode())
 
@@ -132,12 +139,23 @@ def cut_tail(part: Part) -> None:
             os.close(fd)
 
 
+def restate(part: Part, changes: dict[str, Any]) -> Part:
+    """``part`` with its ``state.json`` rewritten atomically: each key of ``changes`` set, or removed where None.
+
+    Only for a part that no run is appending to (its shard's lock held, before the run appends).
+    """
+    state = {key: value for key, value in {**part.state, **changes}.items() if value is not None}
+    write_atomically(part.directory / STATE, json.dumps(state).encode())
+    return Part(part.directory, part.layout, state)
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` through a new, exclusively created sibling, so a reader sees old or new."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.write(fd, data)
         os.fsync(fd)
+        os.fchmod(fd, new_file_mode())  # readable as any other file once in place (assemble runs by lab-mates)
     finally:
         os.close(fd)
     os.replace(tmp, path)

@@ -21,10 +21,17 @@ def writer_for(path: Path) -> OutputWriter:
     return FORMATS[path.suffix.lower()]()
 
 
-def check_format(path: Path) -> None:
-    """Refuse, before anything is written, an output whose format is unknown or cannot be written here."""
+def check_format(path: Path, *, per_token: bool = False) -> None:
+    """Refuse, before anything is written, an output whose format is unknown, cannot be written here, or
+    cannot hold per-token rows (``per_token``)."""
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise ValueError(f"{path}: unknown output format {suffix!r}; name the output with one of {sorted(FORMATS)}")
+    if per_token and not FORMATS[suffix].per_token:
+        holding = sorted(s for s, cls in FORMATS.items() if cls.per_token)
+        raise ValueError(
+            f"{path}: {suffix} cannot hold pooling='per-token' (CLI: --pooling per-token), whose rows per record "
+            f"vary in number; name the output with one of {holding}"
+        )
     if FORMATS[suffix] is ParquetWriter:
         require_pyarrow()

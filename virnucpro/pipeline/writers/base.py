@@ -60,6 +60,11 @@ class Span:
 
 
 class OutputWriter(Protocol):
+    #: The output suffixes that choose this format.
+    suffixes: tuple[str, ...]
+    #: Whether it can hold per-token rows (a varying number per record).
+    per_token: bool
+
     def begin(self, path: Path, layout: OutputLayout) -> None:
         """Create the file at ``path`` (which does not exist) for ``layout``."""
         ...

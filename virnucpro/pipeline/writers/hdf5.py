@@ -28,6 +28,7 @@ _CHUNK_ELEMENTS = 1 << 20
 
 class HDF5Writer:
     suffixes = (".h5", ".hdf5")
+    per_token = True
 
     def begin(self, path: Path, layout: OutputLayout) -> None:
         self._layout = layout

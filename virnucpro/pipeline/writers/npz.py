@@ -22,6 +22,7 @@ __all__ = ["NPZWriter"]
 
 class NPZWriter:
     suffixes = (".npz",)
+    per_token = True
 
     def begin(self, path: Path, layout: OutputLayout) -> None:
         self._layout = layout

@@ -9,7 +9,6 @@ size, so it is refused: write it as .h5 or .npz.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,20 @@ __all__ = ["ParquetWriter", "require_pyarrow"]
 
 
 def require_pyarrow() -> None:
-    if importlib.util.find_spec("pyarrow") is None:
-        raise ValueError("writing .parquet needs pyarrow: pip install 'virnucpro[parquet]', or name the output .h5")
+    """Refuse, before any work, to write Parquet without a pyarrow that imports (a leftover folder is found
+    by ``find_spec`` and still fails to import)."""
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError as err:
+        raise ValueError(
+            f"writing .parquet needs pyarrow, which cannot be imported ({err}): pip install 'virnucpro[parquet]', "
+            "or name the output .h5"
+        ) from err
 
 
 class ParquetWriter:
     suffixes = (".parquet",)
+    per_token = False  # a row per residue has no fixed size per record
 
     def begin(self, path: Path, layout: OutputLayout) -> None:
         require_pyarrow()

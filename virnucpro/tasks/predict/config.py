@@ -51,7 +51,7 @@ class PredictConfig:
         save_features: also write each frame's 3,328 features (DNABERT-S's 768, then ESM-2's 2,560)
             with its id, as this file name inside the output folder (``.h5``, ``.npz`` or
             ``.parquet``; ``virnucpro.read_embeddings`` reads it).
-        workers, device, shard, resume, overwrite, parents, progress, command: as ``EmbedConfig``'s.
+        workers, threads, device, shard, resume, overwrite, parents, progress, command: as ``EmbedConfig``'s.
     """
 
     inputs: tuple[Path, ...]
@@ -66,6 +66,7 @@ class PredictConfig:
     max_tokens: int | None = None
     save_features: str | None = None
     workers: int = field(default_factory=default_workers)
+    threads: int | None = None
     device: str | None = None
     shard: Shard = field(default_factory=Shard)
     resume: bool = False
@@ -86,9 +87,9 @@ class PredictConfig:
         """Every option's value, before anything is read or created on disk."""
         check_job_options(self)
         if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int):
-            raise ValueError(f"chunk_size must be an integer, got {self.chunk_size!r} (CLI: --chunk-size)")
+            raise ValueError(f"chunk_size (CLI: --chunk-size) must be an integer, got {self.chunk_size!r}")
         if self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size} (CLI: --chunk-size)")
+            raise ValueError(f"chunk_size (CLI: --chunk-size) must be >= 1, got {self.chunk_size}")
         check_chunk_size(self.classifier, self.chunk_size)
         check_choice("dtype", self.dtype, DTYPES, "--dtype", optional=True)
         self._validate_models()
@@ -101,7 +102,7 @@ class PredictConfig:
         protein = family_for(self.model)
         if protein.reads != "protein":
             raise ValueError(
-                f"model={self.model!r} reads DNA; model (CLI: --model) is the protein model, ESM-2 "
+                f"model (CLI: --model) {self.model!r} reads DNA; it is the protein model, ESM-2 "
                 f"(default {DEFAULT_MODEL}); the DNA model goes to dnabert (CLI: --dnabert)"
             )
         # VirNucPro averages the first 1,024 residues of a longer protein, which its 300 and 500 bp
@@ -109,12 +110,12 @@ class PredictConfig:
         residues = protein.tokenizer(self.model).max_length
         if self.chunk_size > 3 * residues:
             raise ValueError(
-                f"chunk_size must be at most {3 * residues} (the protein model reads at most {residues} residues, "
-                f"a third of a chunk), got {self.chunk_size} (CLI: --chunk-size; VirNucPro's classifiers take 300 or 500)"
+                f"chunk_size (CLI: --chunk-size) must be at most {3 * residues} (the protein model reads at most "
+                f"{residues} residues, a third of a chunk), got {self.chunk_size}; VirNucPro's classifiers take 300 or 500"
             )
         if family_for(self.dnabert).reads != "nucleotide":
             raise ValueError(
-                f"dnabert={self.dnabert!r} is not a DNA model; dnabert (CLI: --dnabert) is DNABERT-S: a model folder, "
+                f"dnabert (CLI: --dnabert) {self.dnabert!r} is not a DNA model; it is DNABERT-S: a model folder, "
                 f"a cached Hugging Face id (default {DEFAULT_DNABERT}) or random:dnabert-s"
             )
 
@@ -133,14 +134,14 @@ def _check_features_name(name: str) -> None:
     """``name`` is a plain file name of a known embeddings format, not one of the result files."""
     if not name or os.sep in name or (os.altsep and os.altsep in name) or name in (".", ".."):
         raise ValueError(
-            f"save_features={name!r} must be a file name, written inside each output folder "
-            "(CLI: --save-features NAME.h5)"
+            f"save_features (CLI: --save-features) must be a file name, written inside each output folder, "
+            f"got {name!r}"
         )
     if Path(name).suffix.lower() not in FORMATS:
         raise ValueError(
-            f"save_features={name!r}: unknown format {Path(name).suffix!r}; name it with one of {sorted(FORMATS)} "
-            "(CLI: --save-features)"
+            f"save_features (CLI: --save-features) {name!r}: unknown format {Path(name).suffix!r}; name it with "
+            f"one of {sorted(FORMATS)}"
         )
     check_format(Path(name))  # parquet needs pyarrow: refused now, not after the run
     if name in (*RESULT_FILES, FIGURE_FILE):
-        raise ValueError(f"save_features={name!r} is the name of a result file; choose another (CLI: --save-features)")
+        raise ValueError(f"save_features (CLI: --save-features) {name!r} is the name of a result file; choose another")

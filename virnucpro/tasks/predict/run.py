@@ -85,6 +85,7 @@ class PredictTask:
     """``predict`` as the runner drives it: ESM-2 and DNABERT-S on every frame, then the classifier."""
 
     name = "predict"
+    entry = ("run_predict", "classified")
 
     def __init__(self, config: PredictConfig, classifier: ClassifierModule) -> None:
         self.config, self.classifier = config, classifier
@@ -98,15 +99,16 @@ class PredictTask:
             self.dna.tokenizer(config.dnabert),
         )
         self.kind = config.kind
+        self.collate = PairedCollator(*self.tokenizers)
 
-    def dataset(self, state: JobState, lane: int, lanes: int) -> SequenceDataset:
-        """A job's frames for this lane, budgeted in ESM-2 tokens; no protein is ever cut (``PredictConfig``
-        bounds the chunk size)."""
+    def dataset(self, state: JobState, lane: int, lanes: int, *, whole: bool = False) -> SequenceDataset:
+        """A job's frames for this lane, budgeted in ESM-2 tokens (``whole``: every frame, unbatched); no
+        protein is ever cut (``PredictConfig`` bounds the chunk size)."""
         return SequenceDataset(
             state.job.inputs,
-            max_tokens=state.max_tokens,
+            max_tokens=None if whole else state.max_tokens,
             on_overlength="raise",
-            skip=state.skip,
+            skip=None if whole else state.skip,
             rank=lane,
             world_size=lanes,
             report=False,
@@ -158,7 +160,6 @@ class PredictTask:
             attributes=lambda job, fingerprint: predict_attributes(
                 config, job.inputs, fingerprint, device, self.classifier.random
             ),
-            collate=PairedCollator(*tokenizers),
             compute=functools.partial(self._compute, (esm, dna), layers, (dtype, device), options, stage),
             store=PredictRows,
             assembly=ASSEMBLY,
