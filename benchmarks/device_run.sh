@@ -22,5 +22,12 @@ case $stage in
   tests)  # every GPU test
     gpu_tests gpu_tests.log 480 tests
     ;;
+  predict)  # virnucpro predict: bf16 and FP8 against VirNucPro's fp32 flow at real sizes (about 8 minutes)
+    gpu_tests gpu_tests_predict.log 560 tests/tasks/predict/test_predict_gpu.py
+    ;;
+  predict-speed)  # benchmarks/predict_speed.py: predict vs VirNucPro's flow and vs embed --dna (about 8 minutes)
+    (cd benchmarks && timeout 560 python3 predict_speed.py --out "$OUT/predict_speed.json") > "$OUT/predict_speed.log" 2>&1
+    echo "predict_speed exit $?"; grep -v "Processing\|saved to\|^Read " "$OUT/predict_speed.log" | tail -25
+    ;;
   *) echo "unknown stage $stage"; exit 2 ;;
 esac
