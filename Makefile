@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   embeds the bundled example proteins (random weights: for trying the tool only)
+#   make demo   embeds the bundled example proteins, and classifies the bundled contigs as VirNucPro
+#               does (random weights and a random classifier: MEANINGLESS, for trying the tool only)
 #   make test   runs the test suite (CPU; GPU tests skip without CUDA)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -17,6 +18,12 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/virnucpro embed examples/data/MIIJ01000039.single.faa.gz -o out/example.h5 --parents \
 		--model random:esm2_t6_8M_UR50D --overwrite
+	@echo "--- virnucpro predict with RANDOM models and a RANDOM classifier: the calls are MEANINGLESS (a demo) ---"
+	$(PY) examples/make_demo_models.py out/demo_models
+	$(VENV)/bin/virnucpro predict examples/data/KK037166.fna.gz examples/data/SRR492066.fna.gz \
+		-o out/demo_prediction --parents --overwrite --chunk-size 500 --model random:esm2_t6_8M_UR50D \
+		--dnabert out/demo_models/dnabert-tiny --classifier out/demo_models/random_classifier.safetensors
+	@echo "--- out/demo_prediction holds MEANINGLESS calls of random models (real runs: README, Classify DNA) ---"
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

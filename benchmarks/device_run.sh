@@ -26,10 +26,11 @@ case $stage in
     # own code, then ESM-2 3B end to end with the code before this wave (.old) and after, on the same card
     gpu_tests gpu_tests_wave3.log 170 tests/models/common/test_attention_alibi_gpu.py \
       tests/models/common/test_gated_gelu_gpu.py tests/models/dnabert tests/models/esm2/test_hf_gpu.py \
-      tests/models/classifier tests/data/test_plan_checks.py tests/tasks tests/pipeline/test_careless_user.py
-    timeout 170 python3 benchmarks/predict_speed.py --coding-chunks 4000 --out "$OUT/predict_speed.json" \
-      > "$OUT/predict_speed.log" 2>&1; echo "predict_speed exit $?"; tail -25 "$OUT/predict_speed.log"
-    timeout 110 python3 benchmarks/dnabert_speed.py --repeat 4 --sequential-limit 500 --passes 2 \
+      tests/models/classifier tests/data/test_plan_checks.py tests/pipeline/test_careless_user.py
+    (cd benchmarks && timeout 200 python3 predict_speed.py --coding-chunks 2000 --virnucpro-frames 500 \
+      --out "$OUT/predict_speed.json") > "$OUT/predict_speed.log" 2>&1
+    echo "predict_speed exit $?"; grep -v "Processing\|saved to\|^Read " "$OUT/predict_speed.log" | tail -25
+    timeout 100 python3 benchmarks/dnabert_speed.py --repeat 4 --sequential-limit 500 --passes 2 \
       --out "$OUT/dnabert_speed.json" > "$OUT/dnabert_speed.log" 2>&1; echo "dnabert_speed exit $?"
     tail -15 "$OUT/dnabert_speed.log"
     timeout 70 python3 benchmarks/throughput.py --model esm2_t36_3B_UR50D --systems virnucpro-e2e,matmul-floor \
@@ -38,6 +39,13 @@ case $stage in
       --model esm2_t36_3B_UR50D --systems virnucpro-e2e --datasets proteome --out "$OUT/before.json" \
       >> "$OUT/throughput.log" 2>&1; echo "before exit $?")
     grep -hE "^\| (virnucpro|matmul)" "$OUT/after.md" "$OUT/before.md"
+    ;;
+  predict)  # virnucpro predict: bf16 and FP8 against VirNucPro's fp32 flow at real sizes (about 8 minutes)
+    gpu_tests gpu_tests_predict.log 560 tests/tasks/predict/test_predict_gpu.py
+    ;;
+  predict-speed)  # benchmarks/predict_speed.py: predict vs VirNucPro's flow and vs embed --dna (about 8 minutes)
+    (cd benchmarks && timeout 560 python3 predict_speed.py --out "$OUT/predict_speed.json") > "$OUT/predict_speed.log" 2>&1
+    echo "predict_speed exit $?"; grep -v "Processing\|saved to\|^Read " "$OUT/predict_speed.log" | tail -25
     ;;
   *) echo "unknown stage $stage"; exit 2 ;;
 esac

@@ -140,9 +140,9 @@ def test_a_bad_character_is_one_line_naming_file_record_character_and_position(c
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
-        (("--dna",), r"reads nucleotide FASTA itself; dna \(CLI: --dna\) translates DNA for protein models"),
-        (("--invalid", "X"), r"invalid='X' \(CLI: --invalid X\) replaces unknown amino acids"),
-        (("--allow-nucleotide-like",), r"allow_nucleotide_like \(CLI: --allow-nucleotide-like\) is for protein"),
+        (("--dna",), r"reads nucleotide FASTA itself; --dna translates DNA for protein models"),
+        (("--invalid", "X"), r"--invalid X replaces unknown amino acids"),
+        (("--allow-nucleotide-like",), r"--allow-nucleotide-like is for protein"),
         (("--pooling", "per-token"), r"pooling='per-token' stores one row per residue; DNABERT-S's tokens span"),
         (("--on-overlength", "window"), r"on_overlength='window' .* DNABERT-S's tokens span several characters"),
     ],

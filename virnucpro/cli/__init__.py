@@ -30,6 +30,7 @@ __all__ = ["entry", "main"]
 #: command => one-line description; the module ``virnucpro.cli.<command>`` has ``DETAILS`` (the rest of its
 #: description), ``add_arguments(parser)``, ``run(args, argv)`` and ``RESUME_HINT`` (said after Ctrl-C or SIGTERM).
 COMMANDS = {
+    "predict": "classify DNA as VirNucPro does (ESM-2 + DNABERT-S + its classifier), in one pass",
     "embed": "embed protein FASTA into an embeddings file",
     "assemble": "write an output from the parts of its --shard runs",
     "translate": "translate nucleotide FASTA into VirNucPro's proteins",

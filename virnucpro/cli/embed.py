@@ -11,8 +11,9 @@ from virnucpro.data import DnaInput
 from virnucpro.data.dna import FRAMES
 from virnucpro.models import BACKENDS, FAMILIES, KERNELS, POOLINGS, ForwardOptions
 from virnucpro.models.options import GELUS
-from virnucpro.pipeline import DTYPES, STORAGE, EmbedConfig, SelfCheck, Shard, run_embed
+from virnucpro.pipeline import DTYPES, STORAGE, EmbedConfig, SelfCheck, run_embed
 
+from .job_options import add_fp8_options, add_job_options, parse_shard
 from .streams import STDIN, fasta_inputs, refuse_stdout
 
 __all__ = ["DETAILS", "RESUME_HINT", "add_arguments", "run"]
@@ -76,14 +77,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--dtype", choices=DTYPES,
         help="compute precision (default: bf16 on GPU, fp32 on CPU); fp8: FP8 matmuls on Hopper or newer, self-checked",
     )  # fmt: skip
-    p.add_argument(
-        "--fp8-check-every", type=int, default=SelfCheck.every,
-        help=f"with --dtype fp8, also run every Nth batch in bf16 and compare (default {SelfCheck.every}, and the first)",
-    )  # fmt: skip
-    p.add_argument(
-        "--fp8-min-cosine", type=float, default=SelfCheck.min_cosine,
-        help=f"with --dtype fp8, stop when a checked row's cosine to bf16 falls below this (default {SelfCheck.min_cosine})",
-    )  # fmt: skip
+    add_fp8_options(p)
     p.add_argument("--storage", choices=STORAGE, default="float32", help="stored embedding dtype")
     p.add_argument("--max-tokens", type=int, help="tokens per packed batch (default: sized from free GPU memory)")
     p.add_argument(
@@ -100,15 +94,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--invalid", choices=("raise", "X"), default="raise", help="unknown residues: fail, or replace with X"
     )
-    p.add_argument(
-        "--workers", type=int, help="DataLoader workers that parse and tokenise (default: 2, or 1 on 2 cores)"
-    )
-    p.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")
-    p.add_argument(
-        "--threads", type=int,
-        help="CPU threads torch computes with (default: torch's choice, one per core); on a shared node, "
-        "the cores you were given",
-    )  # fmt: skip
     p.add_argument("--attention", choices=("auto", *BACKENDS), default="auto", help="attention backend (default auto)")
     p.add_argument(
         "--kernels", choices=("auto", *KERNELS), default="auto",
@@ -119,24 +104,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="MLP activation: auto (tanh approximation fused into the matmul in fp16/bf16 on CUDA, "
         "else exact erf as fair-esm), exact, tanh",
     )  # fmt: skip
-    p.add_argument("--shard", metavar="I/N", help="embed only shard I of N (0 <= I < N); then run virnucpro assemble")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--resume", action="store_true",
-        help="continue a stopped run from its committed results, whatever stopped it (after a bad record: "
-        "once the input is fixed); a stopped --overwrite replaces the old output when complete",
-    )  # fmt: skip
-    mode.add_argument("--overwrite", action="store_true", help="replace an existing output and discard partial results")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
-
-
-def _shard(text: str | None) -> Shard:
-    if text is None:
-        return Shard()
-    index, sep, count = text.partition("/")
-    if not sep or not index.isdigit() or not count.isdigit():
-        raise ValueError(f"--shard must be I/N (e.g. --shard 3/10, 0 <= I < N), got {text!r}")
-    return Shard(int(index), int(count))
+    add_job_options(p, verb="embed", workers="parse and tokenise")
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -180,7 +148,7 @@ def _embed(args: argparse.Namespace, argv: Sequence[str], inputs: tuple[Path, ..
         device=args.device,
         threads=args.threads,
         forward=ForwardOptions(attention=args.attention, kernels=args.kernels, gelu=args.gelu),
-        shard=_shard(args.shard),
+        shard=parse_shard(args.shard),
         resume=args.resume,
         overwrite=args.overwrite,
         parents=args.parents,

@@ -7,6 +7,7 @@ from virnucpro.data.duplicates import DuplicateIds
 from virnucpro.data.fasta import FastaRecord, read_fasta, require_fasta_file
 from virnucpro.data.inputs import NUCLEOTIDE, PROTEIN, DnaInput, InputKind, NucleotideInput, ProteinInput
 from virnucpro.data.normalise import Normaliser
+from virnucpro.data.paired import PairedBatch, PairedCollator
 from virnucpro.data.records import Record
 from virnucpro.data.sequence_dataset import SequenceDataset
 from virnucpro.data.tokenizer import NUCLEOTIDE_CODES, Encoded, Tokenizer, UnknownCharacterError
@@ -28,6 +29,8 @@ __all__ = [
     "ProteinInput",
     "FastaRecord",
     "Normaliser",
+    "PairedBatch",
+    "PairedCollator",
     "PackedBatch",
     "Record",
     "SequenceDataset",

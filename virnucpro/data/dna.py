@@ -32,6 +32,7 @@ from virnucpro.data.field_mapping import FieldMapping
 
 __all__ = [
     "FRAMES",
+    "bases",
     "chunk_bounds",
     "six_frames",
     "Protein",
@@ -174,6 +175,12 @@ class TranslationCounts:
     empty_proteins: int = 0  # frames with no residue left (short chunks, N runs)
 
 
+def bases(record: FastaRecord) -> str:
+    """The record's bases as VirNucPro's ``SeqIO.parse`` reads them, upper-cased as its ``process_record``
+    does; ``ValueError`` naming the record at a character that is not an IUPAC nucleotide code."""
+    return _dna(record).upper()
+
+
 def _dna(record: FastaRecord) -> str:
     """The record's bases as VirNucPro's ``SeqIO.parse`` reads them; ``ValueError`` at a non-IUPAC one."""
     # SeqIO also drops tabs inside lines, which SimpleFastaParser (under read_fasta) keeps
@@ -210,7 +217,7 @@ class Translator:
 
     def __call__(self, record: FastaRecord, source: int) -> Iterator[Protein]:
         """The record's proteins in VirNucPro's order: chunks in order, F1, F2, F3, R1, R2, R3 within."""
-        sequence = _dna(record).upper()
+        sequence = bases(record)
         self._counts["records"] += 1
         if not sequence:
             self._counts["empty_records"] += 1

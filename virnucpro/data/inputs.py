@@ -13,19 +13,30 @@ here.
   (``dna.py``); one record per kept frame, with the DNA record it came from
   (``source_index``, 0-based in the whole input), its ``chunk`` (1-based) and ``frame``
   (1-3 forward F1-F3, 4-6 reverse R1-R3), so frames can be grouped back to their read.
+  With ``nucleotides=True`` each record also carries its frame's DNA slice
+  (``TranslatedRecord.nucleotide``, then ``Record.nucleotide``), for a task that reads both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from .dna import Translator
 from .fasta import FastaRecord, read_fasta
 
-__all__ = ["DnaInput", "InputKind", "NUCLEOTIDE", "NucleotideInput", "PROTEIN", "ProteinInput", "kind_from"]
+__all__ = [
+    "DnaInput",
+    "InputKind",
+    "NUCLEOTIDE",
+    "NucleotideInput",
+    "PROTEIN",
+    "ProteinInput",
+    "TranslatedRecord",
+    "kind_from",
+]
 
 
 class InputKind(Protocol):
@@ -85,16 +96,27 @@ NUCLEOTIDE = NucleotideInput()
 
 
 @dataclass(frozen=True)
+class TranslatedRecord(FastaRecord):
+    """A protein translated from a DNA record (``path``, ``number``: the DNA record's), with the DNA
+    slice VirNucPro pairs with it (``nucleotide``)."""
+
+    nucleotide: str = ""
+
+
+@dataclass(frozen=True)
 class DnaInput:
     """Nucleotide FASTA, translated by VirNucPro's rules in the DataLoader workers.
 
     ``chunk_size``: bases per chunk (CLI ``--chunk-size``; VirNucPro uses 300 or 500).
     ``frames``: ``"stop-free"`` (VirNucPro's: frames without a stop codon) or ``"all"``
     (ours: every frame, inner stops as X, a final stop dropped) (CLI ``--frames``).
+    ``nucleotides``: each record also carries its frame's DNA slice (``Record.nucleotide``);
+    it changes no protein, and is not part of ``describe()``.
     """
 
     chunk_size: int = 500
     frames: str = "stop-free"
+    nucleotides: bool = field(default=False, kw_only=True)
     columns: tuple[str, ...] = ("source_index", "chunk", "frame")
     nucleotide_like_ok: bool = True
     yields: Literal["protein", "nucleotide"] = "protein"
@@ -109,7 +131,8 @@ class DnaInput:
             for dna in read_fasta(path):
                 source += 1
                 for protein in translate(dna, source):
-                    record = FastaRecord(dna.path, dna.number, protein.id, protein.sequence)
+                    nucleotide = protein.nucleotide if self.nucleotides else ""
+                    record = TranslatedRecord(dna.path, dna.number, protein.id, protein.sequence, nucleotide)
                     yield record, {"source_index": protein.source, "chunk": protein.chunk, "frame": protein.frame}
 
     def describe(self) -> dict[str, Any]:

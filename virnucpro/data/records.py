@@ -39,6 +39,9 @@ class Record(FieldMapping):
             residue's position in the protein; 0 otherwise.
         window_count: how many windows the protein was cut into; 1 for a plain record.
         window_stride: the stride the windows were cut with; 0 for a plain record.
+        nucleotide: for a protein translated from DNA by ``DnaInput(nucleotides=True)``, the DNA
+            slice VirNucPro pairs it with (3 * residues + 1 bases from the frame's offset, upper
+            case, as ``virnucpro translate --nucleotide-out`` writes it); "" otherwise.
 
     A window carries its protein's ``index``, ``id``, ``file``, ``number``, ``length`` and
     ``columns``; its ``sequence`` is its own W residues.
@@ -55,6 +58,7 @@ class Record(FieldMapping):
     window_start: int = 0
     window_count: int = 1
     window_stride: int = 0
+    nucleotide: str = ""
 
     @property
     def is_window(self) -> bool:

@@ -44,7 +44,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .alphabet_tokenizer import default_tokenizer
 from .duplicates import DuplicateIds
 from .fasta import require_fasta_file
-from .inputs import NUCLEOTIDE, PROTEIN, InputKind
+from .inputs import NUCLEOTIDE, PROTEIN, InputKind, TranslatedRecord
 from .isolation import die_with_parent, isolate_worker_from_cuda, resolve_rank
 from .normalise import Normaliser
 from .records import Record, quote_id
@@ -295,7 +295,10 @@ class SequenceDataset(IterableDataset):
             if duplicates is not None:
                 duplicates.add(raw.id)
             replaced = normalise.replaced_residues - replaced_before
-            record = Record(raw.id, sequence, raw.path, index, raw.number, length, replaced, columns)
+            nucleotide = raw.nucleotide if isinstance(raw, TranslatedRecord) else ""
+            record = Record(
+                raw.id, sequence, raw.path, index, raw.number, length, replaced, columns, nucleotide=nucleotide
+            )
             if len(sequence) > self.max_length:  # only with on_overlength="window"
                 yield from split_windows(record, self.max_length, self.window_stride)
             else:

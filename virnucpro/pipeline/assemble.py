@@ -1,21 +1,19 @@
-"""Assembly: verified parts -> exact-once check -> one output file in input order, appearing atomically.
+"""Assembly: verified parts -> exact-once check -> one output in input order, appearing atomically.
 
-The output is written under a new, uniquely named temporary file in the output's folder
-(never a name that could have been planted; readable by its owner only while written),
-flushed to disk, given the mode the umask gives a new file, recorded in the parts folder
-as assembled, then renamed onto the output: a file with the output's name is always
-complete. Only then are the parts removed (and an output it replaces, by the rename).
+The output (a file or a folder: ``outputs.py``) is written by the task's writer under a new,
+uniquely named temporary in the output's folder (never a name that could have been planted;
+readable by its owner only while written), flushed to disk, given the mode the umask gives a
+new file (or folder), recorded in the parts folder as assembled, then renamed onto the output:
+whatever carries the output's name is complete. Only then are the parts removed (and an output
+it replaces).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,9 +23,9 @@ from virnucpro.data import DuplicateIds
 from .claim import mark_assembled
 from .coverage import Coverage, cover
 from .jobs import Job
-from .permissions import publish
+from .outputs import OutputKind
 from .parts import DamagedPartsError, Part
-from .writers import OutputLayout, Span, writer_for
+from .writers import OutputLayout, OutputWriter, Span
 
 __all__ = ["Assembled", "assemble", "count_truncated"]
 
@@ -62,6 +60,8 @@ def assemble(
     special_tokens: int,
     counted_tokens: bool = False,
     attrs: dict[str, Any],
+    writer: OutputWriter,
+    output: OutputKind,
     shards: int = 1,
 ) -> Assembled:
     """Write ``parts`` (which must hold input positions 0..expected-1 exactly once) into ``job.output``.
@@ -75,6 +75,8 @@ def assemble(
             residue); else tokens are residues plus ``special_tokens`` per record.
         attrs: stored with the counts added (``records``, ``tokens``, ``truncated``,
             ``replaced_residues``, ``duplicate_ids``).
+        writer: the task's writer, handed the records span by span in input order.
+        output: the output's shape (a file or a folder), which makes its temporary and installs it.
         shards: how many ``--shard`` runs the records were split over (for the message).
 
     Raises ``NotExactlyOnceError`` and leaves everything in place when the parts do not
@@ -101,13 +103,10 @@ def assemble(
         windowed=sum(p.counts.get("windowed", 0) for p in parts),
         duplicate_ids=0,
     )
-    _remove_stale_temporaries(job.output)
-    fd, name = tempfile.mkstemp(dir=job.output.parent, prefix=f".{job.output.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    output.remove_stale(job.output)
+    tmp = output.temporary(job.output)
     try:
         duplicates = DuplicateIds()
-        writer = writer_for(job.output)
         writer.begin(tmp, layout)
         for span in _spans(parts, coverage, layout):
             for record_id in span.ids:
@@ -115,13 +114,10 @@ def assemble(
             writer.write_span(span)
         counts = dataclasses.replace(counts, duplicate_ids=duplicates.result()[0])
         writer.finish({**attrs, **_count_attrs(counts)})
-        _fsync(tmp)
-        publish(tmp)  # private while written, then readable as any other new file
-        mark_assembled(job, tmp)
-        os.replace(tmp, job.output)
-        _fsync(job.output.parent)
+        mark_assembled(job, tmp, output)
+        output.install(tmp, job.output)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        output.discard(tmp)
         raise
     remove_parts(job)
     return counts
@@ -195,18 +191,3 @@ def _gather_residues(
         within = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)  # 0..n_i-1 per record
         out[np.repeat(dest[:-1][mask], n) + within] = rows[p][np.repeat(starts[p][row[mask]], n) + within]
     return out
-
-
-def _remove_stale_temporaries(output: Path) -> None:
-    """Temporaries of runs killed during assembly (the caller holds every lock of this output)."""
-    for stale in output.parent.glob(f".{output.name}.*.tmp"):
-        if stale.is_file() and not stale.is_symlink():
-            stale.unlink()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -29,6 +29,7 @@ from pathlib import Path
 from .config import Shard
 from .jobs import Job
 from .lock import JobLock
+from .outputs import OutputKind
 from .parts import DamagedPartsError, NeverCommittedError, part_state
 
 __all__ = ["Claim", "Shard", "claim_output", "mark_assembled", "part_name", "release"]
@@ -54,16 +55,18 @@ class Claim:
     created_root: bool = False
 
 
-def claim_output(job: Job, shard: Shard, *, overwrite: bool, resume: bool) -> Claim:
-    """Lock ``job``'s output for ``shard`` and prepare its parts folder; refuse by name what is not ours."""
+def claim_output(job: Job, shard: Shard, *, overwrite: bool, resume: bool, output: OutputKind) -> Claim:
+    """Lock ``job``'s output for ``shard`` and prepare its parts folder; refuse by name what is not ours.
+
+    ``output``: the shape of the output (a file or a folder, ``outputs.py``)."""
     parts = job.parts_dir
     _check_root(parts)
-    if resume and _finished(job):
+    if resume and _finished(job, output):
         shutil.rmtree(parts)
         return Claim(job, done=True)
-    if resume and os.path.lexists(job.output) and not parts.exists():
+    if resume and output.exists(job.output) and not parts.exists():
         return Claim(job, existing=True)
-    if os.path.lexists(job.output) and not (overwrite or resume):  # resume: an interrupted replacement
+    if output.exists(job.output) and not (overwrite or resume):  # resume: an interrupted replacement
         raise FileExistsError(f"{job.output} exists; pass overwrite=True (CLI: --overwrite) to replace it")
     created = not parts.exists()
     if created:
@@ -95,24 +98,23 @@ def release(claim: Claim, *, failed: bool) -> None:
     claim.locks.clear()
 
 
-def mark_assembled(job: Job, tmp: Path) -> None:
+def mark_assembled(job: Job, tmp: Path, output: OutputKind) -> None:
     """Record, before ``tmp`` is renamed onto the output, what the finished output looks like."""
-    st = tmp.stat()
-    marker = {"output": job.output.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    marker = {"output": job.output.name, "stamp": output.stamp(tmp)}
     (job.parts_dir / _ASSEMBLED).write_text(json.dumps(marker))
 
 
-def _finished(job: Job) -> bool:
+def _finished(job: Job, output: OutputKind) -> bool:
     """Whether the parts folder is the leftover of a run whose output was renamed into place."""
     marker = job.parts_dir / _ASSEMBLED
-    if not marker.is_file() or marker.is_symlink() or not os.path.lexists(job.output):
+    if not marker.is_file() or marker.is_symlink() or not output.exists(job.output):
         return False
     try:
         recorded = json.loads(marker.read_text())
-        st = job.output.lstat()
+        stamp = output.stamp(job.output)
     except (OSError, ValueError):
         return False
-    return recorded == {"output": job.output.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return recorded == {"output": job.output.name, "stamp": stamp}
 
 
 def _check_root(parts: Path) -> None:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -16,12 +16,33 @@ from virnucpro.data.tokenizer import is_per_character
 from virnucpro.data.windows import check_per_character
 from virnucpro.models import ForwardOptions, family_for, get_pooling
 
-__all__ = ["DTYPES", "STORAGE", "EmbedConfig", "EmbedSummary", "JobResult", "SelfCheck", "Shard"]
+if TYPE_CHECKING:
+    from .task import JobOptions
+
+__all__ = [
+    "DTYPES",
+    "STORAGE",
+    "EmbedConfig",
+    "EmbedSummary",
+    "JobResult",
+    "RunResult",
+    "SelfCheck",
+    "Shard",
+    "check_choice",
+    "check_job_options",
+    "compute_dtype",
+    "default_workers",
+]
 
 #: Compute dtype per ``dtype`` name; "fp8" computes in bf16 around FP8 matmuls (``ForwardOptions.matmul``).
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.bfloat16}
 #: Stored embedding dtype per ``storage`` name (numpy's dtype of the same name on disk).
 STORAGE = {"float32": torch.float32, "float16": torch.float16}
+
+
+def compute_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
+    """The compute dtype of a ``dtype`` option (``DTYPES``): None is bf16 on CUDA, fp32 on the CPU."""
+    return DTYPES[dtype or ("bf16" if device.type == "cuda" else "fp32")]
 
 
 @dataclass(frozen=True)
@@ -55,7 +76,8 @@ class SelfCheck:
             raise ValueError(f"SelfCheck.min_cosine (CLI: --fp8-min-cosine) must be in (0, 1], got {self.min_cosine}")
 
 
-def _default_workers() -> int:
+def default_workers() -> int:
+    """DataLoader workers by default: two, or one on a machine of two cores."""
     return min(2, max(1, (os.cpu_count() or 2) - 1))
 
 
@@ -132,7 +154,7 @@ class EmbedConfig:
     invalid: Literal["raise", "X"] = "raise"
     dna: DnaInput | None = None
     allow_nucleotide_like: bool = False
-    workers: int = field(default_factory=_default_workers)
+    workers: int = field(default_factory=default_workers)
     device: str | None = None
     threads: int | None = None
     forward: ForwardOptions = field(default_factory=ForwardOptions)
@@ -154,14 +176,11 @@ class EmbedConfig:
 
     def _validate(self) -> None:
         """Every option's value, before anything is created on disk."""
-        if not self.inputs:
-            raise ValueError("no input FASTA files given")
-        if (self.output is None) == (self.output_dir is None):
-            raise ValueError("pass exactly one of output (CLI: -o) and output_dir (CLI: --output-dir)")
+        check_job_options(self)
         get_pooling(self.pooling)
-        _choose("dtype", self.dtype, DTYPES, "--dtype", optional=True)
-        _choose("storage", self.storage, STORAGE, "--storage")
-        _choose("on_overlength", self.on_overlength, ("truncate", "raise", "window"), "--on-overlength")
+        check_choice("dtype", self.dtype, DTYPES, "--dtype", optional=True)
+        check_choice("storage", self.storage, STORAGE, "--storage")
+        check_choice("on_overlength", self.on_overlength, ("truncate", "raise", "window"), "--on-overlength")
         if self.window_stride is not None and self.on_overlength != "window":
             raise ValueError(
                 "window_stride (CLI: --window-stride) applies only with on_overlength='window' "
@@ -172,26 +191,13 @@ class EmbedConfig:
                 f"window_stride (CLI: --window-stride) must be in 1..{self.max_length}, the window width, "
                 f"got {self.window_stride}"
             )
-        _choose("invalid", self.invalid, ("raise", "X"), "--invalid")
-        if self.max_tokens is not None and self.max_tokens < 3:
-            raise ValueError(
-                f"max_tokens (CLI: --max-tokens) must be at least 3 (one residue with BOS and EOS), "
-                f"got {self.max_tokens}; leave it out to size batches from free GPU memory"
-            )
+        check_choice("invalid", self.invalid, ("raise", "X"), "--invalid")
         if self.max_length is not None and self.max_length < 1:
             raise ValueError(f"max_length (CLI: --max-length) must be >= 1, got {self.max_length}")
-        if self.threads is not None and (type(self.threads) is not int or self.threads < 1):
-            raise ValueError(f"threads (CLI: --threads) must be an integer >= 1, got {self.threads!r}")
         if family_for(self.model).reads == "nucleotide":
             self._validate_nucleotide_model()
-        if self.workers < 0:
-            raise ValueError(f"workers (CLI: --workers) must be >= 0, got {self.workers}")
         if self.layers is not None and (not self.layers or not all(isinstance(i, int) for i in self.layers)):
             raise ValueError(f"layers (CLI: --layers) must be integers, got {self.layers}")
-        if self.resume and self.overwrite:
-            raise ValueError(
-                "resume and overwrite exclude each other: resume keeps partial results, overwrite discards them"
-            )
 
     def _validate_nucleotide_model(self) -> None:
         """Options that make no sense for a model that reads DNA itself."""
@@ -241,7 +247,29 @@ class EmbedConfig:
         return get_pooling(self.pooling).per_token
 
 
-def _choose(name: str, value: object, known: Sequence[str], flag: str, *, optional: bool = False) -> None:
+def check_job_options(config: JobOptions) -> None:
+    """The options every task's config has (``task.JobOptions``): inputs, one output, the token budget,
+    workers, threads, resume or overwrite; ``ValueError`` naming the argument and its CLI flag."""
+    if not config.inputs:
+        raise ValueError("no input FASTA files given")
+    if (config.output is None) == (config.output_dir is None):
+        raise ValueError("pass exactly one of output (CLI: -o) and output_dir (CLI: --output-dir)")
+    if config.max_tokens is not None and config.max_tokens < 3:
+        raise ValueError(
+            f"max_tokens (CLI: --max-tokens) must be at least 3 (one residue with BOS and EOS), "
+            f"got {config.max_tokens}; leave it out to size batches from free GPU memory"
+        )
+    if config.workers < 0:
+        raise ValueError(f"workers (CLI: --workers) must be >= 0, got {config.workers}")
+    if config.threads is not None and (type(config.threads) is not int or config.threads < 1):
+        raise ValueError(f"threads (CLI: --threads) must be an integer >= 1, got {config.threads!r}")
+    if config.resume and config.overwrite:
+        raise ValueError("resume and overwrite exclude each other: resume keeps partial results, overwrite discards them")
+
+
+def check_choice(name: str, value: object, known: Sequence[str], flag: str, *, optional: bool = False) -> None:
+    """``ValueError`` naming option ``name``, the known values and the CLI ``flag`` unless ``value`` is
+    one of ``known`` (or None, when ``optional``)."""
     if (value is None and optional) or value in known:
         return
     raise ValueError(f"{name} (CLI: {flag}) must be one of {sorted(known)}, got {value!r}")
@@ -262,8 +290,8 @@ class JobResult:
 
 
 @dataclass(frozen=True)
-class EmbedSummary:
-    """What a finished run did; ``line()`` is the summary the CLI prints (rank 0's is global)."""
+class RunResult:
+    """What a run of any task did (rank 0's counts are global); a task's summary words it."""
 
     jobs: tuple[JobResult, ...]
     records: int
@@ -275,9 +303,8 @@ class EmbedSummary:
     finish_s: float
     max_tokens: int
     peak_gpu_bytes: int
-    options: ForwardOptions
     world_size: int
-    fp8_check: tuple[float, float] | None = None  # (min, mean) cosine FP8 vs bf16 over the checked rows
+    checks: tuple[float, float] | None = None  # (min, mean) of a self-check's cosines over the checked rows
 
     @property
     def output(self) -> Path:
@@ -299,14 +326,28 @@ class EmbedSummary:
     def windowed(self) -> int:
         return sum(job.windowed for job in self.jobs)
 
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class EmbedSummary(RunResult):
+    """What a finished ``embed`` run did; ``line()`` is the summary the CLI prints (rank 0's is global).
+
+    ``options``: the forward options as resolved for the device."""
+
+    options: ForwardOptions = field(default_factory=ForwardOptions)
+
+    @property
+    def fp8_check(self) -> tuple[float, float] | None:
+        """(min, mean) cosine FP8 vs bf16 over the checked rows; None without FP8."""
+        return self.checks
+
     def _fp8(self) -> str:
         if self.fp8_check is None:
             return ""
         return f"FP8 self-check cosine vs bf16 min {self.fp8_check[0]:.5f} mean {self.fp8_check[1]:.5f}; "
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / self.wall_s if self.wall_s > 0 else 0.0
 
     def line(self) -> str:
         if all(job.skipped for job in self.jobs):

@@ -12,11 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
+from virnucpro.data import InputKind
+from virnucpro.models import ModelFamily
 
-from virnucpro.models import ForwardOptions, ModelFamily
-
-from .config import EmbedConfig
 from .digests import FileIdentity, identify
 
 __all__ = [
@@ -25,11 +23,12 @@ __all__ = [
     "differences",
     "input_identities",
     "job_fingerprint",
+    "model_fields",
     "model_identities",
     "same_job",
 ]
 
-FORMAT = 2
+FORMAT = 3
 # May differ between the shards of one output (each sizes its batches for its own GPU).
 _PER_SHARD = ("max_tokens",)
 
@@ -50,39 +49,29 @@ def _content(identity: FileIdentity) -> dict[str, Any]:
 
 
 def job_fingerprint(
-    config: EmbedConfig,
-    family: ModelFamily,
+    task: str,
     inputs: Sequence[FileIdentity],
-    model: dict[str, FileIdentity],
-    layers: Sequence[int],
-    dtype: torch.dtype,
+    kind: InputKind,
     max_tokens: int,
-    options: ForwardOptions,
+    shards: int,
+    fields: dict[str, Any],
 ) -> dict[str, Any]:
-    """What a job's partial results depend on; ``model``: ``model_identities``."""
+    """What a job's partial results depend on: the machinery's fields and the task's ``fields``
+    (its models, options and precision)."""
     return {
         "format": FORMAT,
-        "family": family.name,
+        "task": task,
         "inputs": [_content(identity) for identity in inputs],
-        "model": _model(config.model, model),
-        "layers": list(layers),
-        "pooling": config.pooling,
-        "dtype": str(dtype),
-        "storage": config.storage,
-        "max_length": config.max_length,
-        "on_overlength": config.on_overlength,
-        "window_stride": config.window_stride,
-        "invalid": config.invalid,
-        "allow_nucleotide_like": config.allow_nucleotide_like,
-        "input_kind": config.kind.describe(),
+        "input_kind": kind.describe(),
         "max_tokens": max_tokens,
-        "forward": options.as_dict(),
-        "shards": config.shard.count,
+        "shards": shards,
+        **fields,
     }
 
 
-def _model(spec: str, files: dict[str, FileIdentity]) -> dict[str, Any]:
-    """The model's entry: its seed for ``random:``, its checkpoint's content, or each file's by role."""
+def model_fields(spec: str, files: dict[str, FileIdentity]) -> dict[str, Any]:
+    """A model's entry in a fingerprint: its seed for ``random:``, its checkpoint's content, or each
+    file's by role (``model_identities``)."""
     if not files:
         return {"random": spec, "seed": 0}
     if set(files) == {"model"}:

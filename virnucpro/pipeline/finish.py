@@ -7,7 +7,6 @@ inputs, its output layout and attributes), so assembly needs no options repeated
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,26 +23,32 @@ from .fingerprint import same_job
 from .jobs import Job
 from .lock import JobLock
 from .parts import DamagedPartsError, NeverCommittedError, Part, part_directories, read_part
-from .writers import check_format
+from .task import Assembly, assembly_for
 
 __all__ = ["assemble_output", "finish_job"]
 
 
-def finish_job(job: Job, expected: int | None = None) -> JobResult:
+def finish_job(
+    job: Job, expected: int | None = None, assembly: Assembly | None = None, *, parts: list[Part] | None = None
+) -> JobResult:
     """Verify ``job``'s parts, check they are one job covering its inputs exactly once, write its output.
 
     ``expected``: the number of input records, when the caller counted them; otherwise the
     inputs recorded in the parts are checked to be unchanged (by SHA-256) and counted here.
+    ``assembly``: the task's; default the one of the task the parts name. ``parts``: the job's
+    parts, already read and checked (``_read_parts``).
     """
-    parts = _read_parts(job)
+    parts = parts or _read_parts(job)
     meta = parts[0].meta
     fingerprint = parts[0].fingerprint
+    assembly = assembly or assembly_for(meta.get("task", "embed"), parts[0].directory)
     if expected is None:
         inputs = [Path(path) for path in meta["inputs"]]
         _check_unchanged(inputs, fingerprint)
         expected = count_records(inputs, kind_from(fingerprint["input_kind"]))
     layout = meta["output"]
-    check_format(job.output, per_token=layout["per_token"])
+    output = assembly.output(layout)
+    output.check(job.output)  # e.g. a format that cannot hold per-token rows, refused before anything is written
     done = assemble(
         job,
         parts,
@@ -54,6 +59,8 @@ def finish_job(job: Job, expected: int | None = None) -> JobResult:
         special_tokens=layout["special_tokens"],
         counted_tokens=layout.get("counted_tokens", False),
         attrs={**meta["attributes"], "shards": fingerprint["shards"], **combine_checks([p.check for p in parts])},
+        writer=assembly.writer(job, meta),
+        output=output,
         shards=fingerprint["shards"],
     )
     return JobResult(job.output, done.records, done.truncated, done.duplicate_ids, done.replaced, done.windowed)
@@ -109,13 +116,17 @@ def _check_unchanged(inputs: list[Path], fingerprint: dict) -> None:
 def assemble_output(output: Path, *, overwrite: bool) -> JobResult:
     """``virnucpro assemble OUT``: the output from the parts of its ``--shard`` runs, once all are done."""
     job = Job((), output)
-    if os.path.lexists(output) and not overwrite:
-        raise FileExistsError(f"{output} exists; pass overwrite=True (CLI: --overwrite) to replace it")
     locks = []
     try:
         for lock in sorted(job.parts_dir.glob("shard-*.lock")) if job.parts_dir.is_dir() else []:
             locks.append(JobLock(lock, f"{output} ({lock.stem})"))
-        return finish_job(job)
+        parts = _read_parts(job)
+        assembly = assembly_for(parts[0].meta.get("task", "embed"), parts[0].directory)
+        kind = assembly.output(parts[0].meta["output"])
+        kind.check(output)
+        if kind.exists(output) and not overwrite:
+            raise FileExistsError(f"{output} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        return finish_job(job, assembly=assembly, parts=parts)
     finally:
         for lock in locks:
             lock.release()

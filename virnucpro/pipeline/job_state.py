@@ -9,15 +9,13 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from virnucpro.reading import read_attributes
-
 from .background import Background
 from .claim import Claim, part_name
-from .config import EmbedConfig, JobResult
+from .config import JobResult
 from .distributed import Ranks
 from .fingerprint import differences
 from .fixed_input import adopt, stop_marker
@@ -35,6 +33,9 @@ from .parts import (
     restate,
 )
 from .validation import JobCount
+
+if TYPE_CHECKING:
+    from .task import JobOptions
 
 __all__ = ["JobState", "check_existing", "kept_records", "note_stop", "prepare_part", "remaining", "warn_empty"]
 
@@ -59,7 +60,7 @@ class JobState:
 
 def prepare_part(
     state: JobState,
-    config: EmbedConfig,
+    config: JobOptions,
     meta: Callable[[int], dict[str, Any]],
     default_tokens: int,
     layout: PartLayout,
@@ -92,9 +93,17 @@ def prepare_part(
     state.part = PartWriter.resume(mine[0]) if mine else PartWriter.create(directory, layout, wanted)
 
 
-def check_existing(state: JobState, meta: Callable[[int], dict[str, Any]], default_tokens: int) -> None:
-    """--resume found the output complete: skip it if it holds this job's results, else refuse."""
-    stored = json.loads(read_attributes(state.job.output).get("fingerprint", "{}"))
+def check_existing(
+    state: JobState,
+    meta: Callable[[int], dict[str, Any]],
+    default_tokens: int,
+    attributes: Callable[[Path], dict[str, Any]],
+) -> None:
+    """--resume found the output complete: skip it if it holds this job's results, else refuse.
+
+    ``attributes``: the task's reader of a finished output's attributes (its fingerprint among them)."""
+    stored = attributes(state.job.output).get("fingerprint", "{}")
+    stored = json.loads(stored) if isinstance(stored, str) else stored  # HDF5 attributes hold it as JSON text
     wanted = meta(stored.get("max_tokens", default_tokens))["fingerprint"]
     differing = differences(stored, wanted, across_shards=True)
     if differing:
@@ -106,7 +115,7 @@ def check_existing(state: JobState, meta: Callable[[int], dict[str, Any]], defau
     state.result = JobResult(state.job.output, 0, skipped=True)
 
 
-def _committed_states(job: Job, config: EmbedConfig) -> dict[Path, dict[str, Any]]:
+def _committed_states(job: Job, config: JobOptions) -> dict[Path, dict[str, Any]]:
     """This shard's parts (of any rank count) and their last commits; a part that never
     committed holds nothing and is removed, so that it cannot block the rerun."""
     states = {}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from virnucpro.data import require_fasta_file
 
-from .writers import check_format
+from .outputs import OutputKind
 
 __all__ = ["FASTA_SUFFIXES", "Job", "check_paths", "output_name", "plan_jobs"]
 
@@ -72,14 +72,14 @@ def plan_jobs(inputs: Sequence[Path], output: Path | None, output_dir: Path | No
     return jobs
 
 
-def check_paths(jobs: Sequence[Job], *, parents: bool, per_token: bool = False) -> None:
+def check_paths(jobs: Sequence[Job], *, parents: bool, output: OutputKind) -> None:
     """Refuse, before anything is written, any output that is or would overwrite an input.
 
     Checked per job: every input is a readable FASTA file; the output's folder exists
-    (or ``parents`` allows creating it); the output is not a directory; its format can be
-    written here and holds per-token rows if ``per_token``; and neither the output, its
-    parts folder nor anything inside the folder's name space of the output resolves to an
-    input (``os.path.samefile`` on what exists, resolved paths otherwise).
+    (or ``parents`` allows creating it); the output can be ``output``'s shape (``OutputKind.check``:
+    a file is not a directory and has a known format; a folder holds only the task's files); and neither the
+    output, its parts folder nor anything inside the folder's name space of the output
+    resolves to an input (``os.path.samefile`` on what exists, resolved paths otherwise).
     """
     inputs = {path for job in jobs for path in job.inputs}
     for path in inputs:
@@ -94,11 +94,7 @@ def check_paths(jobs: Sequence[Job], *, parents: bool, per_token: bool = False) 
                 raise ValueError(
                     f"output {path} is the input {clash}: writing it would destroy the input; choose another output"
                 )
-        if job.output.is_dir():
-            raise ValueError(
-                f"output {job.output} is a directory; name the output file to write (e.g. {job.output}/out.h5)"
-            )
-        check_format(job.output, per_token=per_token)
+        output.check(job.output)
         _check_folder(job.output.parent, parents)
 
 

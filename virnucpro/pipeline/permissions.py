@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["new_file_mode", "publish"]
+__all__ = ["new_file_mode", "publish", "publish_folder"]
 
 _STATUS = "/proc/self/status"
 
@@ -41,3 +41,9 @@ def new_file_mode() -> int:
 def publish(path: str | os.PathLike) -> None:
     """Give the private temporary at ``path`` (about to be renamed into place) a new file's mode."""
     os.chmod(path, new_file_mode())
+
+
+def publish_folder(path: str | os.PathLike) -> None:
+    """Give the private temporary folder at ``path`` (``tempfile.mkdtemp``'s 0700, about to be renamed
+    into place) the mode ``os.mkdir`` gives a new folder: ``0o777 & ~umask``."""
+    os.chmod(path, 0o777 & ~_umask())

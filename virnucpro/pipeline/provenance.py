@@ -16,7 +16,7 @@ import virnucpro
 from .config import EmbedConfig
 from .digests import FileIdentity
 
-__all__ = ["job_attributes", "software"]
+__all__ = ["job_attributes", "model_digests", "run_attributes", "software"]
 
 _TOKENIZER = "tokenizer"
 
@@ -46,12 +46,11 @@ def job_attributes(
     """The output's attributes (the assembler adds the counts); ``model_files``: the files the model
     was read from, by role ("model": the weights, a Hub id's in the Hugging Face cache; "tokenizer"),
     none for random weights."""
-    identities = fingerprint["inputs"]
     model_file = (model_files or {}).get("model")
     return {
         "model": config.model,
         "model_file": "" if model_file is None else str(model_file.path),
-        **_model_digests(fingerprint["model"]),
+        **model_digests(fingerprint["model"]),
         "layers": fingerprint["layers"],
         "pooling": config.pooling,
         "compute_dtype": fingerprint["dtype"].removeprefix("torch."),
@@ -63,20 +62,33 @@ def job_attributes(
         "window_stride": config.window_stride or (config.max_length // 2 if config.on_overlength == "window" else 0),
         "invalid": config.invalid,
         **{f"input_{key}" if key != "input" else "input_kind": value for key, value in config.kind.describe().items()},
+        **run_attributes(inputs, fingerprint, config.command, device),
+    }
+
+
+def run_attributes(
+    inputs: Sequence[Path], fingerprint: dict[str, Any], command: str, device: torch.device
+) -> dict[str, Any]:
+    """What every task's output records of its run: the inputs and their SHA-256 and sizes, the
+    command line, the time, the fingerprint (as JSON text) and the software and GPU."""
+    identities = fingerprint["inputs"]
+    return {
         "inputs": [str(path) for path in inputs],
         "input_sha256": [identity["sha256"] for identity in identities],
         "input_bytes": [identity["size"] for identity in identities],
-        "command": config.command,
+        "command": command,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "fingerprint": json.dumps(fingerprint, sort_keys=True),
         **software(device),
     }
 
 
-def _model_digests(model: dict[str, Any]) -> dict[str, Any]:
-    """``model_sha256`` of a one-file model ("" for ``random:``); of a folder, each file's by role
-    (``model_files_sha256``) and the tokenizer's (``tokenizer_sha256``)."""
+def model_digests(model: dict[str, Any], prefix: str = "model", tokenizer: str = "tokenizer") -> dict[str, Any]:
+    """``{prefix}_sha256`` of a one-file model ("" for ``random:``); of a folder, each file's by role
+    (``{prefix}_files_sha256``) and the tokenizer's (``{tokenizer}_sha256``). ``model``: its
+    fingerprint entry (``fingerprint.model_fields``)."""
     if "sha256" in model or "random" in model:
-        return {"model_sha256": model.get("sha256", "")}
+        return {f"{prefix}_sha256": model.get("sha256", "")}
     digests = {name: content["sha256"] for name, content in model.items()}
-    return {"model_files_sha256": digests, **({"tokenizer_sha256": digests[_TOKENIZER]} if _TOKENIZER in digests else {})}
+    named = {f"{tokenizer}_sha256": digests[_TOKENIZER]} if _TOKENIZER in digests else {}
+    return {f"{prefix}_files_sha256": digests, **named}

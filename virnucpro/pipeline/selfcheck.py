@@ -14,7 +14,7 @@ from torch import Tensor
 
 from virnucpro.data import PackedBatch
 
-from .loop import Embedder
+from .embedder import Embedder
 from .config import SelfCheck
 
 __all__ = ["SelfCheckFailed", "SelfCheckedEmbedder", "combine_checks"]

@@ -1,5 +1,6 @@
-"""The writer thread: waits for each batch's rows to reach the host, appends them to its job's part,
-commits about once a second, and finishes a job once its last batch is stored.
+"""The writer thread: waits for each batch's rows to reach the host, hands them to its job's
+``RowStore`` (the task's: it appends them to the part), commits about once a second, and finishes
+a job once its last batch is stored.
 
 It is the one place that waits on the GPU: the thread that drives the GPU only enqueues.
 """
@@ -16,10 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from virnucpro.data import PackedBatch
-from virnucpro.models.common.windows import RowGroup, WindowMerger
-
 from .parts import PartWriter
+from .task import Batch, RowStore
 
 __all__ = ["JobDone", "Pending", "Sink"]
 
@@ -32,8 +31,8 @@ class Pending:
     """One batch in flight from the GPU to the writer thread."""
 
     job: int  # which output it belongs to
-    rows: torch.Tensor  # (N or R, L, E) host tensor (pinned on the GPU path), filled asynchronously
-    batch: PackedBatch  # on the host: the records' ids, positions, lengths, columns and windows
+    rows: torch.Tensor  # host tensor (pinned on the GPU path) of the task's rows, filled asynchronously
+    batch: Batch  # on the host: the records' ids, positions, lengths, columns (and windows)
     started: torch.cuda.Event | None
     done: torch.cuda.Event | None
     check: torch.Tensor | None = None  # (rows x layers,) FP8-vs-bf16 cosines of a self-checked batch
@@ -50,13 +49,13 @@ class JobDone:
 class Sink:
     """Runs in its own thread (``start``); the main thread ``put``s items and finally None.
 
-    ``on_done(job)`` runs in this thread after job ``job``'s part is closed.
+    ``stores[job]`` appends job ``job``'s batches to ``parts[job]``; ``on_done(job)`` runs in this
+    thread after the part is closed.
     """
 
     parts: Sequence[PartWriter]
+    stores: Sequence[RowStore]
     on_done: Callable[[int], None] = lambda job: None
-    per_token: bool = False  # the rows are residues: windows merge row by row
-    count_tokens: bool = False  # count each batch's tokens in its part (tokens are not residues + special)
     verify: Callable[[np.ndarray, int], None] | None = None  # raises when a self-check fails
     checks: list[np.ndarray] = field(default_factory=list)
     inbox: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=_QUEUE_DEPTH))
@@ -64,9 +63,6 @@ class Sink:
     gpu_idle_s: float = 0.0
     _last_done: Any = None
     _thread: threading.Thread | None = None
-
-    def __post_init__(self) -> None:
-        self._mergers = [WindowMerger(self.per_token) for _ in self.parts]
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="virnucpro-writer", daemon=True)
@@ -78,7 +74,7 @@ class Sink:
             last_commit = time.perf_counter()
             while (item := self.inbox.get()) is not None:
                 if isinstance(item, JobDone):
-                    self._mergers[item.job].finish()
+                    self.stores[item.job].finish()
                     self.parts[item.job].close()
                     open_jobs.discard(item.job)
                     self.on_done(item.job)
@@ -97,17 +93,7 @@ class Sink:
             if self._last_done is not None:
                 self.gpu_idle_s += self._last_done.elapsed_time(item.started) / 1000
             self._last_done = item.done
-        group = RowGroup.from_batch(item.batch, item.rows.numpy())
-        windowed = int(((group.window_counts > 1) & (group.window_starts + group.residues == group.lengths)).sum())
-        done = self._mergers[item.job].add(group)  # complete records only: a protein is never half committed
-        if len(done):
-            columns = {"lengths": done.residues, "input_lengths": done.lengths, **done.columns}
-            replaced = int(done.replaced.sum())
-            # Without windows (the only case with count_tokens) the batch's records are exactly those done.
-            tokens = {"tokens": item.batch.num_tokens} if self.count_tokens else {}
-            self.parts[item.job].append(
-                done.indices, columns, done.ids, done.rows, replaced=replaced, windowed=windowed, **tokens
-            )
+        self.stores[item.job].add(item.batch, item.rows.numpy())
         if item.check is not None:
             cosines = item.check.numpy().copy()
             self.parts[item.job].record_check(cosines)

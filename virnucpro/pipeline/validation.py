@@ -21,7 +21,11 @@ from pathlib import Path
 from virnucpro.data import SequenceDataset
 from virnucpro.text import resume_command
 
-__all__ = ["InputCheck", "InputError", "JobCount", "records_digest"]
+__all__ = ["EMBED", "InputCheck", "InputError", "JobCount", "records_digest"]
+
+
+#: How an ``InputError`` names ``embed``: its library call and what it does to a record.
+EMBED = ("run_embed", "embedded")
 
 
 class InputError(ValueError):
@@ -32,23 +36,28 @@ class InputError(ValueError):
         output: the output of the job whose input holds it.
         position: its input position in that job: the records before it, all good.
         command: the run's command line, to say how to rerun it ("" when called as a library).
+        task: how the message names the task: its library call and what it does to a record
+            (("run_embed", "embedded"), ("run_predict", "classified")).
         kept: records the stopped run leaves committed or written; set when the run has stopped.
     """
 
-    def __init__(self, reason: str, output: Path, position: int, command: str = ""):
+    def __init__(
+        self, reason: str, output: Path, position: int, command: str = "", task: tuple[str, str] = EMBED
+    ):
         super().__init__(reason)
         self.reason, self.output, self.position, self.command = reason, output, position, command
+        self.entry, self.done = task
         self.kept = 0
 
     def __str__(self) -> str:
         if self.kept:
             again = f"resume=True (CLI: {resume_command(self.command)})" if self.command else "resume=True"
             return (
-                f"{self.reason}; the run stopped there and keeps the {self.kept:,} records embedded before it: "
+                f"{self.reason}; the run stopped there and keeps the {self.kept:,} records {self.done} before it: "
                 f"once the input is fixed, resume: {again}"
             )
-        again = f"run_embed (CLI: {self.command})" if self.command else "run_embed"
-        return f"{self.reason}; nothing was embedded: once the input is fixed, run again: {again}"
+        again = f"{self.entry} (CLI: {self.command})" if self.command else self.entry
+        return f"{self.reason}; nothing was {self.done}: once the input is fixed, run again: {again}"
 
 
 class JobCount:
@@ -80,15 +89,21 @@ class InputCheck:
     Args:
         datasets: per job, its output and a function that builds its whole, unsharded dataset.
         command: the run's command line, for the rerun hint of an ``InputError``.
+        task: how an ``InputError`` names the task (``InputError``'s ``task``).
 
     ``ready`` is set once the pass has read its first record (or ended): from then on it
     holds no import lock, so DataLoader workers may be forked. ``failure`` is the first
     ``InputError``, once found; ``seconds`` what the whole pass took, once it has ended.
     """
 
-    def __init__(self, datasets: Sequence[tuple[Path, Callable[[], SequenceDataset]]], command: str = ""):
+    def __init__(
+        self,
+        datasets: Sequence[tuple[Path, Callable[[], SequenceDataset]]],
+        command: str = "",
+        task: tuple[str, str] = EMBED,
+    ):
         self.jobs = [JobCount() for _ in datasets]
-        self.command = command
+        self.command, self.task = command, task
         self.ready = threading.Event()
         self.failure: InputError | None = None
         self.seconds: float | None = None
@@ -133,7 +148,7 @@ class InputCheck:
                 if not self.ready.is_set():
                     self.ready.set()
         except (ValueError, OSError) as err:  # the data layer's one-line errors: bad input
-            raise InputError(str(err), output, count, self.command) from err
+            raise InputError(str(err), output, count, self.command, self.task) from err
         return count
 
 

@@ -21,6 +21,6 @@ def test_mismatch_is_refused_naming_both():
     with pytest.raises(ValueError) as err:
         check_chunk_size("/m/300_model.pth", 500)
     message = str(err.value)
-    assert "for 300 bp chunks, but chunk_size=500 (CLI: --chunk-size)" in message and "500_model.pth" in message
-    with pytest.raises(ValueError, match=r"chunk_size=400 \(CLI: --chunk-size\); use chunk_size=500$"):
+    assert "for 300 bp chunks, but chunk_size (CLI: --chunk-size) is 500" in message and "500_model.pth" in message
+    with pytest.raises(ValueError, match=r"chunk_size \(CLI: --chunk-size\) is 400; use 500 bp chunks$"):
         check_chunk_size("/m/500_model.pth", 400)

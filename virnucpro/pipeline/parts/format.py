@@ -37,7 +37,7 @@ __all__ = ["STOPPED", "DamagedPartsError", "Meta", "NeverCommittedError", "PartL
 Meta = dict[str, Any] | Callable[[], dict[str, Any]]
 
 STATE = "state.json"
-META_KEYS = ("fingerprint", "inputs", "output", "attributes")
+META_KEYS = ("task", "fingerprint", "inputs", "output", "attributes")
 #: The state key a run stopped by a bad record adds to its parts: where it stopped, and the digest of the
 #: records before it (``pipeline/fixed_input.py``). A resume on the same input keeps it.
 STOPPED = "stopped"

@@ -27,6 +27,6 @@ def check_chunk_size(classifier: str | os.PathLike, chunk_size: int) -> None:
     if trained is not None and trained != chunk_size:
         other = f", or VirNucPro's {chunk_size}_model.pth" if chunk_size in (300, 500) else ""
         raise ValueError(
-            f"{classifier}: this is VirNucPro's classifier for {trained} bp chunks, but chunk_size={chunk_size} "
-            f"(CLI: --chunk-size); use chunk_size={trained}{other}"
+            f"{classifier}: this is VirNucPro's classifier for {trained} bp chunks, but chunk_size (CLI: --chunk-size) "
+            f"is {chunk_size}; use {trained} bp chunks{other}"
         )
