@@ -15,6 +15,7 @@ import shlex
 import signal
 import stat
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from cli_helpers import part_dir, proteins, run_cli, same_file, spawn, wait_for_
 from conftest import requires_cuda
 
 import virnucpro
-from virnucpro.pipeline import validation
+from virnucpro.data import sequence_dataset
+from virnucpro.pipeline import sink, validation
 from virnucpro.pipeline.writers.hdf5 import HDF5Writer
 
 pytestmark = pytest.mark.slow
@@ -123,10 +125,15 @@ def test_a_late_bad_record_stops_the_run_before_the_records_before_it_are_embedd
 
 
 def _validation_held_until(output: Path, records: int, monkeypatch) -> None:
-    """Hold the validation pass, after its first record, until ``records`` are committed: an input read
-    more slowly than it is embedded (a slow network disk), where the DataLoader workers meet a bad record
-    before the validation pass does."""
-    count = validation.InputCheck._count
+    """Hold the validation pass, after its first record, until the DataLoader workers' error for the bad
+    record has reached the run and ``records`` are committed: an input read more slowly than it is embedded
+    (a slow network disk), where the workers meet a bad record before the validation pass does."""
+    count, wait = validation.InputCheck._count, validation.InputCheck.wait
+    workers_stopped = threading.Event()
+
+    def waited(self):  # ``_checked``: the workers' ValueError reached the run, which now waits for the pass
+        workers_stopped.set()
+        return wait(self)
 
     def held(self, job_output, dataset):
         def slow_dataset():
@@ -136,6 +143,7 @@ def _validation_held_until(output: Path, records: int, monkeypatch) -> None:
             def slow_records():
                 stream = records_of()
                 yield next(stream)
+                assert workers_stopped.wait(timeout=300), "the workers never met the bad record"
                 wait_for_commit(part_dir(output) / "state.json", records, timeout=300)
                 yield from stream
 
@@ -145,6 +153,15 @@ def _validation_held_until(output: Path, records: int, monkeypatch) -> None:
         return count(self, job_output, slow_dataset)
 
     monkeypatch.setattr(validation.InputCheck, "_count", held)
+    monkeypatch.setattr(validation.InputCheck, "wait", waited)
+    # The workers budget records in chunks of BUDGET_CHUNK (512): the bad record at position 50 would stop
+    # them before their first batch, nothing embedded. Small chunks let them yield the batches before it
+    # (batch boundaries do not depend on the chunk: tests/data/test_bpe_dataset.py). Workers fork: they
+    # inherit the patch.
+    monkeypatch.setattr(sequence_dataset, "BUDGET_CHUNK", 4)
+    # The writer commits after every batch, not about once a second: a tiny model embeds the 50 records in
+    # well under one, and the writer goes on committing what it was handed while the run waits for the pass.
+    monkeypatch.setattr(sink, "_COMMIT_EVERY_S", 0.0)
 
 
 def _stopped_by(capsys, tmp_path, model, job, record: str, monkeypatch):
