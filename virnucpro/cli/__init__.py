@@ -111,6 +111,10 @@ class Terminated(KeyboardInterrupt):
     """
 
 
+def _ignore(signum: int, frame: object) -> None:
+    """A signal handler that does nothing."""
+
+
 @contextlib.contextmanager
 def _sigterm_stops() -> Iterator[list[bool]]:
     """While the command runs, SIGTERM raises ``Terminated`` in the main thread; the list yielded holds
@@ -125,7 +129,9 @@ def _sigterm_stops() -> Iterator[list[bool]]:
     def handler(signum: int, frame: object) -> None:
         received[0] = True
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # A Python no-op, not SIG_DFL: a SIGCHLD already pending (workers killed with the group) would
+        # then be reported by CPython as "OSError: Signal 17 ignored due to race condition".
+        signal.signal(signal.SIGCHLD, _ignore)
         raise Terminated
 
     try:
