@@ -40,6 +40,20 @@ case $stage in
       >> "$OUT/throughput.log" 2>&1; echo "before exit $?")
     grep -hE "^\| (virnucpro|matmul)" "$OUT/after.md" "$OUT/before.md"
     ;;
+  short)  # the end of a session: this wave's GPU tests, ESM-2 3B before/after, DNABERT-S beside its own code
+    gpu_tests gpu_tests_wave3.log 150 tests/models/common/test_attention_alibi_gpu.py \
+      tests/models/common/test_gated_gelu_gpu.py tests/models/dnabert tests/models/esm2/test_hf_gpu.py \
+      tests/models/classifier tests/data/test_plan_checks.py tests/pipeline/test_careless_user.py
+    timeout 70 python3 benchmarks/throughput.py --model esm2_t36_3B_UR50D --systems virnucpro-e2e,matmul-floor \
+      --datasets proteome --out "$OUT/after.json" > "$OUT/throughput.log" 2>&1; echo "after exit $?"
+    (cd .old && PYTHONPATH=/tmp/site:$PWD:$PWD/benchmarks timeout 60 python3 benchmarks/throughput.py \
+      --model esm2_t36_3B_UR50D --systems virnucpro-e2e --datasets proteome --out "$OUT/before.json" \
+      >> "$OUT/throughput.log" 2>&1; echo "before exit $?")
+    grep -hE "^\| (virnucpro|matmul)" "$OUT/after.md" "$OUT/before.md"
+    timeout 90 python3 benchmarks/dnabert_speed.py --repeat 4 --sequential-limit 300 --passes 1 \
+      --out "$OUT/dnabert_speed.json" > "$OUT/dnabert_speed.log" 2>&1; echo "dnabert_speed exit $?"
+    tail -15 "$OUT/dnabert_speed.log"
+    ;;
   predict)  # virnucpro predict: bf16 and FP8 against VirNucPro's fp32 flow at real sizes (about 8 minutes)
     gpu_tests gpu_tests_predict.log 560 tests/tasks/predict/test_predict_gpu.py
     ;;
