@@ -10,7 +10,7 @@ from pathlib import Path
 from virnucpro.pipeline.config import DTYPES, SelfCheck
 
 from .job_options import add_fp8_options, add_job_options, parse_shard
-from .streams import STDIN, fasta_inputs, refuse_stdout
+from .streams import job_inputs
 
 __all__ = ["DETAILS", "RESUME_HINT", "add_arguments", "run"]
 
@@ -64,12 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    refuse_stdout("-o", args.output, "an output folder")
-    refuse_stdout("--output-dir", args.output_dir, "a folder of output folders")
-    if STDIN in args.inputs and (args.output_dir is not None or args.shard is not None):
-        raise ValueError("standard input (-) needs -o, and cannot be split with --shard: save it to a file first")
-    folder = args.output.parent if args.output is not None else args.output_dir
-    with fasta_inputs(args.inputs, folder) as inputs:
+    with job_inputs(args, "an output folder", "a folder of output folders") as inputs:
         return _predict(args, argv, inputs)
 
 

@@ -3,6 +3,7 @@ output can stream (``translate``'s FASTA), and a clear refusal where it cannot (
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -35,3 +36,17 @@ def refuse_stdout(flag: str, path: Path | None, kind: str) -> None:
             f"{flag} -: {kind} cannot be written to standard output (it is written in place, not streamed); "
             "name a file"
         )
+
+
+@contextlib.contextmanager
+def job_inputs(args: argparse.Namespace, output: str, outputs: str) -> Iterator[tuple[Path, ...]]:
+    """A job command's inputs (``fasta_inputs``), after refusing ``-`` where it cannot serve: ``-o -``
+    and ``--output-dir -`` (``output``, ``outputs``: what they name, for the message), and standard
+    input with ``--output-dir`` or ``--shard`` (each would read it again)."""
+    refuse_stdout("-o", args.output, output)
+    refuse_stdout("--output-dir", args.output_dir, outputs)
+    if STDIN in args.inputs and (args.output_dir is not None or args.shard is not None):
+        raise ValueError("standard input (-) needs -o, and cannot be split with --shard: save it to a file first")
+    folder = args.output.parent if args.output is not None else args.output_dir
+    with fasta_inputs(args.inputs, folder) as inputs:
+        yield inputs
