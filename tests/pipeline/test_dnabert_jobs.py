@@ -76,7 +76,7 @@ def test_mean_and_cls_rows_are_dnabert_s_own_and_the_output_says_what_it_read(ca
     assert attrs["lengths"].tolist() == [len(s) for _, s in records], "lengths counts bases"
     assert attrs["input_kind"] == "nucleotide" and attrs["truncated"] == 0
     digests = json.loads(attrs["model_files_sha256"])
-    assert sorted(digests) == ["config", "model", "tokenizer"]
+    assert sorted(digests) == ["config", "model", "tokenizer"] and attrs["model_sha256"] == digests["model"]
     assert attrs["tokenizer_sha256"] == digests["tokenizer"] == hashlib.sha256((folder / "tokenizer.json").read_bytes()).hexdigest()
 
 

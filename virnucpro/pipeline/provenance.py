@@ -84,11 +84,12 @@ def run_attributes(
 
 
 def model_digests(model: dict[str, Any], prefix: str = "model", tokenizer: str = "tokenizer") -> dict[str, Any]:
-    """``{prefix}_sha256`` of a one-file model ("" for ``random:``); of a folder, each file's by role
-    (``{prefix}_files_sha256``) and the tokenizer's (``{tokenizer}_sha256``). ``model``: its
-    fingerprint entry (``fingerprint.model_fields``)."""
+    """``{prefix}_sha256``: the weights' digest (a checkpoint's, a folder's weights file or shard
+    index; "" for ``random:``); for a folder also each file's by role (``{prefix}_files_sha256``)
+    and the tokenizer's (``{tokenizer}_sha256``). ``model``: its fingerprint entry
+    (``fingerprint.model_fields``)."""
     if "sha256" in model or "random" in model:
         return {f"{prefix}_sha256": model.get("sha256", "")}
     digests = {name: content["sha256"] for name, content in model.items()}
     named = {f"{tokenizer}_sha256": digests[_TOKENIZER]} if _TOKENIZER in digests else {}
-    return {f"{prefix}_files_sha256": digests, **named}
+    return {f"{prefix}_sha256": digests["model"], f"{prefix}_files_sha256": digests, **named}

@@ -23,7 +23,7 @@ from mapped import in_mapping, mapped_ranges
 from safetensors.torch import load_file, save_file
 
 from virnucpro.models import ARCHITECTURES, PackedESM2, load_model, mean_pool, save_checkpoint
-from virnucpro.models.esm2 import checkpoint_path, owns, save_hf_folder
+from virnucpro.models.esm2 import FAMILY, checkpoint_path, owns, save_hf_folder
 from virnucpro.models.esm2.hf_layout import read_hf_config
 
 LENGTHS = [1, 2, 7, 64, 333, 1022]  # residues; the longest also holds <mask> tokens
@@ -141,6 +141,11 @@ def test_sharded_safetensors_load_the_same(fair_esm_and_copy, tmp_path, batch_co
     model, fair_path, hf = fair_esm_and_copy
     hf.save_pretrained(tmp_path / "sharded", max_shard_size="100KB")
     assert checkpoint_path(tmp_path / "sharded").name == "model.safetensors.index.json"
+    # The resume fingerprint sees the config and every shard, not only the index.
+    read = FAMILY.files(str(tmp_path / "sharded"))
+    shards = sorted(p.name for p in (tmp_path / "sharded").glob("model-*.safetensors"))
+    assert len(shards) > 1 and read["config"].name == "config.json"
+    assert sorted(p.name for role, p in read.items() if role.startswith("model-shard-")) == shards
     expected = packed_embeddings(fair_path, batch_converter)
     actual = packed_embeddings(tmp_path / "sharded", batch_converter)
     assert all(torch.equal(actual[layer], expected[layer]) for layer in expected)
@@ -338,6 +343,9 @@ def test_both_spellings_embed_the_same_through_the_cli_and_provenance_names_the_
     weights = snapshot / "model.safetensors"
     assert attrs["model"] == "facebook/esm2_tiny" and attrs["model_file"] == str(weights.resolve())
     assert attrs["model_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    digests = json.loads(attrs["model_files_sha256"])
+    assert digests["config"] == hashlib.sha256((snapshot / "config.json").read_bytes()).hexdigest()
+    assert "model_files_sha256" not in fair_attrs
     assert fair_attrs["model_file"] == str(tiny_checkpoint.resolve())
 
 

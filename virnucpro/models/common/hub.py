@@ -36,6 +36,7 @@ __all__ = [
     "MAX_CONFIG_BYTES",
     "WEIGHTS",
     "cache_folder",
+    "folder_files",
     "is_hub_id",
     "local_folder",
     "read_config",
@@ -128,6 +129,15 @@ def weights_path(folder: Path) -> Path:
     raise ValueError(
         f"{folder}: no weights; expected one of {', '.join(WEIGHTS)} beside {CONFIG} (Hugging Face layout)"
     )
+
+
+def folder_files(folder: Path) -> dict[str, Path]:
+    """The files loading ``folder`` reads, by role, for the resume fingerprint: "config", "model"
+    (the weights, or a sharded checkpoint's index) and "model-shard-<i>" for each shard, so that
+    replacing any one of them is seen."""
+    weights, *shards = weight_files(weights_path(folder))
+    found = {"config": folder / CONFIG, "model": weights}
+    return found | {f"model-shard-{i}": shard for i, shard in enumerate(shards, start=1)}
 
 
 def weight_files(path: Path) -> list[Path]:

@@ -125,9 +125,7 @@ def files(spec: str | os.PathLike) -> dict[str, Path]:
     if random_name(text) is not None:
         return {}
     folder = hub.local_folder(text)
-    weights, *shards = hub.weight_files(hub.weights_path(folder))
-    found = {"config": folder / hub.CONFIG, "tokenizer": _tokenizer_path(folder), "model": weights}
-    return found | {f"model-shard-{i}": shard for i, shard in enumerate(shards, start=1)}
+    return hub.folder_files(folder) | {"tokenizer": _tokenizer_path(folder)}
 
 
 def _spec_text(spec: str | os.PathLike) -> str:

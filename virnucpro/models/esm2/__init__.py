@@ -1,22 +1,13 @@
 """ESM-2: its architecture table, checkpoint loading, tokenizer, packed forward and memory model."""
 
-from pathlib import Path
-
 from ..family import ModelFamily
 from .architecture import ARCHITECTURES, MAX_LENGTH, alphabet, resolve_layers
 from .hf_layout import save_hf_folder
 from .loading import load_model, save_checkpoint
 from .memory import auto_max_tokens
 from .packed import PackedESM2
-from .specs import checkpoint_path, owns
+from .specs import checkpoint_path, files, owns
 from .tokenizer import TOKENIZER, tokenizer
-
-
-def files(spec: str) -> dict[str, Path]:
-    """The weights file ``spec`` loads (a fair-esm name's cached file, a Hub id's cached weights), by role;
-    none for ``random:``."""
-    path = checkpoint_path(spec)
-    return {} if path is None else {"model": path}
 
 
 FAMILY = ModelFamily(

@@ -22,7 +22,7 @@ from ..common import hub
 from ..common.random_spec import RANDOM_PREFIX, random_name, spec_text
 from .architecture import ARCHITECTURES
 
-__all__ = ["ACCEPTED", "MODEL_URL", "RANDOM_PREFIX", "checkpoint_path", "owns", "source"]
+__all__ = ["ACCEPTED", "MODEL_URL", "RANDOM_PREFIX", "checkpoint_path", "files", "owns", "source"]
 
 MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 #: What a message lists as the accepted forms, the Hugging Face cache first.
@@ -97,6 +97,16 @@ def checkpoint_path(spec: str | os.PathLike) -> Path | None:
         return None
     found = source(spec)
     return hub.weights_path(found) if found.is_dir() else found
+
+
+def files(spec: str | os.PathLike) -> dict[str, Path]:
+    """The files ``load_model(spec)`` reads, by role, for the resume fingerprint: a fair-esm
+    checkpoint as "model"; a folder's (a Hub id's cached snapshot's) config, weights and shards
+    (``hub.folder_files``); none for ``random:``."""
+    if random_name(spec) is not None:
+        return {}
+    found = source(spec)
+    return hub.folder_files(found) if found.is_dir() else {"model": found}
 
 
 def _cached_checkpoint(name: str) -> Path:
