@@ -281,7 +281,10 @@ def test_missing_output_folder_is_created_with_parents(capsys, tmp_path, model, 
 def test_ctrl_c_prints_one_line_saying_how_to_resume(tmp_path, model):
     fasta = many(tmp_path / "many.faa", copies=8)
     out = tmp_path / "o.h5"
-    proc = spawn(fasta, "-o", out, "--model", model, "--max-tokens", "300", "--workers", "1")
+    # A shell starts background jobs (`make test &`) with SIGINT ignored, and the run would inherit
+    # that: give it the disposition of a terminal's foreground job.
+    sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = spawn(fasta, "-o", out, "--model", model, "--max-tokens", "300", "--workers", "1", preexec_fn=sigint)
     wait_for_commit(part_dir(out) / "state.json", 10, proc=proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

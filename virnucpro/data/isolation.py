@@ -13,11 +13,12 @@ import ctypes.util
 import os
 import signal
 import sys
+import traceback
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["die_with_parent", "isolate_worker_from_cuda", "resolve_rank"]
+__all__ = ["die_with_parent", "isolate_worker_from_cuda", "quiet_parent_hangups", "resolve_rank"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -62,6 +63,33 @@ def die_with_parent() -> None:
         return
     if os.getppid() != parent:  # the parent died before the request took effect
         os._exit(1)
+
+
+def quiet_parent_hangups() -> None:
+    """Keep a DataLoader worker silent when its parent hangs up in the middle of taking a batch.
+
+    A batch's tensors reach the parent through file descriptors that this worker's
+    ``multiprocessing.resource_sharer`` thread hands over on request. When the parent stops in
+    the middle of a request (Ctrl-C, SIGTERM), that thread meets a reset connection and prints a
+    traceback under the parent's one-line message. Those connection errors say only that the
+    parent left, which it reports itself; every other error still reaches the previous hook.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "_virnucpro_quiet", False):  # already installed (each iteration calls this)
+        return
+
+    def hook(kind: type[BaseException], error: BaseException, tb: object) -> None:
+        if issubclass(kind, (ConnectionError, EOFError)) and _from_resource_sharer(tb):
+            return
+        previous(kind, error, tb)
+
+    hook._virnucpro_quiet = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
+
+
+def _from_resource_sharer(tb: object) -> bool:
+    frames = traceback.extract_tb(tb)  # type: ignore[arg-type]
+    return any(os.path.basename(frame.filename) == "resource_sharer.py" for frame in frames)
 
 
 def resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:

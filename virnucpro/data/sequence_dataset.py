@@ -45,7 +45,7 @@ from .alphabet_tokenizer import default_tokenizer
 from .duplicates import DuplicateIds
 from .fasta import require_fasta_file
 from .inputs import NUCLEOTIDE, PROTEIN, InputKind, TranslatedRecord
-from .isolation import die_with_parent, isolate_worker_from_cuda, resolve_rank
+from .isolation import die_with_parent, isolate_worker_from_cuda, quiet_parent_hangups, resolve_rank
 from .normalise import Normaliser
 from .records import Record, quote_id
 from .tokenizer import Encoded, Tokenizer, UnknownCharacterError, is_per_character, reads_nucleotides
@@ -64,14 +64,16 @@ GROUP_CHARACTERS_PER_TOKEN = 32
 def worker_slot() -> tuple[int, int]:
     """(this DataLoader worker's id, the number of workers); (0, 1) outside workers.
 
-    In a worker, first cuts it off from CUDA (``isolate_worker_from_cuda``) and ties its
-    life to its parent's (``die_with_parent``).
+    In a worker, first cuts it off from CUDA (``isolate_worker_from_cuda``), ties its life to
+    its parent's (``die_with_parent``) and keeps it silent when the parent stops mid-transfer
+    (``quiet_parent_hangups``).
     """
     info = get_worker_info()
     if info is None:
         return 0, 1
     isolate_worker_from_cuda(info.id)
     die_with_parent()
+    quiet_parent_hangups()
     return info.id, info.num_workers
 
 
