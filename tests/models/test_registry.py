@@ -5,10 +5,12 @@ from __future__ import annotations
 import ast
 
 import pytest
+import torch
 from conftest import REPO
 from dnabert_reference import SHAPES, reference_model, save_folder
 
-from virnucpro.models import FAMILIES, ModelFamily, family_for
+from virnucpro.models import FAMILIES, ForwardOptions, ModelFamily, family_for
+from virnucpro.models.common.attention import ALIBI_BACKENDS
 from virnucpro.models.dnabert import tokenizer as dnabert_tokenizer
 
 
@@ -59,3 +61,16 @@ def test_no_package_outside_models_names_a_family_folder(package):
         for path in sorted((REPO / "virnucpro" / package).rglob("*.py"))
     }
     assert not {p: n for p, n in offenders.items() if n}, "a family must be reached through the registry only"
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_each_family_resolves_the_options_its_packed_model_runs_with(device):
+    """What the pipeline records and checks before a run: DNABERT keeps the exact GELU it was trained
+    with and an attention that adds ALiBi where ESM-2, on a GPU in bf16, takes the tanh GELU."""
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    dna = FAMILIES["dnabert"].resolve_options(ForwardOptions(), device, dtype)
+    esm = FAMILIES["esm2"].resolve_options(ForwardOptions(), device, dtype)
+    assert dna.gelu == "exact" and dna.attention in ALIBI_BACKENDS
+    assert esm.gelu == ("tanh" if device == "cuda" else "exact")
+    again = FAMILIES["dnabert"].resolve_options(dna, device, dtype)
+    assert again == dna, "resolving resolved options changes nothing"

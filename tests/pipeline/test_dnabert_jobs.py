@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import requires_cuda
 from cli_helpers import part_dir, run_cli, same_file, spawn, wait_for_commit
 from dnabert_reference import SHAPES, reference_layers, reference_model, save_folder
 from transformers import PreTrainedTokenizerFast
@@ -143,8 +144,8 @@ def test_a_bad_character_is_one_line_naming_file_record_character_and_position(c
         (("--dna",), r"reads nucleotide FASTA itself; --dna translates DNA for protein models"),
         (("--invalid", "X"), r"--invalid X replaces unknown amino acids"),
         (("--allow-nucleotide-like",), r"--allow-nucleotide-like is for protein"),
-        (("--pooling", "per-token"), r"pooling='per-token' stores one row per residue; DNABERT-S's tokens span"),
-        (("--on-overlength", "window"), r"on_overlength='window' .* DNABERT-S's tokens span several characters"),
+        (("--pooling", "per-token"), r"--pooling per-token stores one row per residue; DNABERT-S's tokens span"),
+        (("--on-overlength", "window"), r"--on-overlength window embeds .* DNABERT-S's tokens span several characters"),
     ],
 )
 def test_options_that_make_no_sense_for_dna_are_refused_leaving_nothing(capsys, tmp_path, model, extra, fragment):
@@ -153,6 +154,7 @@ def test_options_that_make_no_sense_for_dna_are_refused_leaving_nothing(capsys, 
     result = run_cli(capsys, "embed", fasta, "-o", tmp_path / "o.h5", "--model", folder, *extra)
     assert result.code == 1 and "Traceback" not in result.err, result.err
     assert re.search(fragment, result.err), result.err
+    assert "='" not in result.err, "a CLI user reads flags, not the library's arguments"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.fna"]
 
 
@@ -174,3 +176,20 @@ def test_truncated_dna_is_counted_and_a_changed_tokenizer_is_not_resumed(capsys,
     (copy / "tokenizer.json").write_text(json.dumps(json.loads((folder / "tokenizer.json").read_text()), indent=1))
     refused = run_cli(capsys, "embed", fasta, "-o", out, "--model", copy, "--max-length", "100", "--shard", "0/2", "--resume")
     assert refused.code == 1 and "different job (model:" in refused.err and "'tokenizer': {'sha256'" in refused.err, refused.err
+
+
+@pytest.mark.gpu
+@requires_cuda
+def test_on_the_gpu_the_output_records_the_options_dnabert_ran_with(capsys, tmp_path, model):
+    """The exact GELU and an ALiBi attention, in bf16; not the tanh GELU ESM-2 takes there."""
+    from virnucpro.models.common.attention import ALIBI_BACKENDS
+    from virnucpro.models.dnabert import PackedDNABERT, load
+
+    folder, _ = model
+    fasta = write(tmp_path / "dna.fna", dna(20, seed=3))
+    out = tmp_path / "o.h5"
+    assert run_cli(capsys, "embed", fasta, "-o", out, "--model", folder, "--device", "cuda").code == 0
+    forward = json.loads(read(out)[2]["fingerprint"])["forward"]
+    assert forward["gelu"] == "exact" and forward["attention"] in ALIBI_BACKENDS, forward
+    packed = PackedDNABERT(load(str(folder))[0], dtype=torch.bfloat16, device="cuda")
+    assert forward == packed.options.as_dict(), "the defaults PackedDNABERT takes itself"

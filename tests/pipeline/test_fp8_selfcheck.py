@@ -57,4 +57,5 @@ def test_fp8_without_fp8_tensor_cores_is_refused_before_anything_is_written(caps
     fasta = write_fasta(tmp_path / "in.faa", proteins(3))
     result = run_cli(capsys, "embed", fasta, "-o", tmp_path / "o.h5", "--model", tiny_checkpoint, "--dtype", "fp8")
     assert result.code == 1 and "FP8 tensor cores" in result.err and "--dtype bf16" in result.err
+    assert "matmul=" not in result.err, "a CLI user reads flags, not the library's arguments"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.faa"]

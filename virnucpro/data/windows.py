@@ -41,9 +41,10 @@ def check_per_character(tokenizer: Tokenizer, on_overlength: str) -> None:
     """
     if on_overlength == "window" and not is_per_character(tokenizer):
         raise ValueError(
-            f"on_overlength='window' embeds long sequences in overlapping windows merged residue by residue, "
-            f"which needs one token per character; {tokenizer.name}'s tokens span several characters. "
-            "Pass on_overlength='truncate' (counted) or 'raise' (CLI: --on-overlength truncate or raise)"
+            "on_overlength='window' (CLI: --on-overlength window) embeds long sequences in overlapping windows "
+            f"merged residue by residue, which needs one token per character; {tokenizer.name}'s tokens span "
+            "several characters. Pass on_overlength='truncate' (CLI: --on-overlength truncate), which counts "
+            "what it cuts, or on_overlength='raise' (CLI: --on-overlength raise)"
         )
 
 

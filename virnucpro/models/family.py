@@ -17,6 +17,8 @@ from torch import nn
 
 from virnucpro.data.tokenizer import Tokenizer
 
+from .options import ForwardOptions
+
 __all__ = ["ModelFamily"]
 
 
@@ -40,6 +42,9 @@ class ModelFamily:
             read, which the resume fingerprint identifies by content: ``"model"`` (the checkpoint
             or weights) and, for a folder, ``"config"``, ``"tokenizer"``, ...; empty for
             ``random:`` specs.
+        resolve_options: ``resolve_options(options, device, dtype) -> ForwardOptions``, the concrete
+            options ``packed`` runs with (its attention, kernels and GELU), for the fingerprint,
+            the output's attributes and the refusals before a run; ``packed`` resolves the same way.
         reads: which FASTA the family embeds: "protein", or "nucleotide" (DNA, read as DNA).
         mean_includes_special_tokens: the family's published mean recipe: False, residues only
             (ESM-2, as esm-extract); True, every token with the special ones (DNABERT-S).
@@ -53,6 +58,7 @@ class ModelFamily:
     packed: Callable[..., nn.Module]
     max_tokens: Callable[..., int]
     files: Callable[[str], dict[str, Path]]
+    resolve_options: Callable[..., ForwardOptions]
     reads: Literal["protein", "nucleotide"] = "protein"
     mean_includes_special_tokens: bool = False
 

@@ -223,8 +223,9 @@ class EmbedConfig:
         check_per_character(tokenizer, self.on_overlength)
         if self.per_token and not is_per_character(tokenizer):
             raise ValueError(
-                f"pooling='per-token' stores one row per residue; {tokenizer.name}'s tokens span several "
-                "characters, so it has no row per residue: choose mean or bos (CLI: --pooling)"
+                "pooling='per-token' (CLI: --pooling per-token) stores one row per residue; "
+                f"{tokenizer.name}'s tokens span several characters, so it has no row per residue: choose "
+                "pooling='mean' (CLI: --pooling mean) or pooling='bos' (CLI: --pooling bos)"
             )
         if self.max_length is not None:
             return self

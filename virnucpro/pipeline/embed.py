@@ -107,7 +107,7 @@ class EmbedTask:
         )
 
     def check_device(self, device: torch.device) -> None:
-        self.config.forward_options.resolve(device, compute_dtype(self.config.dtype, device))
+        self.family.resolve_options(self.config.forward_options, device, compute_dtype(self.config.dtype, device))
 
     def plan(self, device: torch.device, stage: Stages) -> Plan:
         config, family, tokenizer = self.config, self.family, self.tokenizer
@@ -120,7 +120,7 @@ class EmbedTask:
             model, _ = family.load(config.model, dtype=None)
             stage("checkpoint mapped")
         layers = family.layers(config.layers, model)
-        options = self.resolved = config.forward_options.resolve(device, dtype)
+        options = self.resolved = family.resolve_options(config.forward_options, device, dtype)
         row_shape = (model.embed_dim,) if len(layers) == 1 else (len(layers), model.embed_dim)
         return Plan(
             layout=PartLayout((len(layers), model.embed_dim), np.dtype(config.storage), _COLUMNS + config.kind.columns),

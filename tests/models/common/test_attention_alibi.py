@@ -114,7 +114,7 @@ def test_reference_refuses_slopes_of_the_wrong_shape_or_dtype():
 
 
 def test_selection_for_alibi_never_gives_torch_varlen():
-    with pytest.raises(ValueError, match="'torch-varlen' cannot add the ALiBi bias"):
+    with pytest.raises(ValueError, match=r"'torch-varlen' \(CLI: --attention torch-varlen\) cannot add the ALiBi bias"):
         select_attention("torch-varlen", "cuda", torch.bfloat16, alibi=True)
     # Here, on a machine without flash-attn or triton, "auto" would otherwise choose torch-varlen.
     assert select_attention("auto", "cuda", torch.bfloat16, alibi=True)[0] in ALIBI_BACKENDS

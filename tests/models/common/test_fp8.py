@@ -179,12 +179,12 @@ def test_folding_a_layer_norm_leaves_the_float32_function_unchanged(alpha):
 
 
 def test_fp8_is_refused_off_gpus_with_fp8_tensor_cores():
-    elsewhere = r"compute capability >= 8\.9.*this is cpu; use matmul='native' in bf16 \(CLI: --dtype bf16\)"
+    elsewhere = r"compute capability >= 8\.9.*this is cpu; use matmul='native' \(CLI: --dtype bf16\)"
     with pytest.raises(ValueError, match=elsewhere):
         ForwardOptions(matmul="fp8").resolve("cpu", torch.bfloat16)
     with pytest.raises(ValueError, match="FP8 tensor cores"):
         PackedESM2(tiny_esm2(1, 32, 2), dtype=torch.bfloat16, options=ForwardOptions(matmul="fp8"))
-    not_bf16 = r"dtype=torch\.bfloat16 \(CLI: --dtype fp8 computes in bf16\)"
+    not_bf16 = r"dtype=torch\.bfloat16 \(the CLI's --dtype fp8 does\)"
     with cpu_fp8_for_tests(), pytest.raises(ValueError, match=not_bf16):
         ForwardOptions(matmul="fp8").resolve("cpu", torch.float32)
     with pytest.raises(ValueError, match="FP8 tensor cores"):  # the test path closes again

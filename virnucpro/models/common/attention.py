@@ -143,8 +143,9 @@ _LOADERS: dict[str, Callable[[], AttentionFn]] = {
     "reference": lambda: reference_attention,
 }
 _NO_ALIBI = (
-    "alibi_slopes: attention='torch-varlen' cannot add an ALiBi bias (varlen_attn takes none); "
-    "use attention='triton' or attention='reference'"
+    "alibi_slopes: attention='torch-varlen' (CLI: --attention torch-varlen) cannot add an ALiBi bias "
+    "(varlen_attn takes none); use attention='triton' (CLI: --attention triton) or attention='reference' "
+    "(CLI: --attention reference)"
 )
 _INSTALL = {
     "flash-attn": "install it with `pip install flash-attn`",
@@ -184,7 +185,7 @@ def select_attention(
         raise ValueError(f"attention (CLI: --attention) must be 'auto' or one of {BACKENDS}, got {name!r}")
     if alibi and name not in ALIBI_BACKENDS:
         raise ValueError(
-            f"attention={name!r} cannot add the ALiBi bias this model needs; choose attention "
+            f"attention={name!r} (CLI: --attention {name}) cannot add the ALiBi bias this model needs; choose attention "
             f"(CLI: --attention) 'auto' or one of {ALIBI_BACKENDS}"
         )
     if name != "reference" and not on_gpu_in_half:

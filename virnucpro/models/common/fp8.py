@@ -125,8 +125,8 @@ class Fp8Matmul:
         weight = torch.cat([copy_tensor(w, torch.float32, self.device) for w in weights])  # (N, K)
         if weight.shape[0] % 16 or weight.shape[1] % 16:
             raise ValueError(
-                f"matmul='fp8' needs layer widths divisible by 16 (torch._scaled_mm), got a {role} weight "
-                f"of shape {tuple(weight.shape)}; use matmul='native' in bf16 (CLI: --dtype bf16)"
+                "matmul='fp8' (CLI: --dtype fp8) needs layer widths divisible by 16 (torch._scaled_mm), got a "
+                f"{role} weight of shape {tuple(weight.shape)}; use matmul='native' (CLI: --dtype bf16)"
             )
         codes, scale = quantise_rows(weight)
         bias = torch.cat([copy_tensor(b, torch.float32, self.device) for b in biases]).to(torch.bfloat16)
@@ -227,7 +227,7 @@ def fp8_unsupported(device: torch.device | str, dtype: torch.dtype) -> str | Non
     if dtype != torch.bfloat16:
         return (
             f"matmul='fp8' computes in bfloat16 around its FP8 matmuls, not in {dtype}; "
-            "build the model with dtype=torch.bfloat16 (CLI: --dtype fp8 computes in bf16)"
+            "build the model with dtype=torch.bfloat16 (the CLI's --dtype fp8 does)"
         )
     if device.type == "cuda" and torch.cuda.is_available():
         major, minor = torch.cuda.get_device_capability(device)
@@ -239,8 +239,8 @@ def fp8_unsupported(device: torch.device | str, dtype: torch.dtype) -> str | Non
     else:
         what = str(device)
     return (
-        "matmul='fp8' needs a CUDA GPU with FP8 tensor cores (compute capability >= 8.9, e.g. H100/H200); "
-        f"this is {what}; use matmul='native' in bf16 (CLI: --dtype bf16)"
+        "matmul='fp8' (CLI: --dtype fp8) needs a CUDA GPU with FP8 tensor cores (compute capability >= 8.9, "
+        f"e.g. H100/H200); this is {what}; use matmul='native' (CLI: --dtype bf16)"
     )
 
 

@@ -5,7 +5,7 @@ from ..family import ModelFamily
 from .architecture import ALPHABET, DNABERT_S, MAX_LENGTH, Config, resolve_layers
 from .loading import RANDOM_NAMES, files, load, owns, tokenizer
 from .memory import auto_max_tokens
-from .packed import PackedDNABERT
+from .packed import PackedDNABERT, resolve_options
 from .tokenizer import DNATokenizer
 from .weights import DNABERTWeights
 
@@ -20,6 +20,7 @@ FAMILY = ModelFamily(
     reads="nucleotide",
     mean_includes_special_tokens=True,  # DNABERT-S's (and VirNucPro's) mean: every token, [CLS] and [SEP] too
     files=files,
+    resolve_options=resolve_options,
 )
 
 __all__ = [
@@ -37,5 +38,6 @@ __all__ = [
     "load",
     "owns",
     "resolve_layers",
+    "resolve_options",
     "tokenizer",
 ]

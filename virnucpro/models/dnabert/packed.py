@@ -157,12 +157,19 @@ class PackedDNABERT(PackedModel):
         return self._kernels.add_layer_norm(rows, None, *self.embed_norm)[1].to(self._dtype)
 
 
+def resolve_options(options: ForwardOptions, device: torch.device | str, dtype: torch.dtype) -> ForwardOptions:
+    """The options ``PackedDNABERT`` runs with on ``device`` in ``dtype``: an ALiBi attention backend
+    and, for ``gelu="auto"``, the exact GELU DNABERT was trained with (``ModelFamily.resolve_options``)."""
+    return _resolve(options, torch.device(device), dtype)[0]
+
+
 def _resolve(options: ForwardOptions, device: torch.device, dtype: torch.dtype) -> tuple[ForwardOptions, AttentionFn]:
     """The concrete options for DNABERT on ``device`` in ``dtype``, and the ALiBi attention backend they name."""
     if options.matmul != "native":
         raise ValueError(
-            f"matmul={options.matmul!r} (CLI: --dtype) is not available for DNABERT, whose post-LayerNorm blocks "
-            "keep the normalised rows as the residual stream; use matmul='native' (bf16 or fp16)"
+            f"matmul={options.matmul!r} (CLI: --dtype {options.matmul}) is not available for DNABERT, whose "
+            "post-LayerNorm blocks keep the normalised rows as the residual stream; use matmul='native' "
+            "(CLI: --dtype bf16)"
         )
     attention, attend = select_attention(options.attention, device, dtype, alibi=True)
     resolved = options.resolve(device, dtype)

@@ -1,6 +1,7 @@
 """ESM-2: its architecture table, checkpoint loading, tokenizer, packed forward and memory model."""
 
 from ..family import ModelFamily
+from ..options import ForwardOptions
 from .architecture import ARCHITECTURES, MAX_LENGTH, alphabet, resolve_layers
 from .hf_layout import save_hf_folder
 from .loading import load_model, save_checkpoint
@@ -19,6 +20,7 @@ FAMILY = ModelFamily(
     packed=PackedESM2,
     max_tokens=auto_max_tokens,
     files=files,
+    resolve_options=ForwardOptions.resolve,
     reads="protein",
     mean_includes_special_tokens=False,  # esm-extract's mean: residues only, BOS and EOS left out
 )

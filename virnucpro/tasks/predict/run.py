@@ -117,10 +117,12 @@ class PredictTask:
         )
 
     def check_device(self, device: torch.device) -> None:
-        self._esm_options().resolve(device, compute_dtype(self.config.dtype, device))
+        self._options(device, compute_dtype(self.config.dtype, device))
 
-    def _esm_options(self) -> ForwardOptions:
-        return ForwardOptions(matmul="fp8" if self.config.dtype == "fp8" else "native")
+    def _options(self, device: torch.device, dtype: torch.dtype) -> tuple[ForwardOptions, ForwardOptions]:
+        """The options each model runs with here: ESM-2's (FP8 with --dtype fp8), DNABERT-S's defaults."""
+        esm = ForwardOptions(matmul="fp8" if self.config.dtype == "fp8" else "native")
+        return self.esm.resolve_options(esm, device, dtype), self.dna.resolve_options(ForwardOptions(), device, dtype)
 
     def plan(self, device: torch.device, stage: Stages) -> Plan:
         config = self.config
@@ -138,7 +140,7 @@ class PredictTask:
                 "classifier trained on these models' features"
             )
         layers = (self.esm.layers(None, esm)[0], self.dna.layers(None, dna)[0])
-        options = (self._esm_options().resolve(device, dtype), ForwardOptions())
+        options = self._options(device, dtype)
         tokenizers = self.tokenizers
         budget = min(
             self.esm.max_tokens(esm, dtype, device, 1, matmul=options[0].matmul),
@@ -148,7 +150,7 @@ class PredictTask:
         return Plan(
             layout=PartLayout((row_width(features),), np.dtype(np.float32), COLUMNS + config.kind.columns),
             max_tokens=config.max_tokens or budget,
-            fingerprint=functools.partial(self._fingerprint, files, layers, (dtype, device), options[0]),
+            fingerprint=functools.partial(self._fingerprint, files, layers, dtype, options),
             output={
                 "per_token": False,
                 "row_shape": [row_width(features)],
@@ -176,11 +178,11 @@ class PredictTask:
         self,
         files: Background,
         layers: tuple[int, int],
-        where: tuple[torch.dtype, torch.device],
-        esm_options: ForwardOptions,
+        dtype: torch.dtype,
+        options: tuple[ForwardOptions, ForwardOptions],
     ) -> dict[str, Any]:
         """``predict``'s fields of the resume fingerprint: both models, the classifier, the precision."""
-        identities, (dtype, device) = files.result(), where
+        identities = files.result()
         classifier = identities["classifier"]
         return {
             "esm2": model_fields(self.config.model, identities["esm2"]),
@@ -189,10 +191,8 @@ class PredictTask:
             "esm2_layer": layers[0],
             "dnabert_layer": layers[1],
             "dtype": str(dtype),
-            "esm2_forward": esm_options.as_dict(),
-            # DNABERT-S takes the default options, which it resolves on the device itself (ALiBi
-            # attention, exact GELU); the device's defaults stand for them here.
-            "dnabert_forward": ForwardOptions().resolve(device, dtype).as_dict(),
+            "esm2_forward": options[0].as_dict(),
+            "dnabert_forward": options[1].as_dict(),
             "features": self.config.save_features,
         }
 
