@@ -43,7 +43,8 @@ case $stage in
   short)  # the end of a session: this wave's GPU tests, ESM-2 3B before/after, DNABERT-S beside its own code
     gpu_tests gpu_tests_wave3.log 150 tests/models/common/test_attention_alibi_gpu.py \
       tests/models/common/test_gated_gelu_gpu.py tests/models/dnabert tests/models/esm2/test_hf_gpu.py \
-      tests/models/classifier tests/data/test_plan_checks.py tests/pipeline/test_careless_user.py
+      tests/models/classifier tests/data/test_plan_checks.py tests/pipeline/test_careless_user.py \
+      tests/pipeline/test_dnabert_jobs.py tests/data/test_sequence_dataset.py
     timeout 70 python3 benchmarks/throughput.py --model esm2_t36_3B_UR50D --systems virnucpro-e2e,matmul-floor \
       --datasets proteome --out "$OUT/after.json" > "$OUT/throughput.log" 2>&1; echo "after exit $?"
     (cd .old && PYTHONPATH=/tmp/site:$PWD:$PWD/benchmarks timeout 60 python3 benchmarks/throughput.py \
