@@ -40,6 +40,25 @@ case $stage in
       >> "$OUT/throughput.log" 2>&1; echo "before exit $?")
     grep -hE "^\| (virnucpro|matmul)" "$OUT/after.md" "$OUT/before.md"
     ;;
+  lean)  # what fits a short device budget, the most needed first: this wave's GPU tests, DNABERT-S beside
+    # its own code, predict beside VirNucPro's flow (500 frames) and embed --dna, then ESM-2 3B before/after
+    gpu_tests gpu_tests_wave3.log 140 tests/models/common/test_attention_alibi_gpu.py \
+      tests/models/common/test_gated_gelu_gpu.py tests/models/dnabert tests/models/esm2/test_hf_gpu.py \
+      tests/models/classifier tests/data/test_plan_checks.py tests/pipeline/test_careless_user.py \
+      tests/pipeline/test_dnabert_jobs.py tests/data/test_sequence_dataset.py
+    timeout 80 python3 benchmarks/dnabert_speed.py --repeat 4 --sequential-limit 300 --passes 1 \
+      --out "$OUT/dnabert_speed.json" > "$OUT/dnabert_speed.log" 2>&1; echo "dnabert_speed exit $?"
+    tail -15 "$OUT/dnabert_speed.log"
+    (cd benchmarks && timeout 170 python3 predict_speed.py --coding-chunks 1500 --virnucpro-frames 500 \
+      --out "$OUT/predict_speed.json") > "$OUT/predict_speed.log" 2>&1
+    echo "predict_speed exit $?"; grep -v "Processing\|saved to\|^Read " "$OUT/predict_speed.log" | tail -25
+    timeout 65 python3 benchmarks/throughput.py --model esm2_t36_3B_UR50D --systems virnucpro-e2e,matmul-floor \
+      --datasets proteome --out "$OUT/after.json" > "$OUT/throughput.log" 2>&1; echo "after exit $?"
+    (cd .old && PYTHONPATH=/tmp/site:$PWD:$PWD/benchmarks timeout 55 python3 benchmarks/throughput.py \
+      --model esm2_t36_3B_UR50D --systems virnucpro-e2e --datasets proteome --out "$OUT/before.json" \
+      >> "$OUT/throughput.log" 2>&1; echo "before exit $?")
+    grep -hE "^\| (virnucpro|matmul)" "$OUT/after.md" "$OUT/before.md"
+    ;;
   short)  # the end of a session: this wave's GPU tests, ESM-2 3B before/after, DNABERT-S beside its own code
     gpu_tests gpu_tests_wave3.log 150 tests/models/common/test_attention_alibi_gpu.py \
       tests/models/common/test_gated_gelu_gpu.py tests/models/dnabert tests/models/esm2/test_hf_gpu.py \
