@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,9 +10,9 @@ from virnucpro.data import DnaInput
 from virnucpro.data.dna import FRAMES
 from virnucpro.models import BACKENDS, FAMILIES, KERNELS, POOLINGS, ForwardOptions
 from virnucpro.models.options import GELUS
-from virnucpro.pipeline import DTYPES, STORAGE, EmbedConfig, SelfCheck, run_embed
+from virnucpro.pipeline import DTYPES, STORAGE, EmbedConfig, run_embed
 
-from .job_options import add_fp8_options, add_job_options, parse_shard
+from .job_options import add_fp8_options, add_job_options, fp8_check, job_fields
 from .streams import job_inputs
 
 __all__ = ["DETAILS", "RESUME_HINT", "add_arguments", "run"]
@@ -120,36 +119,23 @@ def _dna(args: argparse.Namespace) -> DnaInput | None:
 
 
 def _embed(args: argparse.Namespace, argv: Sequence[str], inputs: tuple[Path, ...]) -> int:
-    options = {"workers": args.workers} if args.workers is not None else {}
     if not args.dna and (args.chunk_size is not None or args.frames is not None):
         raise ValueError("--chunk-size and --frames apply to DNA input: add --dna")
     config = EmbedConfig(
-        inputs=inputs,
-        output=args.output,
-        output_dir=args.output_dir,
         model=args.model,
         layers=tuple(args.layers) if args.layers else None,
         pooling=args.pooling,
         dtype=args.dtype,
-        fp8_check=SelfCheck(args.fp8_check_every, args.fp8_min_cosine),
+        fp8_check=fp8_check(args),
         storage=args.storage,
-        max_tokens=args.max_tokens,
         max_length=args.max_length,
         on_overlength=args.on_overlength,
         window_stride=args.window_stride,
         invalid=args.invalid,
         dna=_dna(args),
         allow_nucleotide_like=args.allow_nucleotide_like,
-        device=args.device,
-        threads=args.threads,
         forward=ForwardOptions(attention=args.attention, kernels=args.kernels, gelu=args.gelu),
-        shard=parse_shard(args.shard),
-        resume=args.resume,
-        overwrite=args.overwrite,
-        parents=args.parents,
-        progress=not (args.no_progress or args.quiet),
-        command=shlex.join(argv),
-        **options,
+        **job_fields(args, argv, inputs),
     )
     summary = run_embed(config)
     if not args.quiet:

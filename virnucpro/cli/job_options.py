@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from virnucpro.pipeline.config import SelfCheck, Shard
 
-__all__ = ["add_fp8_options", "add_job_options", "parse_shard"]
+__all__ = ["add_fp8_options", "add_job_options", "fp8_check", "job_fields", "parse_shard"]
 
 
 def add_fp8_options(p: argparse.ArgumentParser, model: str = "") -> None:
@@ -51,3 +55,28 @@ def parse_shard(text: str | None) -> Shard:
     if not sep or not index.isdigit() or not count.isdigit():
         raise ValueError(f"--shard must be I/N (e.g. --shard 3/10, 0 <= I < N), got {text!r}")
     return Shard(int(index), int(count))
+
+
+def job_fields(args: argparse.Namespace, argv: Sequence[str], inputs: tuple[Path, ...]) -> dict[str, Any]:
+    """The ``JobConfig`` fields of a job command's flags (``add_job_options``, ``-o``/``--output-dir``,
+    ``--max-tokens``, ``--parents``, ``-q``); ``argv``: the command line stored in the output."""
+    fields = {"workers": args.workers} if args.workers is not None else {}  # absent: JobConfig's default
+    return fields | {
+        "inputs": inputs,
+        "output": args.output,
+        "output_dir": args.output_dir,
+        "max_tokens": args.max_tokens,
+        "threads": args.threads,
+        "device": args.device,
+        "shard": parse_shard(args.shard),
+        "resume": args.resume,
+        "overwrite": args.overwrite,
+        "parents": args.parents,
+        "progress": not (args.no_progress or args.quiet),
+        "command": shlex.join(argv),
+    }
+
+
+def fp8_check(args: argparse.Namespace) -> SelfCheck:
+    """``--fp8-check-every`` and ``--fp8-min-cosine`` (``add_fp8_options``) as a ``SelfCheck``."""
+    return SelfCheck(args.fp8_check_every, args.fp8_min_cosine)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from virnucpro.pipeline.config import DTYPES, SelfCheck
+from virnucpro.pipeline.config import DTYPES
 
-from .job_options import add_fp8_options, add_job_options, parse_shard
+from .job_options import add_fp8_options, add_job_options, fp8_check, job_fields
 from .streams import job_inputs
 
 __all__ = ["DETAILS", "RESUME_HINT", "add_arguments", "run"]
@@ -72,28 +71,15 @@ def _predict(args: argparse.Namespace, argv: Sequence[str], inputs: tuple[Path, 
     from virnucpro.tasks.predict.config import PredictConfig
     from virnucpro.tasks.predict.run import run_predict
 
-    options = {"workers": args.workers} if args.workers is not None else {}
     config = PredictConfig(
-        inputs=inputs,
         classifier=args.classifier,
         chunk_size=args.chunk_size,
-        output=args.output,
-        output_dir=args.output_dir,
         model=args.model,
         dnabert=args.dnabert,
         dtype=args.dtype,
-        fp8_check=SelfCheck(args.fp8_check_every, args.fp8_min_cosine),
-        max_tokens=args.max_tokens,
+        fp8_check=fp8_check(args),
         save_features=args.save_features,
-        threads=args.threads,
-        device=args.device,
-        shard=parse_shard(args.shard),
-        resume=args.resume,
-        overwrite=args.overwrite,
-        parents=args.parents,
-        progress=not (args.no_progress or args.quiet),
-        command=shlex.join(argv),
-        **options,
+        **job_fields(args, argv, inputs),
     )
     print(run_predict(config).line())
     return 0

@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 
@@ -16,20 +16,17 @@ from virnucpro.data.tokenizer import is_per_character
 from virnucpro.data.windows import check_per_character
 from virnucpro.models import ForwardOptions, family_for, get_pooling
 
-if TYPE_CHECKING:
-    from .task import JobOptions
-
 __all__ = [
     "DTYPES",
     "STORAGE",
     "EmbedConfig",
     "EmbedSummary",
+    "JobConfig",
     "JobResult",
     "RunResult",
     "SelfCheck",
     "Shard",
     "check_choice",
-    "check_job_options",
     "compute_dtype",
     "default_workers",
 ]
@@ -81,8 +78,78 @@ def default_workers() -> int:
     return min(2, max(1, (os.cpu_count() or 2) - 1))
 
 
-@dataclass(frozen=True)
-class EmbedConfig:
+@dataclass(frozen=True, kw_only=True)
+class JobConfig:
+    """What every task's run has, and the machinery reads (``runner.run_jobs``): the inputs, one
+    output, the batches, the processes, and what to do with earlier results. Each task's config
+    (``EmbedConfig``, ``PredictConfig``) adds its own options; every argument is a keyword.
+
+    Attributes:
+        inputs: FASTA files (plain or compressed), read in this order.
+        output: the output to write; it appears only when complete.
+        output_dir: instead of ``output``: one output in this folder for each input, each
+            identical to a run on that input alone, through one loaded model.
+        max_tokens: tokens per packed batch; None = sized from free GPU memory (8192 on the CPU).
+        workers: DataLoader worker processes that parse and tokenise. Each parses the
+            whole input and tokenises its share, so two feed any ESM-2 on one GPU; more
+            only add start-up time (a fork each).
+        threads: torch's intra-op threads (``torch.set_num_threads``, for this whole process),
+            what a CPU run computes with; None = torch's choice, one per core it sees. On a
+            shared node, the cores the job was given: more threads than cores make a CPU run
+            many times slower.
+        device: ``cuda``, ``cuda:1``, ``cpu``; None = ``cuda`` when available. Under
+            torchrun each rank uses ``cuda:LOCAL_RANK``.
+        shard: only this shard of the records (``Shard(I, N)``: positions p with
+            p % N == I); the output is then written by ``virnucpro assemble``.
+        resume: continue from the committed results of an interrupted run.
+        overwrite: replace an existing output (and discard partial results).
+        parents: create the output's folder if it does not exist.
+        progress: show progress (a bar on a terminal, a periodic log line otherwise).
+        command: the command line that asked for this run, stored in the output.
+    """
+
+    inputs: tuple[Path, ...]
+    output: Path | None = None
+    output_dir: Path | None = None
+    max_tokens: int | None = None
+    workers: int = field(default_factory=default_workers)
+    threads: int | None = None
+    device: str | None = None
+    shard: Shard = field(default_factory=Shard)
+    resume: bool = False
+    overwrite: bool = False
+    parents: bool = False
+    progress: bool = True
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(Path(p) for p in self.inputs))
+        for name in ("output", "output_dir"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
+        self._check_job()
+
+    def _check_job(self) -> None:
+        """These options' values; ``ValueError`` naming the argument and its CLI flag."""
+        if not self.inputs:
+            raise ValueError("no input FASTA files given")
+        if (self.output is None) == (self.output_dir is None):
+            raise ValueError("pass exactly one of output (CLI: -o) and output_dir (CLI: --output-dir)")
+        if self.max_tokens is not None and self.max_tokens < 3:
+            raise ValueError(
+                f"max_tokens (CLI: --max-tokens) must be at least 3 (one residue with BOS and EOS), "
+                f"got {self.max_tokens}; leave it out to size batches from free GPU memory"
+            )
+        if self.workers < 0:
+            raise ValueError(f"workers (CLI: --workers) must be >= 0, got {self.workers}")
+        if self.threads is not None and (type(self.threads) is not int or self.threads < 1):
+            raise ValueError(f"threads (CLI: --threads) must be an integer >= 1, got {self.threads!r}")
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other: resume keeps partial results, overwrite discards them")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbedConfig(JobConfig):
     """One run: one output file (``output``) or one per input (``output_dir``).
 
     Attributes:
@@ -90,8 +157,7 @@ class EmbedConfig:
             (nucleotide FASTA with ``dna``) for a protein model; nucleotide FASTA for a model
             that reads DNA (``ModelFamily.reads``, e.g. DNABERT-S), upper-cased, IUPAC codes only.
         output: the file to write (its suffix chooses the format); it appears only when complete.
-        output_dir: instead of ``output``: write ``output_dir/<input name>.h5`` for each input,
-            each identical to a run on that input alone, through one loaded model.
+        output_dir: instead of ``output``: write ``output_dir/<input name>.h5`` for each input.
         model: a fair-esm ESM-2 pretrained name, a local fair-esm ``.pt`` file, another
             family's model (e.g. a DNABERT-S folder), or ``random:<name>`` (random weights: for
             trying the tool only); ``registry.family_for`` tells its family.
@@ -106,7 +172,6 @@ class EmbedConfig:
         fp8_check: with ``dtype="fp8"``, how often the run also computes bf16 embeddings and
             how close they must stay (``selfcheck.SelfCheck``).
         storage: dtype of stored embeddings (``STORAGE``).
-        max_tokens: tokens per packed batch; None = sized from free GPU memory (8192 on the CPU).
         max_length: residues (bases) per sequence the model sees at once; longer ones are
             truncated (counted), refused, or embedded as windows of this many residues. None:
             the model's tokenizer's (ESM-2: 1022); ``run_embed`` fills it in.
@@ -119,64 +184,33 @@ class EmbedConfig:
             (``DnaInput``: chunk size, frames); one row per kept frame. Protein models only.
         allow_nucleotide_like: embed records that read as DNA or RNA (refused by default:
             a nucleotide FASTA given as protein is almost surely a mistake).
-        workers: DataLoader worker processes that parse and tokenise. Each parses the
-            whole input and tokenises its share, so two feed any ESM-2 on one GPU; more
-            only add start-up time (a fork each).
-        device: ``cuda``, ``cuda:1``, ``cpu``; None = ``cuda`` when available. Under
-            torchrun each rank uses ``cuda:LOCAL_RANK``.
-        threads: torch's intra-op threads (``torch.set_num_threads``, for this whole process),
-            what a CPU run computes with; None = torch's choice, one per core it sees. On a
-            shared node, the cores the job was given: more threads than cores make a CPU run
-            many times slower.
         forward: how the packed forward computes (``ForwardOptions``), validated when built.
-        shard: embed only this shard of the records (``Shard(I, N)``: positions p with
-            p % N == I); the output is then written by ``virnucpro assemble``.
-        resume: continue from the committed results of an interrupted run.
-        overwrite: replace an existing output (and discard partial results).
-        parents: create the output's folder if it does not exist.
-        progress: show progress (a bar on a terminal, a periodic log line otherwise).
-        command: the command line that asked for this run, stored in the output.
+        max_tokens, workers, threads, device, shard, resume, overwrite, parents, progress,
+            command: ``JobConfig``'s.
     """
 
-    inputs: tuple[Path, ...]
     model: str
-    output: Path | None = None
-    output_dir: Path | None = None
     layers: tuple[int, ...] | None = None
     pooling: str = "mean"
     dtype: Literal["fp32", "fp16", "bf16", "fp8"] | None = None
     fp8_check: SelfCheck = field(default_factory=SelfCheck)
     storage: Literal["float32", "float16"] = "float32"
-    max_tokens: int | None = None
     max_length: int | None = None
     on_overlength: Literal["truncate", "raise", "window"] = "truncate"
     window_stride: int | None = None
     invalid: Literal["raise", "X"] = "raise"
     dna: DnaInput | None = None
     allow_nucleotide_like: bool = False
-    workers: int = field(default_factory=default_workers)
-    device: str | None = None
-    threads: int | None = None
     forward: ForwardOptions = field(default_factory=ForwardOptions)
-    shard: Shard = field(default_factory=Shard)
-    resume: bool = False
-    overwrite: bool = False
-    parents: bool = False
-    progress: bool = True
-    command: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "inputs", tuple(Path(p) for p in self.inputs))
-        for name in ("output", "output_dir"):
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, Path(getattr(self, name)))
+        super().__post_init__()
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(self.layers))
         self._validate()
 
     def _validate(self) -> None:
         """Every option's value, before anything is created on disk."""
-        check_job_options(self)
         get_pooling(self.pooling)
         check_choice("dtype", self.dtype, DTYPES, "--dtype", optional=True)
         check_choice("storage", self.storage, STORAGE, "--storage")
@@ -246,26 +280,6 @@ class EmbedConfig:
     @property
     def per_token(self) -> bool:
         return get_pooling(self.pooling).per_token
-
-
-def check_job_options(config: JobOptions) -> None:
-    """The options every task's config has (``task.JobOptions``): inputs, one output, the token budget,
-    workers, threads, resume or overwrite; ``ValueError`` naming the argument and its CLI flag."""
-    if not config.inputs:
-        raise ValueError("no input FASTA files given")
-    if (config.output is None) == (config.output_dir is None):
-        raise ValueError("pass exactly one of output (CLI: -o) and output_dir (CLI: --output-dir)")
-    if config.max_tokens is not None and config.max_tokens < 3:
-        raise ValueError(
-            f"max_tokens (CLI: --max-tokens) must be at least 3 (one residue with BOS and EOS), "
-            f"got {config.max_tokens}; leave it out to size batches from free GPU memory"
-        )
-    if config.workers < 0:
-        raise ValueError(f"workers (CLI: --workers) must be >= 0, got {config.workers}")
-    if config.threads is not None and (type(config.threads) is not int or config.threads < 1):
-        raise ValueError(f"threads (CLI: --threads) must be an integer >= 1, got {config.threads!r}")
-    if config.resume and config.overwrite:
-        raise ValueError("resume and overwrite exclude each other: resume keeps partial results, overwrite discards them")
 
 
 def check_choice(name: str, value: object, known: Sequence[str], flag: str, *, optional: bool = False) -> None:

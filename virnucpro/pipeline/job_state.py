@@ -35,7 +35,7 @@ from .parts import (
 from .validation import JobCount
 
 if TYPE_CHECKING:
-    from .task import JobOptions
+    from .config import JobConfig
 
 __all__ = ["JobState", "check_existing", "kept_records", "note_stop", "prepare_part", "remaining", "warn_empty"]
 
@@ -60,7 +60,7 @@ class JobState:
 
 def prepare_part(
     state: JobState,
-    config: JobOptions,
+    config: JobConfig,
     meta: Callable[[int], dict[str, Any]],
     default_tokens: int,
     layout: PartLayout,
@@ -115,7 +115,7 @@ def check_existing(
     state.result = JobResult(state.job.output, 0, skipped=True)
 
 
-def _committed_states(job: Job, config: JobOptions) -> dict[Path, dict[str, Any]]:
+def _committed_states(job: Job, config: JobConfig) -> dict[Path, dict[str, Any]]:
     """This shard's parts (of any rank count) and their last commits; a part that never
     committed holds nothing and is removed, so that it cannot block the rerun."""
     states = {}

@@ -39,7 +39,8 @@ from .jobs import Job, check_paths, plan_jobs
 from .loop import run_batches
 from .progress import Progress
 from .sink import Sink
-from .task import Compute, JobOptions, Plan, Task
+from .config import JobConfig
+from .task import Compute, Plan, Task
 from .validation import InputCheck, InputError, records_digest
 
 __all__ = ["RunResult", "Stages", "run_jobs"]
@@ -63,7 +64,7 @@ class Stages:
         return value
 
 
-def run_jobs(options: JobOptions, task: Task, stage: Stages | None = None) -> RunResult:
+def run_jobs(options: JobConfig, task: Task, stage: Stages | None = None) -> RunResult:
     """Run ``task`` over ``options``' inputs into its outputs; returns what it did (rank 0's is global).
 
     Raises on bad input or options, leaving no output; committed partial results stay, for ``resume``.
@@ -90,7 +91,7 @@ def run_jobs(options: JobOptions, task: Task, stage: Stages | None = None) -> Ru
             raise
 
 
-def _claim(jobs: Sequence[Job], options: JobOptions, ranks: Ranks, task: Task) -> list[JobState]:
+def _claim(jobs: Sequence[Job], options: JobConfig, ranks: Ranks, task: Task) -> list[JobState]:
     """Rank 0 claims every output; the other ranks learn which outputs need no work."""
     states = []
     for job in jobs:  # a failure on rank 0 ends the run; torchrun then stops the ranks waiting below
@@ -110,7 +111,7 @@ def _claim(jobs: Sequence[Job], options: JobOptions, ranks: Ranks, task: Task) -
     return states
 
 
-def _validate(states: list[JobState], options: JobOptions, task: Task) -> InputCheck | None:
+def _validate(states: list[JobState], options: JobConfig, task: Task) -> InputCheck | None:
     """Start the validation pass over the inputs of every job that has work to do; None if none has.
     Its per-job counts are what the exact-once check expects."""
     todo = [state for state in states if not (state.claim.done or state.claim.existing)]
@@ -146,7 +147,7 @@ def _raise_failure(check: InputCheck | None) -> None:
 
 
 def _run(
-    options: JobOptions,
+    options: JobConfig,
     task: Task,
     ranks: Ranks,
     device: torch.device,
@@ -196,7 +197,7 @@ def _run(
 def _meta(
     task: Task,
     plan: Plan,
-    options: JobOptions,
+    options: JobConfig,
     job: Job,
     identity: Background[list[FileIdentity]],
     max_tokens: int,
@@ -214,7 +215,7 @@ def _meta(
     }
 
 
-def _loader(options: JobOptions, task: Task, ranks: Ranks, device: torch.device, todo: Sequence[JobState]) -> DataLoader:
+def _loader(options: JobConfig, task: Task, ranks: Ranks, device: torch.device, todo: Sequence[JobState]) -> DataLoader:
     lanes = options.shard.count * ranks.world_size
     lane = options.shard.index * ranks.world_size + ranks.rank
     return DataLoader(
@@ -228,7 +229,7 @@ def _loader(options: JobOptions, task: Task, ranks: Ranks, device: torch.device,
 
 
 def _execute(
-    options: JobOptions,
+    options: JobConfig,
     ranks: Ranks,
     device: torch.device,
     todo_states: tuple[list[JobState], list[JobState]],
@@ -290,7 +291,7 @@ def _execute(
     )
 
 
-def _nothing_to_do(states: list[JobState], options: JobOptions, ranks: Ranks) -> RunResult:
+def _nothing_to_do(states: list[JobState], options: JobConfig, ranks: Ranks) -> RunResult:
     for state in states:
         release(state.claim, failed=False)
     return RunResult(

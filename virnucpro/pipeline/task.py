@@ -18,7 +18,7 @@ knows nothing of what a job computes. A task hands it:
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -29,7 +29,6 @@ from torch import Tensor
 
 from virnucpro.data import InputKind
 
-from .config import Shard
 from .outputs import OutputKind
 from .parts import PartLayout, PartWriter
 from .writers import OutputWriter
@@ -40,25 +39,7 @@ if TYPE_CHECKING:
     from .job_state import JobState
     from .jobs import Job
 
-__all__ = ["Assembly", "Batch", "Compute", "JobOptions", "Plan", "RowStore", "Task", "assembly_for"]
-
-
-class JobOptions(Protocol):
-    """What the machinery reads of a task's config (``EmbedConfig``, ``PredictConfig`` have these fields)."""
-
-    inputs: tuple[Path, ...]
-    output: Path | None
-    output_dir: Path | None
-    max_tokens: int | None
-    workers: int
-    threads: int | None
-    device: str | None
-    shard: Shard
-    resume: bool
-    overwrite: bool
-    parents: bool
-    progress: bool
-    command: str
+__all__ = ["Assembly", "Batch", "Compute", "Plan", "RowStore", "Task", "assembly_for"]
 
 
 class Batch(Protocol):

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import esm
-import torch
 from conftest import EXAMPLES, tiny_esm2
 from dnabert_reference import REAL, SHAPES, reference_model, save_folder
 from transformers import PreTrainedTokenizerFast

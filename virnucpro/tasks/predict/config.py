@@ -9,7 +9,7 @@ from typing import Literal
 
 from virnucpro.data import DnaInput
 from virnucpro.models import family_for
-from virnucpro.pipeline.config import DTYPES, SelfCheck, Shard, check_choice, check_job_options, default_workers
+from virnucpro.pipeline.config import DTYPES, JobConfig, SelfCheck, check_choice
 from virnucpro.pipeline.writers import FORMATS, check_format
 
 from .chunk_size import check_chunk_size
@@ -26,8 +26,8 @@ DEFAULT_DNABERT = "zhihan1996/DNABERT-S"
 RESULT_FILES = (RESULTS_FILE, HIGHEST_FILE, CONTIGS_FILE, PROVENANCE_FILE)
 
 
-@dataclass(frozen=True)
-class PredictConfig:
+@dataclass(frozen=True, kw_only=True)
+class PredictConfig(JobConfig):
     """One run: one output folder (``output``) or one per input (``output_dir``).
 
     Attributes:
@@ -51,41 +51,24 @@ class PredictConfig:
         save_features: also write each frame's 3,328 features (DNABERT-S's 768, then ESM-2's 2,560)
             with its id, as this file name inside the output folder (``.h5``, ``.npz`` or
             ``.parquet``; ``virnucpro.read_embeddings`` reads it).
-        workers, threads, device, shard, resume, overwrite, parents, progress, command: as ``EmbedConfig``'s.
+        workers, threads, device, shard, resume, overwrite, parents, progress, command: ``JobConfig``'s.
     """
 
-    inputs: tuple[Path, ...]
     classifier: Path
     chunk_size: int
-    output: Path | None = None
-    output_dir: Path | None = None
     model: str = DEFAULT_MODEL
     dnabert: str = DEFAULT_DNABERT
     dtype: Literal["fp32", "fp16", "bf16", "fp8"] | None = None
     fp8_check: SelfCheck = field(default_factory=SelfCheck)
-    max_tokens: int | None = None
     save_features: str | None = None
-    workers: int = field(default_factory=default_workers)
-    threads: int | None = None
-    device: str | None = None
-    shard: Shard = field(default_factory=Shard)
-    resume: bool = False
-    overwrite: bool = False
-    parents: bool = False
-    progress: bool = True
-    command: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "inputs", tuple(Path(p) for p in self.inputs))
+        super().__post_init__()
         object.__setattr__(self, "classifier", Path(self.classifier))
-        for name in ("output", "output_dir"):
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, Path(getattr(self, name)))
         self._validate()
 
     def _validate(self) -> None:
         """Every option's value, before anything is read or created on disk."""
-        check_job_options(self)
         if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int):
             raise ValueError(f"chunk_size (CLI: --chunk-size) must be an integer, got {self.chunk_size!r}")
         if self.chunk_size < 1:

@@ -205,7 +205,7 @@ class PredictTask:
         stage: Stages,
     ) -> PredictCompute:
         """Both packed models and the classifier on the device, warmed up; with FP8, a bf16 ESM-2 to check against."""
-        (esm, dna), (dtype, device) = models, where
+        (esm, dna), (_, device) = models, where
         protein = self._embedder(self.esm, esm, layers[0], where, options[0])
         stage("ESM-2 on the device, warmed up")
         if options[0].matmul == "fp8":
