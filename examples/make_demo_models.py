@@ -12,15 +12,20 @@ The ESM-2 of the demo is ``random:esm2_t6_8M_UR50D``. Real runs use DNABERT-S, E
 VirNucPro's 500_model.pth (README, "Classify DNA as VirNucPro does").
 
     python examples/make_demo_models.py FOLDER
+
+FOLDER must be new, empty, or one this script made before (it holds ``MARKER``): the script
+never writes over files it did not make, such as a real DNABERT-S folder named by mistake.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import warnings
 from pathlib import Path
 
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from virnucpro.models.classifier import random_classifier, save_classifier
@@ -31,11 +36,33 @@ from virnucpro.models.dnabert.weights import random_state
 #: 2 blocks of width 64, 4 heads, MLP 96, DNABERT-S's vocabulary.
 TINY = Config(layers=2, embed_dim=64, heads=4, intermediate=96, vocab_size=4096)
 ESM2_T6_WIDTH = 320
+#: The file that marks a folder as this script's, so that a rerun may replace what it wrote.
+MARKER = ".virnucpro-demo-models"
+
+
+def claim(folder: Path) -> None:
+    """Make ``folder``, or accept it when empty or marked as ours; otherwise exit naming it."""
+    if folder.exists() and not folder.is_dir():
+        sys.exit(f"make_demo_models: {folder} is not a folder; name a new folder")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / MARKER).is_file() and not _made_before_markers(folder):
+        sys.exit(f"make_demo_models: {folder} holds files this script did not make (no {MARKER}); name a new folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text("random demo models made by examples/make_demo_models.py\n")
+
+
+def _made_before_markers(folder: Path) -> bool:
+    """A folder this script made before it wrote ``MARKER``: only its two entries, the weights marked random."""
+    weights = folder / "dnabert-tiny" / "model.safetensors"
+    if {p.name for p in folder.iterdir()} != {"dnabert-tiny", "random_classifier.safetensors"} or not weights.is_file():
+        return False
+    with safe_open(weights, "pt") as handle:
+        return (handle.metadata() or {}).get("random") == "true"
 
 
 def main(folder: Path) -> None:
+    claim(folder)
     dnabert = folder / "dnabert-tiny"
-    dnabert.mkdir(parents=True, exist_ok=True)
+    dnabert.mkdir(exist_ok=True)
     config = {
         "model_type": "bert",
         "num_hidden_layers": TINY.layers,
@@ -57,4 +84,6 @@ def main(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    parser = argparse.ArgumentParser(description="Random demo models (meaningless) for make demo's prediction.")
+    parser.add_argument("folder", type=Path, help="a new folder, or one this script made before")
+    main(parser.parse_args().folder)
