@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from .background import Background
 from .claim import Claim, claim_output, release
-from .config import JobResult, RunResult
+from .config import JobConfig, JobResult, RunResult
 from .dataset import JobCollator, JobsDataset, flatten
 from .distributed import Ranks, all_reduce, barrier, choose_device, process_group
 from .digests import FileIdentity
@@ -39,7 +39,6 @@ from .jobs import Job, check_paths, plan_jobs
 from .loop import run_batches
 from .progress import Progress
 from .sink import Sink
-from .config import JobConfig
 from .task import Compute, Plan, Task
 from .validation import InputCheck, InputError, records_digest
 
