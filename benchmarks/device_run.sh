@@ -13,73 +13,57 @@ gpu_tests() {  # $1: log name, $2: timeout, then pytest arguments
   echo "pytest $log exit $?"; tail -2 "$OUT/$log"
   grep -E "FAILED|Error|cosine|min " "$OUT/$log" | grep -v "^tests.*PASSED" | tail -40
 }
+# This wave's GPU tests (ALiBi, gated GELU, DNABERT-S, ESM-2 from transformers' layout, classifier, plan, CLI).
+WAVE_TESTS=(tests/models/common/test_attention_alibi_gpu.py tests/models/common/test_gated_gelu_gpu.py
+  tests/models/dnabert tests/models/esm2/test_hf_gpu.py tests/models/classifier tests/data/test_plan_checks.py
+  tests/pipeline/test_careless_user.py tests/pipeline/test_dnabert_jobs.py tests/data/test_sequence_dataset.py)
+dnabert_speed() {  # $1: timeout, then dnabert_speed.py arguments: DNABERT-S packed beside its own code
+  local limit=$1; shift
+  timeout "$limit" python3 benchmarks/dnabert_speed.py "$@" --out "$OUT/dnabert_speed.json" > "$OUT/dnabert_speed.log" 2>&1
+  echo "dnabert_speed exit $?"; tail -15 "$OUT/dnabert_speed.log"
+}
+predict_speed() {  # $1: timeout, then predict_speed.py arguments: predict beside VirNucPro's flow and embed --dna
+  local limit=$1; shift
+  (cd benchmarks && timeout "$limit" python3 predict_speed.py "$@" --out "$OUT/predict_speed.json") > "$OUT/predict_speed.log" 2>&1
+  echo "predict_speed exit $?"; grep -v "Processing\|saved to\|^Read " "$OUT/predict_speed.log" | tail -25
+}
+before_after() {  # $1, $2: timeouts; ESM-2 3B end to end with this tree and with the code before the wave (.old)
+  timeout "$1" python3 benchmarks/throughput.py --model esm2_t36_3B_UR50D --systems virnucpro-e2e,matmul-floor \
+    --datasets proteome --out "$OUT/after.json" > "$OUT/throughput.log" 2>&1; echo "after exit $?"
+  (cd .old && PYTHONPATH=/tmp/site:$PWD:$PWD/benchmarks timeout "$2" python3 benchmarks/throughput.py \
+    --model esm2_t36_3B_UR50D --systems virnucpro-e2e --datasets proteome --out "$OUT/before.json" \
+    >> "$OUT/throughput.log" 2>&1; echo "before exit $?")
+  grep -hE "^\| (virnucpro|matmul)" "$OUT/after.md" "$OUT/before.md"
+}
 case $stage in
-  new)  # the GPU tests this wave added (ALiBi, gated GELU, DNABERT-S, ESM-2 from transformers' layout, classifier, plan)
-    gpu_tests gpu_tests_new.log 420 tests/models/common/test_attention_alibi_gpu.py tests/models/common/test_gated_gelu_gpu.py \
-      tests/models/dnabert tests/models/esm2/test_hf_gpu.py tests/models/classifier tests/data/test_plan_checks.py \
-      tests/data/test_sequence_dataset.py tests/models/common/test_kernels_gpu.py
+  new)  # this wave's GPU tests and the kernels' own
+    gpu_tests gpu_tests_new.log 420 "${WAVE_TESTS[@]}" tests/models/common/test_kernels_gpu.py
     ;;
   tests)  # every GPU test
     gpu_tests gpu_tests.log 480 tests
     ;;
-  final)  # one call: this wave's GPU tests, predict beside VirNucPro's flow and embed --dna, DNABERT-S beside its
-    # own code, then ESM-2 3B end to end with the code before this wave (.old) and after, on the same card
-    gpu_tests gpu_tests_wave3.log 170 tests/models/common/test_attention_alibi_gpu.py \
-      tests/models/common/test_gated_gelu_gpu.py tests/models/dnabert tests/models/esm2/test_hf_gpu.py \
-      tests/models/classifier tests/data/test_plan_checks.py tests/pipeline/test_careless_user.py
-    (cd benchmarks && timeout 200 python3 predict_speed.py --coding-chunks 2000 --virnucpro-frames 500 \
-      --out "$OUT/predict_speed.json") > "$OUT/predict_speed.log" 2>&1
-    echo "predict_speed exit $?"; grep -v "Processing\|saved to\|^Read " "$OUT/predict_speed.log" | tail -25
-    timeout 100 python3 benchmarks/dnabert_speed.py --repeat 4 --sequential-limit 500 --passes 2 \
-      --out "$OUT/dnabert_speed.json" > "$OUT/dnabert_speed.log" 2>&1; echo "dnabert_speed exit $?"
-    tail -15 "$OUT/dnabert_speed.log"
-    timeout 70 python3 benchmarks/throughput.py --model esm2_t36_3B_UR50D --systems virnucpro-e2e,matmul-floor \
-      --datasets proteome --out "$OUT/after.json" > "$OUT/throughput.log" 2>&1; echo "after exit $?"
-    (cd .old && PYTHONPATH=/tmp/site:$PWD:$PWD/benchmarks timeout 60 python3 benchmarks/throughput.py \
-      --model esm2_t36_3B_UR50D --systems virnucpro-e2e --datasets proteome --out "$OUT/before.json" \
-      >> "$OUT/throughput.log" 2>&1; echo "before exit $?")
-    grep -hE "^\| (virnucpro|matmul)" "$OUT/after.md" "$OUT/before.md"
+  final)  # one call of 10 minutes: the wave's GPU tests, predict, DNABERT-S, then ESM-2 3B before/after
+    gpu_tests gpu_tests_wave3.log 170 "${WAVE_TESTS[@]}"
+    predict_speed 200 --coding-chunks 2000 --virnucpro-frames 500
+    dnabert_speed 100 --repeat 4 --sequential-limit 500 --passes 2
+    before_after 70 60
     ;;
-  lean)  # what fits a short device budget, the most needed first: this wave's GPU tests, DNABERT-S beside
-    # its own code, predict beside VirNucPro's flow (500 frames) and embed --dna, then ESM-2 3B before/after
-    gpu_tests gpu_tests_wave3.log 140 tests/models/common/test_attention_alibi_gpu.py \
-      tests/models/common/test_gated_gelu_gpu.py tests/models/dnabert tests/models/esm2/test_hf_gpu.py \
-      tests/models/classifier tests/data/test_plan_checks.py tests/pipeline/test_careless_user.py \
-      tests/pipeline/test_dnabert_jobs.py tests/data/test_sequence_dataset.py
-    timeout 80 python3 benchmarks/dnabert_speed.py --repeat 4 --sequential-limit 300 --passes 1 \
-      --out "$OUT/dnabert_speed.json" > "$OUT/dnabert_speed.log" 2>&1; echo "dnabert_speed exit $?"
-    tail -15 "$OUT/dnabert_speed.log"
-    (cd benchmarks && timeout 170 python3 predict_speed.py --coding-chunks 1500 --virnucpro-frames 500 \
-      --out "$OUT/predict_speed.json") > "$OUT/predict_speed.log" 2>&1
-    echo "predict_speed exit $?"; grep -v "Processing\|saved to\|^Read " "$OUT/predict_speed.log" | tail -25
-    timeout 65 python3 benchmarks/throughput.py --model esm2_t36_3B_UR50D --systems virnucpro-e2e,matmul-floor \
-      --datasets proteome --out "$OUT/after.json" > "$OUT/throughput.log" 2>&1; echo "after exit $?"
-    (cd .old && PYTHONPATH=/tmp/site:$PWD:$PWD/benchmarks timeout 55 python3 benchmarks/throughput.py \
-      --model esm2_t36_3B_UR50D --systems virnucpro-e2e --datasets proteome --out "$OUT/before.json" \
-      >> "$OUT/throughput.log" 2>&1; echo "before exit $?")
-    grep -hE "^\| (virnucpro|matmul)" "$OUT/after.md" "$OUT/before.md"
+  lean)  # about 9 minutes, the most needed first: as final, with smaller sizes
+    gpu_tests gpu_tests_wave3.log 140 "${WAVE_TESTS[@]}"
+    dnabert_speed 80 --repeat 4 --sequential-limit 300 --passes 1
+    predict_speed 170 --coding-chunks 1500 --virnucpro-frames 500
+    before_after 65 55
     ;;
-  short)  # the end of a session: this wave's GPU tests, ESM-2 3B before/after, DNABERT-S beside its own code
-    gpu_tests gpu_tests_wave3.log 150 tests/models/common/test_attention_alibi_gpu.py \
-      tests/models/common/test_gated_gelu_gpu.py tests/models/dnabert tests/models/esm2/test_hf_gpu.py \
-      tests/models/classifier tests/data/test_plan_checks.py tests/pipeline/test_careless_user.py \
-      tests/pipeline/test_dnabert_jobs.py tests/data/test_sequence_dataset.py
-    timeout 70 python3 benchmarks/throughput.py --model esm2_t36_3B_UR50D --systems virnucpro-e2e,matmul-floor \
-      --datasets proteome --out "$OUT/after.json" > "$OUT/throughput.log" 2>&1; echo "after exit $?"
-    (cd .old && PYTHONPATH=/tmp/site:$PWD:$PWD/benchmarks timeout 60 python3 benchmarks/throughput.py \
-      --model esm2_t36_3B_UR50D --systems virnucpro-e2e --datasets proteome --out "$OUT/before.json" \
-      >> "$OUT/throughput.log" 2>&1; echo "before exit $?")
-    grep -hE "^\| (virnucpro|matmul)" "$OUT/after.md" "$OUT/before.md"
-    timeout 90 python3 benchmarks/dnabert_speed.py --repeat 4 --sequential-limit 300 --passes 1 \
-      --out "$OUT/dnabert_speed.json" > "$OUT/dnabert_speed.log" 2>&1; echo "dnabert_speed exit $?"
-    tail -15 "$OUT/dnabert_speed.log"
+  short)  # the wave's GPU tests, ESM-2 3B before/after, DNABERT-S beside its own code
+    gpu_tests gpu_tests_wave3.log 150 "${WAVE_TESTS[@]}"
+    before_after 70 60
+    dnabert_speed 90 --repeat 4 --sequential-limit 300 --passes 1
     ;;
   predict)  # virnucpro predict: bf16 and FP8 against VirNucPro's fp32 flow at real sizes (about 8 minutes)
     gpu_tests gpu_tests_predict.log 560 tests/tasks/predict/test_predict_gpu.py
     ;;
-  predict-speed)  # benchmarks/predict_speed.py: predict vs VirNucPro's flow and vs embed --dna (about 8 minutes)
-    (cd benchmarks && timeout 560 python3 predict_speed.py --out "$OUT/predict_speed.json") > "$OUT/predict_speed.log" 2>&1
-    echo "predict_speed exit $?"; grep -v "Processing\|saved to\|^Read " "$OUT/predict_speed.log" | tail -25
+  predict-speed)  # benchmarks/predict_speed.py at its default sizes (about 8 minutes)
+    predict_speed 560
     ;;
   *) echo "unknown stage $stage"; exit 2 ;;
 esac
