@@ -65,5 +65,10 @@ case $stage in
   predict-speed)  # benchmarks/predict_speed.py at its default sizes (about 8 minutes)
     predict_speed 560
     ;;
+  start)  # per-sample start-up of ESM-2 3B, fair-esm's layout beside transformers' (no fair-esm process: about 4 minutes)
+    timeout 560 python3 benchmarks/process_start.py --model esm2_t36_3B_UR50D --toks-per-batch none \
+      --out "$OUT/process_start.json" > "$OUT/process_start.log" 2>&1
+    echo "process_start exit $?"; grep -E "^\|" "$OUT/process_start.md"
+    ;;
   *) echo "unknown stage $stage"; exit 2 ;;
 esac
