@@ -60,7 +60,9 @@ def main() -> None:
         write_fasta(slices(args.repeat), path)
         dataset = SequenceDataset(path, max_tokens=args.max_tokens, tokenizer=tokenizer)
         batches = list(dataset.batches())
-        parse_s = best_seconds(lambda: sum(1 for _ in SequenceDataset(path, tokenizer=tokenizer).records()), args.rounds)[1]
+        parse_s = best_seconds(
+            lambda: sum(1 for _ in SequenceDataset(path, tokenizer=tokenizer).records()), args.rounds
+        )[1]
         budget_s = best_seconds(lambda: sum(1 for _ in dataset.batches()), args.rounds)[1]
         groups, grouping_s = best_seconds(lambda: list(dataset.rank_groups()), args.rounds)
         grouped, group_encode_s = best_seconds(lambda: [dataset.batches_of(g) for g in groups], args.rounds)
@@ -109,8 +111,10 @@ def main() -> None:
         f"  collate, encoding again      {fresh_s:8.3f} s"
     )
     for label, row in per_worker.items():
-        print(f"  per worker with {label}: {row['groups_s']:.3f} s with groups; every record encoded by every "
-              f"worker: {row['everything_carried_s']:.3f} s, {row['everything_encoded_twice_s']:.3f} s encoding twice")
+        print(
+            f"  per worker with {label}: {row['groups_s']:.3f} s with groups; every record encoded by every "
+            f"worker: {row['everything_carried_s']:.3f} s, {row['everything_encoded_twice_s']:.3f} s encoding twice"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -84,9 +84,7 @@ def measure(name: str, path: Path, rounds: int) -> dict:
         "core_fraction_per_worker": {label: seconds * rate / tokens for label, rate in GPU_RATES.items()},
         # The validation pass: one more whole parse per rank, in a thread of the main process.
         "validation_s": validation_s,
-        "validation_core_fraction_per_rank": {
-            label: validation_s * rate / tokens for label, rate in GPU_RATES.items()
-        },
+        "validation_core_fraction_per_rank": {label: validation_s * rate / tokens for label, rate in GPU_RATES.items()},
     }
     return row
 

@@ -110,7 +110,16 @@ def ours(args: argparse.Namespace, models: Any, fasta: Path, work: Path) -> list
     """``predict`` and ``embed --dna`` as whole processes, each after an untimed warm-up run."""
     common = ["--device", args.device, "--no-progress", "--overwrite"]
     predict = ["predict", str(fasta), *models.args(), "--chunk-size", str(args.chunk_size), *common]
-    embed = ["embed", str(fasta), "--dna", "--chunk-size", str(args.chunk_size), "--model", str(models.esm_file), *common]
+    embed = [
+        "embed",
+        str(fasta),
+        "--dna",
+        "--chunk-size",
+        str(args.chunk_size),
+        "--model",
+        str(models.esm_file),
+        *common,
+    ]
     rows = []
     for name, command, output in (
         ("virnucpro-predict", predict, ["-o", str(work / "predicted")]),
@@ -142,7 +151,9 @@ def virnucpro(args: argparse.Namespace, models: Any, subset: Path, work: Path) -
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _, seconds = wall_seconds(
-            lambda: run_virnucpro(subset, args.chunk_size, models.classifier, flow_dir, **models.flow(), device=args.device),
+            lambda: run_virnucpro(
+                subset, args.chunk_size, models.classifier, flow_dir, **models.flow(), device=args.device
+            ),
             args.device,
         )
     print(f"virnucpro-flow: {frames:,} frames in {seconds:.1f} s = {frames / seconds:,.2f} frames/s", flush=True)

@@ -44,7 +44,12 @@ def claim(folder: Path) -> None:
     """Make ``folder``, or accept it when empty or marked as ours; otherwise exit naming it."""
     if folder.exists() and not folder.is_dir():
         sys.exit(f"make_demo_models: {folder} is not a folder; name a new folder")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / MARKER).is_file() and not _made_before_markers(folder):
+    if (
+        folder.is_dir()
+        and any(folder.iterdir())
+        and not (folder / MARKER).is_file()
+        and not _made_before_markers(folder)
+    ):
         sys.exit(f"make_demo_models: {folder} holds files this script did not make (no {MARKER}); name a new folder")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MARKER).write_text("random demo models made by examples/make_demo_models.py\n")

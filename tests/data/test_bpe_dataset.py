@@ -84,7 +84,9 @@ def test_budgets_count_real_tokens_and_batches_hold_transformers_tokens(tmp_path
 
 
 def test_a_batch_carrying_its_tokens_collates_as_one_encoded_afresh(tmp_path, bpe):
-    batches = list(SequenceDataset(write(tmp_path / "d.fna", dna_records(60, 1)), max_tokens=900, tokenizer=bpe).batches())
+    batches = list(
+        SequenceDataset(write(tmp_path / "d.fna", dna_records(60, 1)), max_tokens=900, tokenizer=bpe).batches()
+    )
     collate = VarlenCollator(bpe)
     for batch in batches:
         carried, fresh = collate(batch), collate(list(batch))
@@ -150,7 +152,9 @@ def test_over_length_dna_is_truncated_and_counted_or_refused(tmp_path, bpe):
     assert [(len(r.sequence), r.length, r.truncated) for r in records] == [(50, 120, True), (4, 4, False)]
     assert any("truncated 1 sequences" in str(w.message) for w in caught)
     assert VarlenCollator(bpe)(records).num_truncated == 1
-    with pytest.raises(ValueError, match=r"'long'\) has 120 bases, more than max_length=50; pass on_overlength='truncate'"):
+    with pytest.raises(
+        ValueError, match=r"'long'\) has 120 bases, more than max_length=50; pass on_overlength='truncate'"
+    ):
         list(SequenceDataset(path, max_length=50, tokenizer=bpe, on_overlength="raise").records())
 
 
@@ -180,4 +184,6 @@ def test_budget_chunks_do_not_move_batch_boundaries(tmp_path, bpe, reference, mo
         batches = list(SequenceDataset(path, max_tokens=600, tokenizer=bpe).batches())
         assert [[r.index for r in b] for b in batches] == want, f"BUDGET_CHUNK={chunk}"
         ids = np.concatenate([b.ids for b in batches])
-        assert ids.tolist() == [t for i in range(len(records)) for t in reference([records[i][1].upper()])["input_ids"][0]]
+        assert ids.tolist() == [
+            t for i in range(len(records)) for t in reference([records[i][1].upper()])["input_ids"][0]
+        ]

@@ -31,7 +31,9 @@ def test_encode_equals_batch_converter_and_count_equals_encode(alphabet, batch_c
         _, _, padded = batch_converter([(str(i), s) for i, s in enumerate(seqs)])
         want = [padded[i, : len(alphabet.encode(s)) + 2].tolist() for i, s in enumerate(seqs)]
         got = [part.tolist() for part in np.split(ids, np.cumsum(lengths)[:-1])]
-        assert got == want, f"first difference at sequence {next(i for i, (g, w) in enumerate(zip(got, want)) if g != w)}"
+        assert got == want, (
+            f"first difference at sequence {next(i for i, (g, w) in enumerate(zip(got, want)) if g != w)}"
+        )
         assert ids.dtype == lengths.dtype == np.int64
         np.testing.assert_array_equal(tokenizer.count(seqs), lengths)
 

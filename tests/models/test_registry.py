@@ -29,7 +29,9 @@ def test_each_spec_goes_to_the_family_that_owns_it(spec, family):
 
 
 def test_a_dnabert_folder_is_dnabert_and_its_files_are_the_ones_it_reads(tmp_path):
-    folder = save_folder(reference_model(*SHAPES["2-layers-4-heads"]), tmp_path / "m", dnabert_tokenizer("random:dnabert-s").to_str())
+    folder = save_folder(
+        reference_model(*SHAPES["2-layers-4-heads"]), tmp_path / "m", dnabert_tokenizer("random:dnabert-s").to_str()
+    )
     family = family_for(str(folder))
     assert family.name == "dnabert" and family.reads == "nucleotide" and family.mean_includes_special_tokens
     files = family.files(str(folder))

@@ -36,7 +36,9 @@ TOLERANCE = 1e-5
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
     reference = reference_model(*SHAPES["2-layers-4-heads"], seed=21)
-    folder = save_folder(reference, tmp_path_factory.mktemp("dnabert") / "model", dnabert_tokenizer("random:dnabert-s").to_str())
+    folder = save_folder(
+        reference, tmp_path_factory.mktemp("dnabert") / "model", dnabert_tokenizer("random:dnabert-s").to_str()
+    )
     return folder, reference
 
 
@@ -62,7 +64,9 @@ def test_mean_and_cls_rows_are_dnabert_s_own_and_the_output_says_what_it_read(ca
     tokens = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))([s.upper() for _, s in records])
     for pooling in ("mean", "bos"):
         out = tmp_path / f"{pooling}.h5"
-        result = run_cli(capsys, "embed", fasta, "-o", out, "--model", folder, "--pooling", pooling, "--max-tokens", "300")
+        result = run_cli(
+            capsys, "embed", fasta, "-o", out, "--model", folder, "--pooling", pooling, "--max-tokens", "300"
+        )
         assert result.code == 0, result.err
         ids, rows, attrs = read(out)
         assert ids == [rid for rid, _ in records]
@@ -73,12 +77,18 @@ def test_mean_and_cls_rows_are_dnabert_s_own_and_the_output_says_what_it_read(ca
         ])  # fmt: skip
         error = (torch.from_numpy(rows) - expected).abs()
         assert error.max() <= TOLERANCE, f"{pooling}: max abs error {error.max():.3g}, mean {error.mean():.3g}"
-    assert attrs["tokens"] == sum(map(len, tokens["input_ids"])), "tokens counts byte-pair tokens, [CLS] and [SEP] included"
+    assert attrs["tokens"] == sum(map(len, tokens["input_ids"])), (
+        "tokens counts byte-pair tokens, [CLS] and [SEP] included"
+    )
     assert attrs["lengths"].tolist() == [len(s) for _, s in records], "lengths counts bases"
     assert attrs["input_kind"] == "nucleotide" and attrs["truncated"] == 0
     digests = json.loads(attrs["model_files_sha256"])
     assert sorted(digests) == ["config", "model", "tokenizer"] and attrs["model_sha256"] == digests["model"]
-    assert attrs["tokenizer_sha256"] == digests["tokenizer"] == hashlib.sha256((folder / "tokenizer.json").read_bytes()).hexdigest()
+    assert (
+        attrs["tokenizer_sha256"]
+        == digests["tokenizer"]
+        == hashlib.sha256((folder / "tokenizer.json").read_bytes()).hexdigest()
+    )
 
 
 def test_a_kill_then_resume_gives_the_uninterrupted_file(capsys, tmp_path, model):
@@ -128,7 +138,9 @@ def test_shards_assembled_and_output_dir_equal_single_runs(capsys, tmp_path, mod
         ("ACGUU", r"has 'U' at position 4, not an IUPAC nucleotide code .*is it RNA\? write its U as T"),
     ],
 )
-def test_a_bad_character_is_one_line_naming_file_record_character_and_position(capsys, tmp_path, model, sequence, fragment):
+def test_a_bad_character_is_one_line_naming_file_record_character_and_position(
+    capsys, tmp_path, model, sequence, fragment
+):
     folder, _ = model
     fasta = tmp_path / "bad.fna"
     fasta.write_text(f">fine\nACGT\n>broken one\n{sequence}\n")
@@ -168,14 +180,20 @@ def test_truncated_dna_is_counted_and_a_changed_tokenizer_is_not_resumed(capsys,
         assert f["lengths"][:].tolist() == [100, 4] and f["input_lengths"][:].tolist() == [400, 4]
         assert f.attrs["truncated"] == 1 and f.attrs["max_length"] == 100
     out = tmp_path / "o.h5"
-    assert run_cli(capsys, "embed", fasta, "-o", out, "--model", folder, "--max-length", "100", "--shard", "0/2").code == 0
+    assert (
+        run_cli(capsys, "embed", fasta, "-o", out, "--model", folder, "--max-length", "100", "--shard", "0/2").code == 0
+    )
     copy = tmp_path / "copy"
     copy.mkdir()
     for name in ("config.json", "model.safetensors"):
         (copy / name).write_bytes((folder / name).read_bytes())
     (copy / "tokenizer.json").write_text(json.dumps(json.loads((folder / "tokenizer.json").read_text()), indent=1))
-    refused = run_cli(capsys, "embed", fasta, "-o", out, "--model", copy, "--max-length", "100", "--shard", "0/2", "--resume")
-    assert refused.code == 1 and "different job (model:" in refused.err and "'tokenizer': {'sha256'" in refused.err, refused.err
+    refused = run_cli(
+        capsys, "embed", fasta, "-o", out, "--model", copy, "--max-length", "100", "--shard", "0/2", "--resume"
+    )
+    assert refused.code == 1 and "different job (model:" in refused.err and "'tokenizer': {'sha256'" in refused.err, (
+        refused.err
+    )
 
 
 @pytest.mark.gpu

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     refuse_stdout("OUTPUT", args.output, "an embeddings file")
     result = assemble_output(args.output, overwrite=args.overwrite)
     if not args.quiet:
-            print(
+        print(
             f"virnucpro assemble: {result.records:,} records; truncated {result.truncated}; "
             f"duplicate ids {result.duplicate_ids} -> {result.output}"
         )

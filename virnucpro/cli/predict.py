@@ -27,10 +27,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # Imported here: `virnucpro --help` never imports torch.
     from virnucpro.tasks.predict.config import DEFAULT_DNABERT, DEFAULT_MODEL
 
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="nucleotide FASTA files; - reads standard input")
+    p.add_argument(
+        "inputs", nargs="+", type=Path, metavar="INPUT", help="nucleotide FASTA files; - reads standard input"
+    )
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--output", type=Path, help="the folder to write; it appears only when complete")
-    out.add_argument("--output-dir", type=Path, help="write DIR/<input name>/ for each input, through one pair of models")
+    out.add_argument(
+        "--output-dir", type=Path, help="write DIR/<input name>/ for each input, through one pair of models"
+    )
     p.add_argument("--parents", action="store_true", help="create the output's parent folder if it does not exist")
     p.add_argument(
         "--classifier", type=Path, required=True,

@@ -33,8 +33,7 @@ def refuse_stdout(flag: str, path: Path | None, kind: str) -> None:
     """Refuse ``flag -`` for an output of ``kind`` that must be a file (written in place, not streamed)."""
     if path == STDIN:
         raise ValueError(
-            f"{flag} -: {kind} cannot be written to standard output (it is written in place, not streamed); "
-            "name a file"
+            f"{flag} -: {kind} cannot be written to standard output (it is written in place, not streamed); name a file"
         )
 
 

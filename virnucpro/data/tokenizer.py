@@ -100,7 +100,9 @@ class Encoded(list):
     def take(self, keep: np.ndarray) -> Encoded:
         """The records where ``keep`` ((N,) bool) is set, with their tokens."""
         owner = np.repeat(keep, self.lengths)
-        return Encoded([r for r, k in zip(self, keep.tolist()) if k], self.ids[owner], self.lengths[keep], self.tokenizer)
+        return Encoded(
+            [r for r, k in zip(self, keep.tolist()) if k], self.ids[owner], self.lengths[keep], self.tokenizer
+        )
 
     def encoded_by(self, tokenizer: Tokenizer) -> bool:
         """Whether these tokens are ``tokenizer``'s (the same object, or one equal to it)."""

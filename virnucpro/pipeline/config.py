@@ -145,7 +145,9 @@ class JobConfig:
         if self.threads is not None and (type(self.threads) is not int or self.threads < 1):
             raise ValueError(f"threads (CLI: --threads) must be an integer >= 1, got {self.threads!r}")
         if self.resume and self.overwrite:
-            raise ValueError("resume and overwrite exclude each other: resume keeps partial results, overwrite discards them")
+            raise ValueError(
+                "resume and overwrite exclude each other: resume keeps partial results, overwrite discards them"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -71,9 +71,7 @@ class EmbedRows:
             replaced = int(done.replaced.sum())
             # Without windows (the only case with count_tokens) the batch's records are exactly those done.
             tokens = {"tokens": batch.num_tokens} if self.count_tokens else {}
-            self.part.append(
-                done.indices, columns, done.ids, done.rows, replaced=replaced, windowed=windowed, **tokens
-            )
+            self.part.append(done.indices, columns, done.ids, done.rows, replaced=replaced, windowed=windowed, **tokens)
 
     def finish(self) -> None:
         self.merger.finish()

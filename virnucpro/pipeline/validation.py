@@ -41,9 +41,7 @@ class InputError(ValueError):
         kept: records the stopped run leaves committed or written; set when the run has stopped.
     """
 
-    def __init__(
-        self, reason: str, output: Path, position: int, command: str = "", task: tuple[str, str] = EMBED
-    ):
+    def __init__(self, reason: str, output: Path, position: int, command: str = "", task: tuple[str, str] = EMBED):
         super().__init__(reason)
         self.reason, self.output, self.position, self.command = reason, output, position, command
         self.entry, self.done = task

@@ -100,7 +100,10 @@ def test_torch_varlen_and_misplaced_slopes_are_refused():
     q, k, v, cu_seqlens = packed_qkv(torch.bfloat16, 12, 64, seed=2)
     slopes = alibi_slopes(12).cuda()
     _, varlen = select_attention("torch-varlen", "cuda", torch.bfloat16)
-    with pytest.raises(ValueError, match=r"alibi_slopes: attention='torch-varlen' \(CLI: --attention torch-varlen\) cannot add an ALiBi bias"):
+    with pytest.raises(
+        ValueError,
+        match=r"alibi_slopes: attention='torch-varlen' \(CLI: --attention torch-varlen\) cannot add an ALiBi bias",
+    ):
         varlen(q, k, v, cu_seqlens, max(LENGTHS), alibi_slopes=slopes)
     _, triton_attend = select_attention("triton", "cuda", torch.bfloat16, alibi=True)
     for wrong in (slopes.cpu(), slopes[:5], slopes.half()):

@@ -93,7 +93,9 @@ def test_a_hub_id_is_read_from_the_local_cache_and_never_downloaded(hf_cache, of
     assert owns("zhihan1996/DNABERT-S")
     assert_runs_as("zhihan1996/DNABERT-S", reference)
     assert files("zhihan1996/DNABERT-S") == {
-        "config": snapshot / "config.json", "tokenizer": snapshot / "tokenizer.json", "model": snapshot / "model.safetensors"
+        "config": snapshot / "config.json",
+        "tokenizer": snapshot / "tokenizer.json",
+        "model": snapshot / "model.safetensors",
     }
     with pytest.raises(ValueError, match=r"'zhihan1996/DNABERT-2-117M' is not in the local Hugging Face cache"):
         load("zhihan1996/DNABERT-2-117M")
@@ -209,8 +211,10 @@ def edit_weights(folder, edit) -> None:
     ("edit", "expected"),
     [
         (lambda s: s.pop("encoder.layer.1.mlp.wo.bias"), "lacks 1 weight(s) of a DNABERT"),
-        (lambda s: s.update({"encoder.layer.0.attention.self.Wqkv.weight": torch.zeros(64, 192)}),
-         "'encoder.layer.0.attention.self.Wqkv.weight' has shape (64, 192), but config.json"),
+        (
+            lambda s: s.update({"encoder.layer.0.attention.self.Wqkv.weight": torch.zeros(64, 192)}),
+            "'encoder.layer.0.attention.self.Wqkv.weight' has shape (64, 192), but config.json",
+        ),
         (lambda s: s.update({"encoder.layer.2.mlp.wo.bias": torch.zeros(64)}), "has weights for block(s) 2"),
         (lambda s: s.update({"embeddings.LayerNorm.bias": torch.zeros(64, dtype=torch.int32)}), "torch.int32 tensor"),
         (lambda s: s.update({"bert.embeddings.LayerNorm.bias": torch.zeros(64)}), "both name the weight"),

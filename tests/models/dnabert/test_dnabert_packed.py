@@ -79,7 +79,9 @@ def test_fp8_matmuls_and_attention_without_alibi_are_refused_by_name():
     model = our_weights(reference_model(*SHAPES["2-layers-4-heads"]))
     with pytest.raises(ValueError, match=r"matmul='fp8' \(CLI: --dtype fp8\) is not available for DNABERT"):
         PackedDNABERT(model, options=ForwardOptions(matmul="fp8"))
-    with pytest.raises(ValueError, match=r"attention='torch-varlen' \(CLI: --attention torch-varlen\) cannot add the ALiBi bias"):
+    with pytest.raises(
+        ValueError, match=r"attention='torch-varlen' \(CLI: --attention torch-varlen\) cannot add the ALiBi bias"
+    ):
         PackedDNABERT(model, options=ForwardOptions(attention="torch-varlen"))
 
 

@@ -103,7 +103,10 @@ def test_a_tokenizer_pickles_as_its_file(random_json):
     assert copy.to_str() == random_json and copy.source == "random:dnabert-s"
     assert np.array_equal(copy.encode(SYNTHETIC)[0], ours.encode(SYNTHETIC)[0])
     assert (ours.name, ours.alphabet, ours.special_tokens_per_sequence, ours.max_length) == (
-        "DNABERT-S", ALPHABET, 2, MAX_LENGTH
+        "DNABERT-S",
+        ALPHABET,
+        2,
+        MAX_LENGTH,
     )
 
 

@@ -52,7 +52,14 @@ class Models:
 
     def args(self) -> list[str]:
         """``virnucpro predict``'s model options for these files."""
-        return ["--model", str(self.esm_file), "--dnabert", str(self.dnabert_folder), "--classifier", str(self.classifier)]
+        return [
+            "--model",
+            str(self.esm_file),
+            "--dnabert",
+            str(self.dnabert_folder),
+            "--classifier",
+            str(self.classifier),
+        ]
 
     def flow(self) -> dict[str, tuple]:
         """``run_virnucpro``'s model arguments."""

@@ -38,12 +38,16 @@ def reference(frames: Frames) -> pd.DataFrame:
         called = table.groupby(["source", "chunk"])[["score1", "score2"]].apply(determine_virus)
     maxima = table.groupby(["source", "chunk"]).max()
     per_chunk = maxima.join(called).reset_index()
-    return per_chunk.groupby("source").agg(
-        scored_chunks=("chunk", "size"),
-        virus_chunks=("Is_Virus", "sum"),
-        max_virus_score=("score2", "max"),
-        mean_virus_score=("score2", "mean"),
-    ).join(table.groupby("source").size().rename("frames"))
+    return (
+        per_chunk.groupby("source")
+        .agg(
+            scored_chunks=("chunk", "size"),
+            virus_chunks=("Is_Virus", "sum"),
+            max_virus_score=("score2", "max"),
+            mean_virus_score=("score2", "mean"),
+        )
+        .join(table.groupby("source").size().rename("frames"))
+    )
 
 
 def test_table_matches_the_reference(tmp_path, frames):
@@ -62,7 +66,9 @@ def test_table_matches_the_reference(tmp_path, frames):
             continue
         want = expected.loc[index]
         assert (int(row.scored_chunks), int(row.frames), int(row.virus_chunks)) == (
-            want.scored_chunks, want.frames, want.virus_chunks
+            want.scored_chunks,
+            want.frames,
+            want.virus_chunks,
         ), record.id
         assert row.max_virus_score == str(np.float32(want.max_virus_score))
         mean = float(row.mean_virus_score)  # pandas sums in its own order: equal to a float32 ulp

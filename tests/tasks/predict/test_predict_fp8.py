@@ -61,7 +61,9 @@ def test_fp8_calls_the_frames_as_fp32_does_and_records_its_self_check(tmp_path, 
     assert len(reference) > 30
     off = (reference[:, 1] > reference[:, 0]) != (ours[:, 1] > ours[:, 0])
     margin = np.abs(reference[:, 1] - reference[:, 0])
-    assert not (off & (margin >= 0.01)).any(), f"calls differ beyond near ties; scores max diff {np.abs(reference - ours).max():.3g}"
+    assert not (off & (margin >= 0.01)).any(), (
+        f"calls differ beyond near ties; scores max diff {np.abs(reference - ours).max():.3g}"
+    )
 
 
 def test_a_broken_fp8_scale_stops_the_run_leaving_no_output(tmp_path, setup, monkeypatch):

@@ -54,7 +54,9 @@ def predict(capsys, *args) -> str:
 def dna(path: Path, start: int, length: int, name: str = "MIIJ") -> Path:
     """A piece of the bundled coding-dense contig, and two made-up records."""
     coding = contig("MIIJ01000039.fna.gz")[start : start + length]
-    return write_fasta(path, [(f"{name}_a", coding[: length // 2]), ("short", coding[:250]), (f"{name}_b", coding[length // 2 :])])
+    return write_fasta(
+        path, [(f"{name}_a", coding[: length // 2]), ("short", coding[:250]), (f"{name}_b", coding[length // 2 :])]
+    )
 
 
 def same_output(a: Path, b: Path, features: str | None = None) -> None:

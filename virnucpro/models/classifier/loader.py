@@ -94,9 +94,7 @@ def load_classifier(path: str | os.PathLike, *, expect_input: int | None = None)
     return ClassifierModule.from_state(state, float(eps), random=random)
 
 
-def checked_state(
-    raw: dict, eps: object, path: Path, *, expect_input: int | None = None
-) -> dict[str, Tensor]:
+def checked_state(raw: dict, eps: object, path: Path, *, expect_input: int | None = None) -> dict[str, Tensor]:
     """The classifier's tensors, each checked; ``ValueError`` (one line naming ``path``) at the first problem.
 
     ``raw`` must hold exactly ``_REQUIRED``'s keys (and optionally ``bn1.num_batches_tracked``,

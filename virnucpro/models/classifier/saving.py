@@ -52,9 +52,7 @@ def random_classifier(input_dim: int = 3328, hidden_dim: int = 512, *, seed: int
     BatchNorm statistics away from the identity (running means ~N(0, 0.1), variances in
     [0.5, 1.5]) so that every term of the forward matters. Deterministic in ``seed``.
     """
-    warnings.warn(
-        f"random classifier (seed {seed}): its predictions are meaningless; for demos only", stacklevel=2
-    )
+    warnings.warn(f"random classifier (seed {seed}): its predictions are meaningless; for demos only", stacklevel=2)
     generator = torch.Generator().manual_seed(seed)
 
     def uniform(*shape: int, low: float, high: float) -> torch.Tensor:

@@ -105,4 +105,3 @@ def _field(module: object, name: str, where: str, path: Path) -> object:
 def _describe(value: object) -> str:
     kind = type(value)
     return f"{kind.__module__}.{kind.__qualname__}" if isinstance(value, _StandIn) else kind.__name__
-

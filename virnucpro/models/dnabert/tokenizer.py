@@ -71,9 +71,7 @@ class DNATokenizer:
         with path.open("rb") as handle:  # an unreadable file raises OSError, which says so itself
             data = handle.read(MAX_TOKENIZER_BYTES + 1)
         if len(data) > MAX_TOKENIZER_BYTES:
-            raise ValueError(
-                f"{path}: larger than {MAX_TOKENIZER_BYTES} bytes; a tokenizer.json is a few MB at most"
-            )
+            raise ValueError(f"{path}: larger than {MAX_TOKENIZER_BYTES} bytes; a tokenizer.json is a few MB at most")
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as err:

@@ -174,7 +174,11 @@ def _check_rope_parameters(config: dict[str, Any], path: Path) -> None:
     if rope is None:
         return
     default = isinstance(rope, dict) and set(rope) <= {"rope_type", "rope_theta"}
-    if not default or rope.get("rope_type", "default") != "default" or rope.get("rope_theta", _ROPE_THETA) != _ROPE_THETA:
+    if (
+        not default
+        or rope.get("rope_type", "default") != "default"
+        or rope.get("rope_theta", _ROPE_THETA) != _ROPE_THETA
+    ):
         raise ValueError(
             f"{path}: rope_parameters = {_value(config, 'rope_parameters')}, expected "
             f"{{'rope_type': 'default', 'rope_theta': {_ROPE_THETA}}} as ESM-2 computes its rotary embeddings"

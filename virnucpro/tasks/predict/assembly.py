@@ -109,7 +109,12 @@ class PredictWriter:
         chunks = self.highest.write(self.folder / HIGHEST_FILE)
         if self.features is not None:
             self.features.finish(attrs)
-        provenance = {**attrs, "fingerprint": json.loads(attrs["fingerprint"]), "contigs": contigs, "scored_chunks": chunks}
+        provenance = {
+            **attrs,
+            "fingerprint": json.loads(attrs["fingerprint"]),
+            "contigs": contigs,
+            "scored_chunks": chunks,
+        }
         _write_json(self.folder / PROVENANCE_FILE, provenance)
         _warn(attrs)
 

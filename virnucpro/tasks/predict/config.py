@@ -117,8 +117,7 @@ def _check_features_name(name: str) -> None:
     """``name`` is a plain file name of a known embeddings format, not one of the result files."""
     if not name or os.sep in name or (os.altsep and os.altsep in name) or name in (".", ".."):
         raise ValueError(
-            f"save_features (CLI: --save-features) must be a file name, written inside each output folder, "
-            f"got {name!r}"
+            f"save_features (CLI: --save-features) must be a file name, written inside each output folder, got {name!r}"
         )
     if Path(name).suffix.lower() not in FORMATS:
         raise ValueError(

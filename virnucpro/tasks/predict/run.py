@@ -220,10 +220,16 @@ class PredictTask:
 
     @staticmethod
     def _embedder(
-        family: ModelFamily, model: nn.Module, layer: int, where: tuple[torch.dtype, torch.device], options: ForwardOptions
+        family: ModelFamily,
+        model: nn.Module,
+        layer: int,
+        where: tuple[torch.dtype, torch.device],
+        options: ForwardOptions,
     ) -> Embedder:
         """One model packed on the device, warmed up, pooled by its family's mean."""
         dtype, device = where
         packed = family.packed(model, dtype=dtype, device=device, options=options)
         packed.warm_up()
-        return Embedder(packed, (layer,), get_pooling("mean", include_special_tokens=family.mean_includes_special_tokens))
+        return Embedder(
+            packed, (layer,), get_pooling("mean", include_special_tokens=family.mean_includes_special_tokens)
+        )
