@@ -234,7 +234,6 @@ def padded_reference(bench: Bench, data: Data) -> Iterator[Row]:
         token_budget=bench.padded_tokens, batches=len(batches), padded_tokens=padded,
         tokens_per_s_runs=[data.tokens / s for s in runs],
     )  # fmt: skip
-    del model
 
 
 def matmul_floor(bench: Bench, data: Data) -> Iterator[Row]:

@@ -42,7 +42,7 @@ def packed_means(model, tokens: list[torch.Tensor]) -> torch.Tensor:
     """(N, E) float32: each protein's mean last layer from a bfloat16 PackedESM2 on CUDA, packed in batches."""
     packed = PackedESM2(model, dtype=torch.bfloat16, device="cuda")
     means, batch = [], []
-    for i, ids in enumerate(tokens + [None]):
+    for ids in tokens + [None]:
         if ids is None or batch and sum(len(t) for t in batch) + len(ids) > TOKEN_BUDGET:
             lengths = torch.tensor([len(t) for t in batch])
             cu_seqlens = F.pad(lengths.cumsum(0), (1, 0)).to(torch.int32).cuda()
