@@ -35,6 +35,15 @@ before_after() {  # $1, $2: timeouts; ESM-2 3B end to end with this tree and wit
     >> "$OUT/throughput.log" 2>&1; echo "before exit $?")
   grep -hE "^\| (virnucpro|matmul)" "$OUT/after.md" "$OUT/before.md"
 }
+start_before_after() {  # $1, $2: timeouts; per-sample ESM-2 3B start-up, this tree (fair-esm's and transformers'
+  # layouts) and the code before the wave (.old); no fair-esm process (its row is in results/process_start.md)
+  timeout "$1" python3 benchmarks/process_start.py --model esm2_t36_3B_UR50D --toks-per-batch none \
+    --out "$OUT/start_after.json" > "$OUT/process_start.log" 2>&1; echo "start after exit $?"
+  (cd .old && PYTHONPATH=/tmp/site:$PWD:$PWD/benchmarks timeout "$2" python3 benchmarks/process_start.py \
+    --model esm2_t36_3B_UR50D --toks-per-batch none --out "$OUT/start_before.json" >> "$OUT/process_start.log" 2>&1
+    echo "start before exit $?")
+  grep -hE "^\| virnucpro" "$OUT/start_after.md" "$OUT/start_before.md"
+}
 case $stage in
   new)  # this wave's GPU tests and the kernels' own
     gpu_tests gpu_tests_new.log 420 "${WAVE_TESTS[@]}" tests/models/common/test_kernels_gpu.py
@@ -65,10 +74,15 @@ case $stage in
   predict-speed)  # benchmarks/predict_speed.py at its default sizes (about 8 minutes)
     predict_speed 560
     ;;
-  start)  # per-sample start-up of ESM-2 3B, fair-esm's layout beside transformers' (no fair-esm process: about 4 minutes)
-    timeout 560 python3 benchmarks/process_start.py --model esm2_t36_3B_UR50D --toks-per-batch none \
-      --out "$OUT/process_start.json" > "$OUT/process_start.log" 2>&1
-    echo "process_start exit $?"; grep -E "^\|" "$OUT/process_start.md"
+  wave)  # one call under 10 minutes: the wave's GPU tests, DNABERT-S speed, ESM-2 3B throughput and start-up before/after
+    gpu_tests gpu_tests_wave3.log 120 "${WAVE_TESTS[@]}"
+    dnabert_speed 70 --repeat 4 --sequential-limit 300 --passes 1
+    before_after 60 50
+    start_before_after 150 110
+    ;;
+  predict-all)  # one call under 10 minutes: predict's speed, then its bf16/FP8 parity against VirNucPro at 5,000 frames
+    predict_speed 170 --coding-chunks 1500 --virnucpro-frames 500
+    gpu_tests gpu_tests_predict.log 400 tests/tasks/predict/test_predict_gpu.py
     ;;
   *) echo "unknown stage $stage"; exit 2 ;;
 esac
