@@ -22,7 +22,7 @@ demo: $(VENV)/.installed
 	$(PY) examples/make_demo_models.py out/demo_models
 	$(VENV)/bin/virnucpro predict examples/data/KK037166.fna.gz examples/data/SRR492066.fna.gz \
 		-o out/demo_prediction --parents --overwrite --chunk-size 500 --model random:esm2_t6_8M_UR50D \
-		--dnabert out/demo_models/dnabert-tiny --classifier out/demo_models/random_classifier.safetensors
+		--dnabert out/demo_models/dnabert-tiny --classifier out/demo_models/500_random_classifier.safetensors
 	@echo "--- out/demo_prediction holds MEANINGLESS calls of random models (real runs: README, Classify DNA) ---"
 
 test: $(VENV)/.installed

@@ -5,8 +5,10 @@ Writes into FOLDER:
 * ``dnabert-tiny/``: a DNABERT folder as users download DNABERT-S (config.json, tokenizer.json,
   model.safetensors), but 2 layers of width 64 with random weights, so that the demo runs in
   seconds on a laptop's CPU; its tokenizer is ``random:dnabert-s``'s (learnt from the bundled DNA);
-* ``random_classifier.safetensors``: VirNucPro's classifier shape for these widths (DNABERT 64 +
-  ESM-2 t6 320 = 384 features) with random weights, marked random (virnucpro warns when reading it).
+* ``500_random_classifier.safetensors``: VirNucPro's classifier shape for these widths (DNABERT 64 +
+  ESM-2 t6 320 = 384 features) with random weights, marked random (virnucpro warns when reading it);
+  named as VirNucPro names its files, for the demo's 500 bp chunks (``predict`` reads the chunk
+  size from the name and warns when a name does not give one).
 
 The ESM-2 of the demo is ``random:esm2_t6_8M_UR50D``. Real runs use DNABERT-S, ESM-2 3B and
 VirNucPro's 500_model.pth (README, "Classify DNA as VirNucPro does").
@@ -38,6 +40,7 @@ TINY = Config(layers=2, embed_dim=64, heads=4, intermediate=96, vocab_size=4096)
 ESM2_T6_WIDTH = 320
 #: The file that marks a folder as this script's, so that a rerun may replace what it wrote.
 MARKER = ".virnucpro-demo-models"
+CLASSIFIER = "500_random_classifier.safetensors"
 
 
 def claim(folder: Path) -> None:
@@ -56,7 +59,8 @@ def claim(folder: Path) -> None:
 
 
 def _made_before_markers(folder: Path) -> bool:
-    """A folder this script made before it wrote ``MARKER``: only its two entries, the weights marked random."""
+    """A folder this script made before it wrote ``MARKER`` (and named its classifier ``CLASSIFIER``): only its
+    two entries, the weights marked random."""
     weights = folder / "dnabert-tiny" / "model.safetensors"
     if {p.name for p in folder.iterdir()} != {"dnabert-tiny", "random_classifier.safetensors"} or not weights.is_file():
         return False
@@ -84,7 +88,7 @@ def main(folder: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the file says it is random; reading it warns
         classifier = random_classifier(TINY.embed_dim + ESM2_T6_WIDTH, 32, seed=0)
-    save_classifier(classifier, folder / "random_classifier.safetensors", overwrite=True)
+    save_classifier(classifier, folder / CLASSIFIER, overwrite=True)
     print(f"random demo models (meaningless) in {folder}")
 
 

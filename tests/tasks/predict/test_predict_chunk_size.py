@@ -15,12 +15,17 @@ def test_chunk_size_from_virnucpros_names(name, size):
     assert classifier_chunk_size(name) == size
 
 
-def test_mismatch_is_refused_naming_both():
+def test_mismatch_is_refused_naming_both(recwarn):
     check_chunk_size("/m/500_model.pth", 500)
-    check_chunk_size("/m/classifier.safetensors", 400)
+    assert not recwarn.list
     with pytest.raises(ValueError) as err:
         check_chunk_size("/m/300_model.pth", 500)
     message = str(err.value)
     assert "for 300 bp chunks, but chunk_size (CLI: --chunk-size) is 500" in message and "500_model.pth" in message
     with pytest.raises(ValueError, match=r"chunk_size \(CLI: --chunk-size\) is 400; use 500 bp chunks$"):
         check_chunk_size("/m/500_model.pth", 400)
+
+
+def test_a_name_that_does_not_say_is_warned_about_with_the_size_used():
+    with pytest.warns(UserWarning, match=r"classifier\.safetensors: its name does not say .* it scores 400 bp chunks"):
+        check_chunk_size("/m/classifier.safetensors", 400)
