@@ -84,5 +84,10 @@ case $stage in
     gpu_tests gpu_tests_predict.log 390 tests/tasks/predict/test_predict_gpu.py
     predict_speed 180 --coding-chunks 1500 --virnucpro-frames 500
     ;;
+  reliability)  # about 6 minutes, issue 25's GPU points: its CUDA tests, then 3B throughput and start-up before/after
+    gpu_tests gpu_tests_reliability.log 60 tests/pipeline/test_careless_user.py tests/data/test_plan_checks.py
+    before_after 55 45
+    start_before_after 140 100
+    ;;
   *) echo "unknown stage $stage"; exit 2 ;;
 esac
