@@ -34,7 +34,7 @@ def check_chunk_size(classifier: str | os.PathLike, chunk_size: int) -> None:
             "says, and a classifier trained on another size gives wrong calls",
             stacklevel=2,
         )
-    if trained is not None and trained != chunk_size:
+    elif trained != chunk_size:
         other = f", or VirNucPro's {chunk_size}_model.pth" if chunk_size in (300, 500) else ""
         raise ValueError(
             f"{classifier}: this is VirNucPro's classifier for {trained} bp chunks, but chunk_size (CLI: --chunk-size) "
