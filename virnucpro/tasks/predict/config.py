@@ -35,7 +35,8 @@ class PredictConfig(JobConfig):
         classifier: VirNucPro's classifier file (``300_model.pth`` / ``500_model.pth``, a state
             dict or safetensors: ``virnucpro.models.classifier.load_classifier``).
         chunk_size: bases per chunk, as the classifier was trained (VirNucPro: 300 or 500); no
-            default. A classifier named ``300_*``/``500_*`` with another size is refused.
+            default. A classifier named ``300_*``/``500_*`` with another size is refused, one whose
+            name gives no size is warned about (``check_chunk_size``).
         output: the folder to write (``prediction_results.txt``, ``prediction_results_highestscore.csv``,
             ``contigs.tsv``, ``provenance.json``); it appears only when complete.
         output_dir: instead of ``output``: ``output_dir/<input name>/`` for each input, each
