@@ -61,7 +61,7 @@ from timing import wall_seconds
 from virnucpro.data.translation_files import write_translation
 from virnucpro.models import ForwardOptions, family_for, mean_pool
 from virnucpro.models.dnabert import DNABERTWeights, DNATokenizer, PackedDNABERT, auto_max_tokens, tokenizer
-from virnucpro.pipeline import EmbedConfig, run_embed
+from virnucpro.tasks.embed import EmbedConfig, run_embed
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"

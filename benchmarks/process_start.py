@@ -74,7 +74,7 @@ BEST_TOKS_PER_BATCH = {"esm2_t36_3B_UR50D": "16384", "esm2_t33_650M_UR50D": "409
 #: The issue's targets per model: set-up and whole-process seconds at most, fair-esm / ours at least.
 TARGETS = {"esm2_t36_3B": (3.0, 14.0, 3.5), "esm2_t33_650M": (3.0, 7.0, 2.4)}
 OURS, OURS_HF, ATTEMPTS = "virnucpro", "virnucpro-hf", ("first", "second")
-# virnucpro's summary line (virnucpro.pipeline.config.EmbedSummary.line).
+# virnucpro's summary line (virnucpro.tasks.embed.EmbedSummary.line).
 # virnucpro's DEBUG lines (virnucpro.cli._configure_logging): the wall clock to the millisecond.
 STAMPED = re.compile(r"^virnucpro: (?P<clock>\d\d:\d\d:\d\d)\.(?P<ms>\d{3}) (?P<message>.*)$", re.MULTILINE)
 SUMMARY = re.compile(

@@ -80,7 +80,7 @@ from torch.utils.data import DataLoader
 
 from virnucpro.data import PackedBatch, SequenceDataset, VarlenCollator
 from virnucpro.models import ARCHITECTURES, ForwardOptions, PackedESM2, auto_max_tokens, mean_pool
-from virnucpro.pipeline import EmbedConfig, run_embed
+from virnucpro.tasks.embed import EmbedConfig, run_embed
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TRUNCATION = 1022  # residues per sequence, as esm-extract and virnucpro truncate

@@ -12,7 +12,8 @@ import virnucpro
 from virnucpro.models.common import fp8
 from virnucpro.models.common.fp8 import cpu_fp8_for_tests
 from virnucpro.models.common.matmul import Linear
-from virnucpro.pipeline import EmbedConfig, SelfCheck, run_embed
+from virnucpro.pipeline import SelfCheck
+from virnucpro.tasks.embed import EmbedConfig, run_embed
 
 pytestmark = pytest.mark.slow
 

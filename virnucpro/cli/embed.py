@@ -10,7 +10,8 @@ from virnucpro.data import DnaInput
 from virnucpro.data.dna import FRAMES
 from virnucpro.models import BACKENDS, FAMILIES, KERNELS, POOLINGS, ForwardOptions
 from virnucpro.models.options import GELUS
-from virnucpro.pipeline import DTYPES, STORAGE, EmbedConfig, run_embed
+from virnucpro.pipeline import DTYPES
+from virnucpro.tasks.embed import STORAGE, EmbedConfig, run_embed
 
 from .job_options import add_fp8_options, add_job_options, fp8_check, job_fields
 from .streams import job_inputs

@@ -1,19 +1,18 @@
-"""The ``virnucpro embed`` job: FASTA to embedding files, async, resumable, exact-once."""
+"""The job machinery every task runs on: claims and locks, the async loop, parts, resume, shards,
+assembly, input validation and provenance. The tasks themselves live in ``virnucpro.tasks``
+(``embed``, ``predict``); ``task.py`` is the seam between the two."""
 
-from virnucpro.pipeline.config import DTYPES, STORAGE, EmbedConfig, EmbedSummary, JobResult, SelfCheck, Shard
-from virnucpro.pipeline.embed import run_embed
+from virnucpro.pipeline.config import DTYPES, JobConfig, JobResult, RunResult, SelfCheck, Shard
 from virnucpro.pipeline.finish import assemble_output
 from virnucpro.pipeline.validation import InputError
 
 __all__ = [
     "DTYPES",
-    "STORAGE",
-    "EmbedConfig",
-    "EmbedSummary",
     "InputError",
+    "JobConfig",
     "JobResult",
+    "RunResult",
     "SelfCheck",
     "Shard",
     "assemble_output",
-    "run_embed",
 ]

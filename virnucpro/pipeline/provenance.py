@@ -1,4 +1,6 @@
-"""What made an output: the job's options, the software and hardware, and the identity of every file."""
+"""What made an output, as every task records it: the inputs and their SHA-256, the command line, the
+software and hardware, and a model's digests. Each task adds its own options
+(``tasks/embed/provenance.py``, ``tasks/predict/provenance.py``)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,8 @@ import torch
 
 import virnucpro
 
-from .config import EmbedConfig
-from .digests import FileIdentity
 
-__all__ = ["job_attributes", "model_digests", "run_attributes", "software"]
+__all__ = ["model_digests", "run_attributes", "software"]
 
 _TOKENIZER = "tokenizer"
 
@@ -33,36 +33,6 @@ def software(device: torch.device) -> dict[str, str]:
         "fair_esm_version": fair_esm,
         "cuda_version": torch.version.cuda or "none",
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-    }
-
-
-def job_attributes(
-    config: EmbedConfig,
-    inputs: Sequence[Path],
-    fingerprint: dict[str, Any],
-    device: torch.device,
-    model_files: dict[str, FileIdentity] | None = None,
-) -> dict[str, Any]:
-    """The output's attributes (the assembler adds the counts); ``model_files``: the files the model
-    was read from, by role ("model": the weights, a Hub id's in the Hugging Face cache; "tokenizer"),
-    none for random weights."""
-    model_file = (model_files or {}).get("model")
-    return {
-        "model": config.model,
-        "model_file": "" if model_file is None else str(model_file.path),
-        **model_digests(fingerprint["model"]),
-        "layers": fingerprint["layers"],
-        "pooling": config.pooling,
-        "compute_dtype": fingerprint["dtype"].removeprefix("torch."),
-        **fingerprint["forward"],
-        "storage_dtype": config.storage,
-        "max_length": config.max_length,
-        "max_tokens": fingerprint["max_tokens"],
-        "on_overlength": config.on_overlength,
-        "window_stride": config.window_stride or (config.max_length // 2 if config.on_overlength == "window" else 0),
-        "invalid": config.invalid,
-        **{f"input_{key}" if key != "input" else "input_kind": value for key, value in config.kind.describe().items()},
-        **run_attributes(inputs, fingerprint, config.command, device),
     }
 
 

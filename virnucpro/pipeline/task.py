@@ -164,7 +164,7 @@ class Assembly:
 
 #: Every task's ``Assembly``, by the name its parts record: (module, attribute), imported when needed.
 _ASSEMBLIES = {
-    "embed": ("virnucpro.pipeline.embed", "ASSEMBLY"),
+    "embed": ("virnucpro.tasks.embed.run", "ASSEMBLY"),
     "predict": ("virnucpro.tasks.predict.assembly", "ASSEMBLY"),
 }
 

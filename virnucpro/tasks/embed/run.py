@@ -1,6 +1,6 @@
 """``run_embed``: FASTA on disk to embeddings on disk, asynchronously, exactly once.
 
-``embed`` is a task of the job machinery (``runner.py``, ``task.py``): it hands it one model,
+``embed`` is a task of the job machinery (``virnucpro.pipeline``: ``runner.py``, ``task.py``): it hands it one model,
 its tokenizer's batches, the pooled rows per batch (``embedder.py``), the row layout, and an
 output file written by suffix (``writers/``). Everything else (claims, parts, resume, shards,
 assembly) is the machinery's.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,22 +22,24 @@ from virnucpro.data.tokenizer import is_per_character
 from virnucpro.models import ForwardOptions, ModelFamily, family_for, get_pooling
 from virnucpro.reading import read_attributes
 
-from .background import Background
-from .config import STORAGE, EmbedConfig, EmbedSummary, RunResult, compute_dtype
-from .embedder import Embedder, EmbedRows, StoredRows
-from .fingerprint import model_fields, model_identities
-from .job_state import JobState
-from .jobs import Job
-from .outputs import FileOutput
-from .parts import PartLayout
-from .provenance import job_attributes
-from .runner import Stages, run_jobs
-from .selfcheck import SelfCheckedEmbedder
-from .task import Assembly, Plan
-from .validation import EMBED
-from .writers import OutputWriter, writer_for
+from virnucpro.pipeline.background import Background
+from virnucpro.pipeline.config import RunResult, compute_dtype
+from virnucpro.pipeline.embedder import Embedder, EmbedRows, StoredRows
+from virnucpro.pipeline.fingerprint import model_fields, model_identities
+from virnucpro.pipeline.job_state import JobState
+from virnucpro.pipeline.jobs import Job
+from virnucpro.pipeline.outputs import FileOutput
+from virnucpro.pipeline.parts import PartLayout
+from virnucpro.pipeline.runner import Stages, run_jobs
+from virnucpro.pipeline.selfcheck import SelfCheckedEmbedder
+from virnucpro.pipeline.task import Assembly, Plan
+from virnucpro.pipeline.validation import EMBED
+from virnucpro.pipeline.writers import OutputWriter, writer_for
 
-__all__ = ["ASSEMBLY", "EmbedTask", "run_embed"]
+from .config import STORAGE, EmbedConfig
+from .provenance import embed_attributes
+
+__all__ = ["ASSEMBLY", "EmbedSummary", "EmbedTask", "run_embed"]
 
 _COLUMNS = ("lengths", "input_lengths")
 
@@ -133,7 +136,7 @@ class EmbedTask:
                 "special_tokens": tokenizer.special_tokens_per_sequence,
                 "counted_tokens": not is_per_character(tokenizer),
             },
-            attributes=lambda job, fingerprint: job_attributes(
+            attributes=lambda job, fingerprint: embed_attributes(
                 config, job.inputs, fingerprint, device, model_files.result()
             ),
             compute=functools.partial(self._compute, model, (dtype, device), options, layers, stage),
@@ -194,3 +197,42 @@ def _fingerprint(
 
 def _summary(result: RunResult, options: ForwardOptions) -> EmbedSummary:
     return EmbedSummary(**{f.name: getattr(result, f.name) for f in dataclasses.fields(result)}, options=options)
+
+
+@dataclass(frozen=True)
+class EmbedSummary(RunResult):
+    """What a finished ``embed`` run did; ``line()`` is the summary the CLI prints (rank 0's is global).
+
+    ``options``: the forward options as resolved for the device."""
+
+    options: ForwardOptions = field(default_factory=ForwardOptions)
+
+    @property
+    def fp8_check(self) -> tuple[float, float] | None:
+        """(min, mean) cosine FP8 vs bf16 over the checked rows; None without FP8."""
+        return self.checks
+
+    def _fp8(self) -> str:
+        if self.fp8_check is None:
+            return ""
+        return f"FP8 self-check cosine vs bf16 min {self.fp8_check[0]:.5f} mean {self.fp8_check[1]:.5f}; "
+
+    def line(self) -> str:
+        if all(job.skipped for job in self.jobs):
+            names = ", ".join(str(job.output) for job in self.jobs)
+            return f"virnucpro embed: {names} already complete (an earlier run finished it); nothing to do"
+        ranks = f" on {self.world_size} ranks" if self.world_size > 1 else ""
+        if len(self.jobs) == 1:
+            written = f"-> {self.output}" if self.jobs[0].assembled else f"-> {self.output} (shard parts; assemble)"
+        else:
+            written = f"-> {len(self.jobs)} outputs"
+        return (
+            f"virnucpro embed: {self.records:,} records, {self.tokens:,} tokens in {self.wall_s:.1f} s "
+            f"= {self.tokens_per_s:,.0f} tokens/s{ranks}; input wait {100 * self.input_wait:.1f} % of wall "
+            f"(first batch after {self.startup_s:.1f} s; model set-up {self.setup_s:.1f} s, "
+            f"final assembly {self.finish_s:.1f} s); truncated {self.truncated}; duplicate ids {self.duplicate_ids}; "
+            f"{f'residues replaced with X {self.replaced}; ' if self.replaced else ''}"
+            f"{f'embedded in windows {self.windowed}; ' if self.windowed else ''}"
+            f"{self._fp8()}attention {self.options.attention}, kernels {self.options.kernels}, GELU {self.options.gelu}, "
+            f"max_tokens {self.max_tokens} {written}"
+        )
