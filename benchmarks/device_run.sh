@@ -89,5 +89,13 @@ case $stage in
     before_after 55 45
     start_before_after 140 100
     ;;
+  rest)  # after predict-all, in order of need, cut by whatever device time is left: issue 25's GPU
+    # points, then the rest of this wave's GPU tests, then DNABERT-S speed
+    gpu_tests gpu_tests_reliability.log 60 tests/pipeline/test_careless_user.py tests/data/test_plan_checks.py
+    before_after 55 45
+    start_before_after 140 100
+    gpu_tests gpu_tests_wave3.log 120 "${WAVE_TESTS[@]:0:5}" "${WAVE_TESTS[@]:7}"
+    dnabert_speed 70 --repeat 4 --sequential-limit 300 --passes 1
+    ;;
   *) echo "unknown stage $stage"; exit 2 ;;
 esac
