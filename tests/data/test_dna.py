@@ -30,7 +30,7 @@ from virnucpro_prediction import process_record  # noqa: E402
 from virnucpro_units import reverse_complement, split_fasta_chunk, translate_dna  # noqa: E402
 
 Item = tuple[str, str, str]  # (id, protein, nucleotide)
-IUPAC = "ACGTURYSWKMBDHVN"
+IUPAC = "ACGTRYSWKMBDHVN"  # DNA's codes; U (RNA) is refused, not translated as VirNucPro would
 
 
 def plain_copy(path: Path, tmp_path: Path) -> Path:
@@ -113,7 +113,6 @@ def generated_records(size: int) -> dict[str, str]:
         "with_N": random_dna(rng, 2 * size, "ACGT" * 5 + "N"),
         "iupac": random_dna(rng, 2 * size + 11, IUPAC + IUPAC.lower()),
         "n_run": "N" * (size + 3) + random_dna(rng, size),
-        "uracil": random_dna(rng, size + 20, "ACGU"),
     }
     records |= {f"len{n}": random_dna(rng, n) for n in (1, 2, 3, 4, 5, 6, 7)}
     return records
@@ -237,6 +236,12 @@ def test_counts(tmp_path: Path) -> None:
     assert counts.proteins == len(proteins) == sum(1 for f in frames if f and "*" not in f) > 0
     assert counts.stop_frames == sum(1 for f in frames if "*" in f) > 0
     assert counts.empty_proteins == frames.count("") > 0
+    # VirNucPro's frame f of a chunk of n bases reads the codons at f, f + 3, ... < n - 2; a kept
+    # protein shorter than that lost a codon to N (its translation gives a codon that is not ACGT nothing)
+    codons = [len(range(f, len(record.seq) - 2, 3)) for record in chunks for f in (0, 1, 2, 0, 1, 2)]
+    gapped = sum(1 for f, n in zip(frames, codons) if f and "*" not in f and len(f) < n)
+    assert counts.gapped_proteins == gapped > 0
+    assert gapped < counts.proteins  # the ATG run's frames are whole
     assert counts.proteins + counts.stop_frames + counts.empty_proteins == 6 * counts.chunks
 
 
@@ -290,7 +295,7 @@ def test_gzip_output_equals_plain(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "bad, where",
-    [("J", 8), ("1", 1), ("é", 20), ("ſ", 5), ("*", 12), ("-", 3)],  # 'ſ'.upper() == 'S'
+    [("J", 8), ("1", 1), ("é", 20), ("ſ", 5), ("*", 12), ("-", 3), ("U", 7), ("u", 2)],  # 'ſ'.upper() == 'S'
 )
 def test_non_iupac_letter_names_file_record_character_position(bad: str, where: int, tmp_path: Path) -> None:
     good = "ACGTNRYacgt" * 3
@@ -299,8 +304,20 @@ def test_non_iupac_letter_names_file_record_character_position(bad: str, where: 
         list(read_dna(fasta, 10))
     message = str(err.value)
     assert "\n" not in message
-    for part in (str(fasta), "record 2", "'culprit'", repr(bad), f"position {where}", "fix"):
+    hint = "write its U as T" if bad in "Uu" else "fix or remove that record"
+    for part in (str(fasta), "record 2", "'culprit'", repr(bad), f"position {where}", hint):
         assert part in message, f"{part!r} not in {message!r}"
+
+
+def test_an_rna_record_is_refused_where_virnucpro_would_embed_nonsense(tmp_path: Path) -> None:
+    """VirNucPro drops each codon holding a U, stops included: an RNA record gives stop-free frames of
+    whatever codons had no U. We refuse it, naming the record, as the DNA models do."""
+    rna = random_dna(random.Random(5), 600).replace("T", "U")
+    fasta = write_fasta(tmp_path / "rna.fa", {"rna": rna})
+    kept = [frame for chunk in reference_chunks(fasta, 500, tmp_path) for frame in translate_dna(str(chunk.seq))]
+    assert kept and all("*" not in frame for frame in kept)  # what VirNucPro would embed: every frame
+    with pytest.raises(ValueError, match=r"record 1 \('rna'\) has 'U' at position \d+.*is it RNA\? write its U as T"):
+        list(read_dna(fasta, 500))
 
 
 def test_long_id_is_cut_in_messages(tmp_path: Path) -> None:

@@ -64,7 +64,8 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if not args.quiet:  # beside FASTA on standard output, the summary goes to standard error
         print(
             f"virnucpro translate: {counts.records:,} records ({counts.empty_records} empty), {counts.chunks:,} "
-            f"chunks, {counts.proteins:,} proteins kept, {counts.stop_frames:,} frames with a stop and "
+            f"chunks, {counts.proteins:,} proteins kept ({counts.gapped_proteins:,} of them missing codons that held N "
+            f"or another ambiguity code, as VirNucPro drops them), {counts.stop_frames:,} frames with a stop and "
             f"{counts.empty_proteins:,} empty frames dropped -> {'-' if args.output == STDIN else args.output}",
             file=sys.stderr if streamed else sys.stdout,
         )

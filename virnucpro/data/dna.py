@@ -5,7 +5,8 @@ Reproduces VirNucPro's ``prediction.py`` (commit 0f93f27) exactly, quirks includ
 upper-cased, is translated in six frames (``translate_dna``); ``identify_seq`` keeps the
 frames without ``*`` and ``make_predictdata`` drops those left empty. Quirks kept:
 
-* a codon holding anything but A/C/G/T (N, R, ...) yields no residue at all, not X;
+* a codon holding anything but A/C/G/T (N, R, ...) yields no residue at all, not X (the
+  proteins that lost a codon so are counted: ``TranslationCounts.gapped_proteins``);
 * the nucleotide side is ``3 * len(protein) + 1`` bases from the frame's offset (one
   base past the last codon), even when codons were dropped;
 * ``zip()`` truncates VirNucPro's overlap list when the overlap is large against the
@@ -14,6 +15,9 @@ frames without ``*`` and ``make_predictdata`` drops those left empty. Quirks kep
 ``frames="all"`` is our rule, not VirNucPro's: every frame is kept, a final ``*``
 dropped, inner ones written ``X``, the nucleotide side cut by the same rule from the
 protein kept. Translation is NumPy look-ups over ~1 Mbp blocks.
+
+Not VirNucPro's: an RNA record (U) is refused, named, as the DNA models refuse it. VirNucPro
+would drop every codon holding a U, and with it every stop codon, and embed what is left.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from virnucpro.data.fasta import FastaRecord, read_fasta
 from virnucpro.data.field_mapping import FieldMapping
+from virnucpro.data.tokenizer import NUCLEOTIDE_CODES
 
 __all__ = [
     "FRAMES",
@@ -47,9 +52,8 @@ FRAMES = ("stop-free", "all")
 Frames = Literal["stop-free", "all"]
 PathArg = str | os.PathLike
 
-_IUPAC = "ACGTURYSWKMBDHVN"
-_NOT_IUPAC = re.compile(f"[^{_IUPAC}{_IUPAC.lower()}]")
-_IUPAC_BYTES = (_IUPAC + _IUPAC.lower()).encode("ascii")
+_NOT_IUPAC = re.compile(f"[^{NUCLEOTIDE_CODES}{NUCLEOTIDE_CODES.lower()}]")
+_IUPAC_BYTES = (NUCLEOTIDE_CODES + NUCLEOTIDE_CODES.lower()).encode("ascii")
 _COMPLEMENT = str.maketrans("ACGTacgt", "TGCAtgca")  # reverse_complement's table: others stay
 _BLOCK_BASES = 1 << 20
 
@@ -104,26 +108,32 @@ def chunk_bounds(length: int, size: int) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), ends.tolist()))
 
 
-def _equal_chunks(forward: np.ndarray, reverse: np.ndarray, starts: np.ndarray, n: int) -> tuple[bytes, np.ndarray]:
-    """Chunks ``[s, s + n)`` of one length: their frames' residues and ``(6C,)`` residues per frame.
+def _equal_chunks(
+    forward: np.ndarray, reverse: np.ndarray, starts: np.ndarray, n: int
+) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """Chunks ``[s, s + n)`` of one length: their frames' residues, ``(6C,)`` residues per frame and
+    ``(6C,)`` codons per frame (more codons than residues: a codon held an ambiguity code).
 
     ``forward[k]`` / ``reverse[k]``: the residue of the codon at bases ``k..k+2`` read on this
     strand / the other one, 0 where none. The residues come chunk-major, F1..R3 within.
     """
     if n < 3:
-        return b"", np.zeros(6 * len(starts), dtype=np.int64)
+        none = np.zeros(6 * len(starts), dtype=np.int64)
+        return b"", none, none
     rows = sliding_window_view(forward, n - 2)[starts]  # (C, n - 2): codons i < n - 2, as translate_frame reads
     back = sliding_window_view(reverse, n - 2)[starts][:, ::-1]  # the reverse complement's, from its start
     frames = [rows[:, f::3] for f in range(3)] + [back[:, f::3] for f in range(3)]
     per_frame = np.stack([np.count_nonzero(frame, axis=1) for frame in frames], axis=1)
-    return np.concatenate(frames, axis=1).tobytes().translate(None, b"\0"), per_frame.ravel()
+    codons = np.tile([frame.shape[1] for frame in frames], len(starts))
+    return np.concatenate(frames, axis=1).tobytes().translate(None, b"\0"), per_frame.ravel(), codons
 
 
-def _translate(region: bytes, starts: np.ndarray, ends: np.ndarray) -> tuple[str, list[int]]:
+def _translate(region: bytes, starts: np.ndarray, ends: np.ndarray) -> tuple[str, list[int], list[bool]]:
     """Six frames of each chunk ``region[s:e]``, as ``translate_dna`` gives them.
 
-    Returns ``(text, bounds)``: frame ``j = 6 * chunk + f`` (f = 0..5 for F1..R3) is
-    ``text[bounds[j]:bounds[j + 1]]``; ``bounds`` has 6C + 1 items.
+    Returns ``(text, bounds, gapped)``: frame ``j = 6 * chunk + f`` (f = 0..5 for F1..R3) is
+    ``text[bounds[j]:bounds[j + 1]]``; ``bounds`` has 6C + 1 items; ``gapped[j]``: frame j lost
+    a codon to an ambiguity code.
     """
     codes = _CODE.take(np.frombuffer(region, dtype=np.uint8))
     codon = codes[:-2] * 25 + codes[1:-1] * 5 + codes[2:]  # max 124: fits uint8
@@ -131,8 +141,10 @@ def _translate(region: bytes, starts: np.ndarray, ends: np.ndarray) -> tuple[str
     lengths = ends - starts
     runs = np.split(np.arange(len(starts)), np.flatnonzero(np.diff(lengths)) + 1)  # only a last chunk is shorter
     parts = [_equal_chunks(forward, reverse, starts[run], int(lengths[run[0]])) for run in runs]
-    bounds = np.concatenate([[0], np.cumsum(np.concatenate([per_frame for _, per_frame in parts]))])
-    return b"".join(text for text, _ in parts).decode("ascii"), bounds.tolist()
+    per_frame = np.concatenate([residues for _, residues, _ in parts])
+    gapped = per_frame < np.concatenate([codons for _, _, codons in parts])
+    bounds = np.concatenate([[0], np.cumsum(per_frame)])
+    return b"".join(text for text, _, _ in parts).decode("ascii"), bounds.tolist(), gapped.tolist()
 
 
 def six_frames(chunk: str) -> list[str]:
@@ -141,7 +153,7 @@ def six_frames(chunk: str) -> list[str]:
     Upper-case codons of A/C/G/T only translate; any other codon (lower case too, as in
     VirNucPro, which upper-cases before calling it) gives nothing. Stops stay ``*``.
     """
-    text, bounds = _translate(chunk.encode("ascii", "replace"), np.array([0]), np.array([len(chunk)]))
+    text, bounds, _ = _translate(chunk.encode("ascii", "replace"), np.array([0]), np.array([len(chunk)]))
     return [text[bounds[j] : bounds[j + 1]] for j in range(6)]
 
 
@@ -173,6 +185,7 @@ class TranslationCounts:
     proteins: int = 0
     stop_frames: int = 0  # frames dropped for holding a stop (frames="stop-free" only)
     empty_proteins: int = 0  # frames with no residue left (short chunks, N runs)
+    gapped_proteins: int = 0  # kept proteins short of a codon that held N or another ambiguity code
 
 
 def bases(record: FastaRecord) -> str:
@@ -189,10 +202,17 @@ def _dna(record: FastaRecord) -> str:
     # finds the culprit, in the string as read: before any case folding ('ſ'.upper() == 'S')
     if not sequence.isascii() or sequence.encode("ascii").translate(None, _IUPAC_BYTES):
         bad = _NOT_IUPAC.search(sequence)
+        if bad.group() in "Uu":
+            fix = (
+                "is it RNA? write its U as T (VirNucPro's translation would drop every codon holding a U, "
+                "stop codons included, and keep what is left)"
+            )
+        else:
+            fix = "fix or remove that record (a protein FASTA is embedded directly, not translated)"
         raise ValueError(
             f"{record.where} has {bad.group()!r} at position "
-            f"{bad.start() + 1}, which is not an IUPAC nucleotide code ({_IUPAC}, either case); "
-            f"fix or remove that record (a protein FASTA is embedded directly, not translated)"
+            f"{bad.start() + 1}, which is not an IUPAC nucleotide code of DNA ({NUCLEOTIDE_CODES}, either case); "
+            f"{fix}"
         )
     return sequence
 
@@ -236,7 +256,7 @@ class Translator:
         """Proteins of consecutive chunks ``chunk, chunk + 1, ...`` spanning ``[starts[0], ends[-1])``."""
         origin = int(starts[0])
         region = sequence[origin : int(ends[-1])].encode("ascii")
-        text, bounds = _translate(region, starts - origin, ends - origin)
+        text, bounds, gapped = _translate(region, starts - origin, ends - origin)
         length, counts, stop_free = len(sequence), self._counts, self.frames == "stop-free"
         for c, (start, end) in enumerate(zip(starts.tolist(), ends.tolist())):
             n, chunk_id = end - start, f"{record_id}_chunk_{chunk + c}"
@@ -257,6 +277,7 @@ class Translator:
                 else:
                     nucleotide, name = reverse[length - end + offset : length - end + span], f"{chunk_id}R{f - 2}"
                 counts["proteins"] += 1
+                counts["gapped_proteins"] += gapped[j]
                 yield Protein(name, protein, nucleotide, source, chunk + c, f + 1)
 
     def read(self, paths: PathArg | Iterable[PathArg]) -> Iterator[Protein]:

@@ -182,6 +182,18 @@ def test_a_classifier_for_another_chunk_size_is_refused_before_anything_runs(cap
     assert sorted(p.name for p in tmp_path.iterdir()) == ["500_model.pth", "a.fna"], "nothing was created"
 
 
+def test_an_rna_record_is_refused_naming_it_and_nothing_is_written(capsys, tmp_path, models):
+    # VirNucPro would drop each codon holding a U, stops included, and classify what is left
+    rna = dna(tmp_path / "a.fna", 0, 900).read_text().splitlines()[1].replace("T", "U")
+    fasta = write_fasta(tmp_path / "mixed.fna", [("dna", "ACGT" * 200), ("rna", rna)])
+    out = tmp_path / "out"
+    result = run_cli(capsys, "predict", fasta, "-o", out, *options(models), "--device", "cpu", "--no-progress")
+    assert result.code == 1
+    assert "record 2 ('rna') has 'U' at position" in result.err and "write its U as T" in result.err, result.err
+    assert "nothing was classified" in result.err and result.err.count("\n") == 1, result.err
+    assert not out.exists()
+
+
 def test_no_stop_free_frame_writes_the_headers_and_says_so(capsys, caplog, tmp_path, models):
     # too short for a codon; N codons give no residue; TTAG repeats hold a stop in every frame, both strands
     fasta = write_fasta(tmp_path / "none.fna", [("tiny", "AC"), ("ns", "N" * 400), ("stops", "TTAG" * 150)])
