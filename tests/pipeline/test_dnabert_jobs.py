@@ -93,7 +93,7 @@ def test_mean_and_cls_rows_are_dnabert_s_own_and_the_output_says_what_it_read(ca
 
 def test_a_kill_then_resume_gives_the_uninterrupted_file(capsys, tmp_path, model):
     folder, _ = model
-    fasta = write(tmp_path / "many.fna", dna(400, seed=2))
+    fasta = write(tmp_path / "many.fna", dna(1500, seed=2))  # several one-second commits: the kill lands mid-run
     common = ("--model", folder, "--max-tokens", "200", "--workers", "1")
     whole = tmp_path / "whole.h5"
     assert run_cli(capsys, "embed", fasta, "-o", whole, *common).code == 0
@@ -105,7 +105,7 @@ def test_a_kill_then_resume_gives_the_uninterrupted_file(capsys, tmp_path, model
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
     committed = json.loads((part_dir(out) / "state.json").read_text())["records"]
-    assert 0 < committed < 400 and not out.exists(), f"the kill landed at {committed} of 400 records"
+    assert 0 < committed < 1500 and not out.exists(), f"the kill landed at {committed} of 1500 records"
     assert run_cli(capsys, "embed", fasta, "-o", out, *common, "--resume").code == 0
     same_file(whole, out)
 
