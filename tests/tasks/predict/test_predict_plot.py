@@ -75,6 +75,25 @@ def test_refusals(out, tmp_path, kwargs, expected):
     assert expected in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_folder_that_is_not_a_prediction_is_named_as_such(out, tmp_path):
+    """Not asked for a chunk size it cannot read: told what the folder is."""
+    embedded = tmp_path / "embeddings.h5"
+    embedded.write_bytes(b"not a folder")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "contigs.tsv").write_bytes((out / "contigs.tsv").read_bytes())
+    for folder, what in [
+        (tmp_path / "missing", "does not exist"),
+        (embedded, "is not a folder"),
+        (tmp_path / "half", "holds no prediction_results.txt"),
+    ]:
+        with pytest.raises(ValueError) as err:
+            plot_predictions(folder, tmp_path / "f.png")
+        message = str(err.value)
+        assert message.startswith(f"{folder} {what}: it is not an output folder of virnucpro predict"), message
+        assert "chunk" not in message and "\n" not in message
+    assert not (tmp_path / "f.png").exists()
+
+
 def test_without_matplotlib_one_line_with_the_pip_command(out, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an environment without the extra imports
     with pytest.raises(ValueError, match=r"pip install 'virnucpro\[plot\]'"):

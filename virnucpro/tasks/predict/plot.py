@@ -82,6 +82,7 @@ def plot_predictions(
     """
     require_matplotlib()
     out_dir = Path(out_dir)
+    _check_folder(out_dir)
     figure = out_dir / FIGURE_FILE if figure is None else Path(figure)
     if figure.suffix.lower() not in _FORMATS:
         raise ValueError(f"{figure}: unknown figure format {figure.suffix!r}; name the figure .png or .pdf")
@@ -91,6 +92,22 @@ def plot_predictions(
     panels = _panels(out_dir, contigs, size)
     _save(_draw(panels, size), figure)
     return figure
+
+
+def _check_folder(out_dir: Path) -> None:
+    """One line when ``out_dir`` is not a ``predict`` output folder: before its chunk size is asked for."""
+    if not os.path.lexists(out_dir):
+        what = "does not exist"
+    elif not out_dir.is_dir():
+        what = "is not a folder"
+    else:
+        missing = [name for name in (RESULTS_FILE, CONTIGS_FILE) if not (out_dir / name).is_file()]
+        if not missing:
+            return
+        what = f"holds no {' and no '.join(missing)}"
+    raise ValueError(
+        f"{out_dir} {what}: it is not an output folder of virnucpro predict; pass the folder given to predict -o"
+    )
 
 
 def _chunk_size(out_dir: Path) -> int:
