@@ -67,6 +67,10 @@ def test_three_shards_then_assemble_equal_one_run(capsys, tmp_path, model):
         diff = np.abs(a["embeddings"][:] - b["embeddings"][:]).max()
         assert diff <= 1e-6, f"max abs diff {diff:.3g} (batches differ between the shards and one run)"
         assert b.attrs["shards"] == 3 and b.attrs["records"] == 61
+    again = run_cli(capsys, "assemble", out)  # the parts went with the assembly: say so, touch nothing
+    assert again.code == 1 and f"{out} exists (a finished run leaves no parts)" in again.err, again
+    never = run_cli(capsys, "assemble", tmp_path / "never.h5")
+    assert never.code == 1 and "no partial results" in never.err and "exists" not in never.err, never
 
 
 def test_assemble_with_a_shard_missing_names_it_and_writes_nothing(capsys, tmp_path, model):

@@ -7,6 +7,8 @@ inputs, its output layout and attributes), so assembly needs no options repeated
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +70,8 @@ def finish_job(
 
 def _read_parts(job: Job) -> list[Part]:
     if not job.parts_dir.is_dir() or job.parts_dir.is_symlink():
-        raise FileNotFoundError(f"{job.parts_dir}: no partial results to assemble {job.output} from")
+        done = f"; {job.output} exists (a finished run leaves no parts)" if os.path.lexists(job.output) else ""
+        raise FileNotFoundError(f"{job.parts_dir}: no partial results to assemble {job.output} from{done}")
     parts = []
     for directory in part_directories(job.parts_dir):
         try:
