@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import CONTIGS, requires_cuda
+from feature_parity import feature_figures
 from predict_models import coding_dna, real_models, write_fasta
 
 from virnucpro.data.dna import read_dna
@@ -41,6 +42,7 @@ CHUNK = 500
 MIN_FRAMES = 5000
 AGREE = 0.999  # labels (and chunk verdicts) that must agree
 NEAR_TIE = 0.01  # every disagreement must be this close in the reference
+DNABERT_WIDTH = 768  # DNABERT-S's columns come first in the features, as merge_data joins them
 
 
 def read_results(folder: Path) -> tuple[list[str], np.ndarray]:
@@ -112,12 +114,15 @@ def test_bf16_and_fp8_agree_with_virnucpros_fp32_flow(tmp_path):
     fasta = write_fasta(tmp_path / "input.fasta", records)
     frames = sum(1 for _ in read_dna(fasta, CHUNK))
     assert frames >= MIN_FRAMES, frames
-    predict(fasta, tmp_path / "bf16", models)
+    predict(fasta, tmp_path / "bf16", models, "--save-features", "features.h5")
     predict(fasta, tmp_path / "fp8", models, "--dtype", "fp8")
     work = tmp_path / "virnucpro_work"
     work.mkdir()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         reference = run_virnucpro(fasta, CHUNK, models.classifier, work, **models.flow(), device="cuda")
+    # which model's features moved the scores, and how hard the classifier amplifies them (printed only)
+    figures = feature_figures(tmp_path / "bf16" / "features.h5", reference, models.classifier, DNABERT_WIDTH)
+    print("\nbf16 features vs VirNucPro fp32: " + ", ".join(f"{k} {v:.6g}" for k, v in figures.items()))
     compare("bf16 vs VirNucPro fp32", tmp_path / "bf16", reference)
     compare("fp8 vs bf16", tmp_path / "fp8", tmp_path / "bf16")

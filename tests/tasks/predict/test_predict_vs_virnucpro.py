@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from feature_parity import feature_figures
 from predict_models import duplicated, edge_cases, make_models, parity_input, write_fasta
 
 from virnucpro import read_embeddings
@@ -84,7 +85,9 @@ def runs(tmp_path_factory, models) -> dict:
     root = tmp_path_factory.mktemp("parity")
     fasta = parity_input(root / "contigs.fasta")
     ours = predict(fasta, root / "ours", models, "--save-features", "features.h5")
-    return {"fasta": fasta, "ours": ours, "theirs": virnucpro(fasta, root / "virnucpro_work", models)}
+    theirs = virnucpro(fasta, root / "virnucpro_work", models)
+    width = models.dnabert.config.hidden_size
+    return {"fasta": fasta, "ours": ours, "theirs": theirs, "classifier": models.classifier, "dna_width": width}
 
 
 def test_the_same_frames_labels_and_scores_as_virnucpro(runs):
@@ -135,6 +138,13 @@ def test_saved_features_are_virnucpros_merged_features_dnabert_s_first(runs):
     assert features.embeddings.shape == their_data.shape == (len(their_ids), 96)
     diff = np.abs(features.embeddings - their_data)
     assert diff.max() <= SCORES, f"features: max abs diff {diff.max():.3g}, mean {diff.mean():.3g}"
+    # the side-by-side figures the GPU test prints: in fp32 each side is VirNucPro's, and moves no score
+    dna_width = runs["dna_width"]
+    figures = feature_figures(runs["ours"] / "features.h5", Path(runs["theirs"]), runs["classifier"], dna_width)
+    assert figures["frames"] == len(their_ids) and 0 < dna_width < their_data.shape[1]
+    assert min(figures["dnabert_cosine_min"], figures["esm2_cosine_min"]) > 1 - 1e-6, figures
+    assert max(v for k, v in figures.items() if k.startswith("score2_shift")) <= SCORES, figures
+    assert figures["reference_margin_median"] > 0, figures
     frames = list(read_dna(runs["fasta"], CHUNK))
     assert [p.id for p in frames] == list(features.ids)
     assert (features.columns["source_index"] == [p.source for p in frames]).all()
