@@ -93,6 +93,10 @@ def _configure_logging(level: str | None, quiet: bool) -> None:
     # DataLoader workers are forked after CUDA has started its threads; they only parse text and
     # are cut off from CUDA (virnucpro.data.isolation), which is what this warning asks of a fork.
     warnings.filterwarnings("ignore", r"This process .* is multi-threaded, use of fork\(\)", DeprecationWarning)
+    # "unclosed socket" and the like: a stopped run (SIGTERM, Ctrl-C) leaves the DataLoader's pipes to
+    # the garbage collector, which is harmless and nothing a user can act on; it once followed the
+    # resume hint as the run's last line.
+    warnings.filterwarnings("ignore", category=ResourceWarning)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
