@@ -65,7 +65,7 @@ case $stage in
     before_after 55 45
     start_before_after 140 100
     gpu_tests gpu_tests_wave3.log 120 "${WAVE_TESTS[@]:0:5}" "${WAVE_TESTS[@]:7}"
-    dnabert_speed 90 --repeat 10 --sequential-limit 300 --passes 1
+    dnabert_speed 150 --repeat 200 --sequential-limit 300 --passes 1
     ;;
   *) echo "unknown stage $stage (new, tests, predict-all, rest)"; exit 2 ;;
 esac
