@@ -15,6 +15,9 @@ import esm
 import pytest
 import torch
 
+#: Fixture modules every test may use by name: the Hugging Face cache tests (``hf_cache``).
+pytest_plugins = ("hf_cache",)
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "data"
 PROTEOME = EXAMPLES / "MIIJ01000039.single.faa.gz"

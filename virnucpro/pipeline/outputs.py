@@ -124,15 +124,22 @@ class FolderOutput:
     def check(self, path: Path) -> None:
         if not os.path.lexists(path):
             return
-        if path.is_symlink() or not path.is_dir():
+        if path.is_symlink():  # replacing it would replace the link, never what it points to: refused as unclear
+            raise ValueError(
+                f"{path} is a symbolic link; {self.what} is a folder that virnucpro creates itself: choose another name"
+            )
+        if not path.is_dir():
             raise ValueError(f"{path} exists and is not a folder; {self.what} is a folder: choose another name")
         with os.scandir(path) as entries:
             foreign = sorted(entry.name for entry in entries if not self._ours(entry))
         if foreign:
-            raise ValueError(
-                f"{path} holds {', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}, which {self.what} "
-                "never writes; choose a new or empty output folder"
-            )
+            links = [name for name in foreign if name in self.files]  # our names, but links or folders
+            shown = f"{', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}"
+            if links == foreign:
+                held = f"{shown} as a link or folder, not as the plain file {self.what} holds"
+            else:
+                held = f"{shown}, which {self.what} never holds"
+            raise ValueError(f"{path} holds {held}; choose a new or empty output folder")
 
     def _ours(self, entry: os.DirEntry) -> bool:
         return entry.name in self.files and entry.is_file(follow_symlinks=False)

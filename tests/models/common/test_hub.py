@@ -11,7 +11,7 @@ import socket
 import pytest
 import torch
 from conftest import one_line_error
-from hf_cache import cache_model, hf_cache  # noqa: F401 (a fixture)
+from hf_cache import cache_model
 from mapped import in_mapping, mapped_ranges
 from payloads import MkdirPayload, eval_pickle
 from safetensors.torch import save_file

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from conftest import one_line_error
 from dnabert_reference import SHAPES, reference_layers, reference_model, save_folder
-from hf_cache import cache_model, hf_cache  # noqa: F401 (a fixture)
+from hf_cache import cache_model
 from mapped import in_mapping, mapped_ranges
 from payloads import MkdirPayload
 from safetensors.torch import load_file, save_file

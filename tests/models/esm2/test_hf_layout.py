@@ -10,7 +10,7 @@ import pathlib
 import pytest
 import torch
 from conftest import one_line_error, tiny_esm2
-from hf_cache import cache_model, hf_cache  # noqa: F401 (a fixture)
+from hf_cache import cache_model
 from hf_models import (
     PUBLISHED_650M,
     copy_into_transformers,

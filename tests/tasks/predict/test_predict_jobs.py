@@ -221,12 +221,30 @@ def test_an_output_folder_is_replaced_only_when_asked_and_only_if_ours(capsys, t
     assert "already complete" in predict(capsys, fasta, "-o", out, *options(models), "--resume")
     (out / "notes.txt").write_text("mine")
     result = run_cli(capsys, "predict", fasta, "-o", out, *options(models), "--overwrite", "--device", "cpu")
-    assert result.code == 1 and "notes.txt" in result.err and "never writes" in result.err, result.err
+    assert result.code == 1 and "notes.txt" in result.err and "never holds" in result.err, result.err
     assert (out / "notes.txt").read_text() == "mine" and (out / RESULTS_FILE).read_bytes() == first
     (out / "notes.txt").unlink()
     predict(capsys, fasta, "-o", out, *options(models), "--overwrite")
     assert (out / RESULTS_FILE).read_bytes() == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.fna", "out"], "no temporary is left"
+
+
+def test_links_where_the_output_goes_are_named_and_nothing_is_written_through_them(capsys, tmp_path, models):
+    fasta = dna(tmp_path / "a.fna", 0, 3_000)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("mine")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / RESULTS_FILE).symlink_to(precious)  # our file's name, but a link to the user's file
+    result = run_cli(capsys, "predict", fasta, "-o", out, *options(models), "--overwrite", "--device", "cpu")
+    assert result.code == 1 and f"{RESULTS_FILE} as a link or folder" in result.err, result.err
+    assert precious.read_text() == "mine" and (out / RESULTS_FILE).is_symlink()
+    linked = tmp_path / "linked"
+    linked.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir()
+    result = run_cli(capsys, "predict", fasta, "-o", linked, *options(models), "--device", "cpu")
+    assert result.code == 1 and "linked is a symbolic link" in result.err, result.err
+    assert not any((tmp_path / "elsewhere").iterdir())
 
 
 def test_provenance_names_both_models_the_classifier_and_the_chunk_size(capsys, tmp_path, models):
