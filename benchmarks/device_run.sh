@@ -67,5 +67,10 @@ case $stage in
     gpu_tests gpu_tests_wave3.log 120 "${WAVE_TESTS[@]:0:5}" "${WAVE_TESTS[@]:7}"
     dnabert_speed 150 --repeat 200 --sequential-limit 300 --passes 1
     ;;
-  *) echo "unknown stage $stage (new, tests, predict-all, rest)"; exit 2 ;;
+  again)  # a second sample of 25's before/after figures, then DNABERT-S speed at a steady state
+    before_after 55 45
+    start_before_after 140 100
+    dnabert_speed 150 --repeat 200 --sequential-limit 300 --passes 1
+    ;;
+  *) echo "unknown stage $stage (new, tests, predict-all, rest, again)"; exit 2 ;;
 esac
