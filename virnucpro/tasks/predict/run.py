@@ -75,8 +75,9 @@ class PredictSummary(RunResult):
             fp8 = f"FP8 self-check cosine vs bf16 min {self.checks[0]:.5f} mean {self.checks[1]:.5f}; "
         return (
             f"virnucpro predict: {self.records:,} frames in {self.wall_s:.1f} s = {rate:,.1f} frames/s{ranks}; "
-            f"input wait {100 * self.input_wait:.1f} % of wall (first batch after {self.startup_s:.1f} s; model set-up {self.setup_s:.1f} s, final assembly "
-            f"{self.finish_s:.1f} s); {none}duplicate frame ids {self.duplicate_ids}; {fp8}"
+            f"input wait {100 * self.input_wait:.1f} % of wall (first batch after {self.startup_s:.1f} s; "
+            f"model set-up {self.setup_s:.1f} s, final assembly {self.finish_s:.1f} s); "
+            f"{none}duplicate frame ids {self.duplicate_ids}; {fp8}"
             f"max_tokens {self.max_tokens} {written}"
         )
 
