@@ -133,9 +133,8 @@ class FolderOutput:
         with os.scandir(path) as entries:
             foreign = sorted(entry.name for entry in entries if not self._ours(entry))
         if foreign:
-            links = [name for name in foreign if name in self.files]  # our names, but links or folders
             shown = f"{', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}"
-            if links == foreign:
+            if all(name in self.files for name in foreign):  # our names, but links or folders
                 held = f"{shown} as a link or folder, not as the plain file {self.what} holds"
             else:
                 held = f"{shown}, which {self.what} never holds"

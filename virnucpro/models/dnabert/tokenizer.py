@@ -104,7 +104,7 @@ class DNATokenizer:
             ids: (T,) int64, every sequence's tokens back to back.
             lengths: (N,) int64, tokens per sequence (special tokens included), sum T.
         """
-        # The fast variant skips the character offsets, which nothing here reads: a quarter less time
+        # The fast variant skips the character offsets, which nothing here reads: a fifth less time
         # in the DataLoader workers, where encoding is most of a DNA batch's cost.
         encodings = self._tokenizer.encode_batch_fast(list(sequences), add_special_tokens=True)
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
