@@ -40,6 +40,7 @@ def fasta(tmp_path):
         ("gap", "has alignment gap '-' at position 3: the file looks like an alignment"),
         ("chunk-size-embed", "--chunk-size must be an integer >= 1, got 0"),
         ("chunk-size-translate", "--chunk-size must be an integer >= 1, got 0"),
+        ("residual-fp8", "--residual float32 is for bf16/fp16 matmuls, not FP8's"),
     ],
 )
 def test_messages_name_only_flags_that_exist(capsys, tmp_path, tiny_checkpoint, fasta, case, expected):
@@ -55,6 +56,7 @@ def test_messages_name_only_flags_that_exist(capsys, tmp_path, tiny_checkpoint, 
         "chunk-size-embed": ["embed", dna, "-o", out, *model, "--dna", "--chunk-size", "0"],
         "chunk-size-translate": ["translate", dna, "-o", tmp_path / "p.faa", "--chunk-size", "0"],
         "translate-exists": ["translate", dna, "-o", fasta],
+        "residual-fp8": ["embed", fasta, "-o", out, *model, "--dtype", "fp8", "--residual", "float32"],
     }[case]
     result = run_cli(capsys, *argv)
     assert result.code == 1 and expected in result.err, result
@@ -110,3 +112,15 @@ def test_threads_sets_the_cpu_threads_torch_computes_with(capsys, tmp_path, tiny
         assert result.code == 0 and torch.get_num_threads() == 1, result
     finally:
         torch.set_num_threads(before)
+
+
+def test_residual_float32_is_recorded_and_a_resume_without_it_is_refused(capsys, tmp_path, tiny_checkpoint, fasta):
+    import h5py
+
+    out, model = tmp_path / "o.h5", ("--model", tiny_checkpoint, "--dtype", "bf16")
+    result = run_cli(capsys, "embed", fasta, "-o", out, *model, "--residual", "float32")
+    assert result.code == 0 and "residual float32" in result.out, result
+    with h5py.File(out) as f:
+        assert f.attrs["residual"] == "float32"
+    plain = run_cli(capsys, "embed", fasta, "-o", out, *model, "--resume")
+    assert plain.code == 1 and "holds the results of another job (differing: forward)" in plain.err, plain

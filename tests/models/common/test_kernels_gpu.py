@@ -65,6 +65,26 @@ def test_add_layer_norm_matches_torch(triton_kernels, dtype, embed_dim, with_del
         assert torch.equal(torch_normed, want_normed), "torch kernel, float32 parameters: LayerNorm of the float32 sum"
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("embed_dim", [e for e, _ in SHAPES])
+def test_add_layer_norm_of_a_float32_stream_matches_torch(triton_kernels, dtype, embed_dim):
+    """ESM-2's float32 residual stream (``residual="float32"``): x float32, delta and the LayerNorm's
+    parameters and output in the compute dtype; the sum stays float32, unrounded."""
+    g = torch.Generator("cuda").manual_seed(embed_dim)
+    x = 3 * torch.randn(1001, embed_dim, device="cuda", generator=g) + 1
+    delta = torch.randn(1001, embed_dim, device="cuda", generator=g).to(dtype)
+    weight = torch.randn(embed_dim, device="cuda", generator=g).to(dtype)
+    bias = torch.randn(embed_dim, device="cuda", generator=g).to(dtype)
+    total, normed = triton_kernels.add_layer_norm(x, delta, weight, bias, 1e-5, out_dtype=dtype)
+    want_total, torch_normed = add_layer_norm_torch(x, delta, weight, bias, 1e-5, out_dtype=dtype)
+    exact = x + delta.float()
+    want_normed = F.layer_norm(exact, (embed_dim,), weight.float(), bias.float(), 1e-5).to(dtype)
+    assert total.dtype == torch.float32 and normed.dtype == torch_normed.dtype == dtype
+    assert torch.equal(total, exact) and torch.equal(want_total, exact), "the float32 sum, never rounded"
+    assert_within_one_rounding(normed, want_normed, dtype, "LayerNorm of the float32 stream")
+    assert torch.equal(torch_normed, want_normed)
+
+
 def fair_esm_rotary(qkv: torch.Tensor, lengths: list[int], heads: int) -> tuple[torch.Tensor, torch.Tensor]:
     """q and k of the fused (T, 3E) projection rotated by fair-esm's own ``RotaryEmbedding``, sequence by
     sequence (positions from 0 in each), as (T, H, D) float64.

@@ -6,8 +6,12 @@ back through ``load_model`` (memory-mapped safetensors) and run by ``PackedESM2`
 packed proteins of 1 to 1,022 residues; transformers runs each protein alone in float32. Needs
 transformers, not Biopython. Run ``pytest -s -m gpu tests/models/esm2/test_hf_gpu.py`` to see the figures.
 
-Besides the absolute bound, our error must be at most ``REFERENCE_FACTOR`` times that of transformers'
-EsmModel itself cast to bfloat16, on the same weights and proteins (``precision``).
+Two bounds. Our error must be at most ``REFERENCE_FACTOR`` times that of transformers' EsmModel itself
+cast to bfloat16, on the same weights and proteins (``precision``), with either residual stream. The
+issue's absolute bound, cosine >= ``MIN_COSINE`` on every protein, holds with the residual stream in
+float32 (``ForwardOptions(residual="float32")``, CLI ``--residual float32``). The default bf16 stream
+misses it on 1-residue proteins, as transformers' own bf16 does (min 0.99986 on both; the rounded
+stream is most of that error, ``benchmarks/results/bf16_floor.md``); the test prints its figure.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from conftest import requires_cuda
 from hf_models import esm_config, random_proteins
 from precision import assert_within_reference_error, cosine_error
 
-from virnucpro.models import ARCHITECTURES, PackedESM2, load_model, mean_pool
+from virnucpro.models import ARCHITECTURES, ForwardOptions, PackedESM2, load_model, mean_pool
 from virnucpro.models.esm2 import alphabet
 
 pytestmark = [pytest.mark.gpu, requires_cuda]
@@ -38,9 +42,10 @@ def protein_lengths(count: int, seed: int) -> list[int]:
     return [1, 1022] + [round(2 ** rng.uniform(0, 10)) for _ in range(count - 2)]
 
 
-def packed_means(model, tokens: list[torch.Tensor]) -> torch.Tensor:
+def packed_means(model, tokens: list[torch.Tensor], residual: str) -> torch.Tensor:
     """(N, E) float32: each protein's mean last layer from a bfloat16 PackedESM2 on CUDA, packed in batches."""
-    packed = PackedESM2(model, dtype=torch.bfloat16, device="cuda")
+    packed = PackedESM2(model, dtype=torch.bfloat16, device="cuda", options=ForwardOptions(residual=residual))
+    assert packed.options.residual == residual
     means, batch = [], []
     for ids in tokens + [None]:
         if ids is None or batch and sum(len(t) for t in batch) + len(ids) > TOKEN_BUDGET:
@@ -80,10 +85,17 @@ def test_bf16_packed_forward_matches_transformers_fp32(tmp_path, size):
     torch.cuda.empty_cache()
 
     model, _ = load_model(tmp_path / "hf", dtype=None)  # the file's float32 tensors, mapped
-    actual = packed_means(model, tokens)
-    cosine = F.cosine_similarity(actual, expected, dim=1)
-    figures = f"{size}: per-sequence cosine of mean embeddings, min {cosine.min():.6f}, mean {cosine.mean():.6f}"
-    ours, theirs = cosine_error(actual, expected), cosine_error(reference_bf16, expected)
-    print(f"\n{figures} over {len(proteins)} proteins of 1 to 1,022 residues; ours {ours}, transformers bf16 {theirs}")
-    assert_within_reference_error(ours, theirs, REFERENCE_FACTOR, size)
-    assert cosine.min() >= MIN_COSINE, figures
+    theirs = cosine_error(reference_bf16, expected)
+    print(f"\n{size}, {len(proteins)} proteins of 1 to 1,022 residues: transformers bf16 {theirs}")
+    cosines = {}
+    for residual in ("compute", "float32"):
+        actual = packed_means(model, tokens, residual)
+        cosines[residual] = cosine = F.cosine_similarity(actual, expected, dim=1)
+        ours = cosine_error(actual, expected)
+        print(
+            f"  {residual} residual stream: per-sequence cosine min {cosine.min():.6f}, mean {cosine.mean():.6f}; {ours}"
+        )
+        assert_within_reference_error(ours, theirs, REFERENCE_FACTOR, f"{size}, {residual} residual stream")
+    cosine = cosines["float32"]
+    shortest = len(proteins[int(cosine.argmin())])
+    assert cosine.min() >= MIN_COSINE, f"{size}, float32 stream: min {cosine.min():.6f} ({shortest} residues)"

@@ -36,7 +36,8 @@ def add_layer_norm_row(
     x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
     if HAS_DELTA:
         x += tl.load(delta_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-        # The sum is stored rounded to the model's dtype, but normalised as computed, in float32.
+        # The sum is stored in x's dtype (rounded, unless the residual stream is float32), but
+        # normalised as computed, in float32.
         tl.store(sum_ptr + offsets, x.to(sum_ptr.dtype.element_ty), mask=mask)
     mean = tl.sum(x, axis=0) / n_cols
     centred = tl.where(mask, x - mean, 0.0)
@@ -67,12 +68,14 @@ def check_rows(x: Tensor, delta: Tensor | None) -> None:
         raise ValueError("the row kernels need contiguous (T, E) x and delta of the same shape")
 
 
-def add_layer_norm(x: Tensor, delta: Tensor | None, weight: Tensor, bias: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    """As ``kernels.add_layer_norm_torch``; x and delta (T, E) contiguous."""
+def add_layer_norm(
+    x: Tensor, delta: Tensor | None, weight: Tensor, bias: Tensor, eps: float, out_dtype: torch.dtype | None = None
+) -> tuple[Tensor, Tensor]:
+    """As ``kernels.add_layer_norm_torch``; x and delta (T, E) contiguous, of any float dtypes."""
     check_rows(x, delta)
     rows, cols = x.shape
     total = x if delta is None else torch.empty_like(x)
-    out = torch.empty_like(x)
+    out = torch.empty_like(x, dtype=out_dtype)
     block = triton.next_power_of_2(cols)
     _add_layer_norm_kernel[(rows,)](
         x, x if delta is None else delta, total, out, weight, bias, cols, eps,

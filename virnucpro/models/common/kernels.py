@@ -27,7 +27,13 @@ KERNELS = ("triton", "torch")
 
 class AddLayerNorm(Protocol):
     def __call__(
-        self, x: Tensor, delta: Tensor | None, weight: Tensor, bias: Tensor, eps: float
+        self,
+        x: Tensor,
+        delta: Tensor | None,
+        weight: Tensor,
+        bias: Tensor,
+        eps: float,
+        out_dtype: torch.dtype | None = None,
     ) -> tuple[Tensor, Tensor]: ...
 
 
@@ -49,22 +55,30 @@ class Kernels(NamedTuple):
 
 
 def add_layer_norm_torch(
-    x: Tensor, delta: Tensor | None, weight: Tensor, bias: Tensor, eps: float
+    x: Tensor,
+    delta: Tensor | None,
+    weight: Tensor,
+    bias: Tensor,
+    eps: float,
+    out_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor]:
     """(s, LayerNorm(s)) with s = x + delta (x itself when delta is None); x, delta (T, E).
 
-    With weight and bias in x's dtype, s is rounded to x's dtype before the LayerNorm, as
-    eager PyTorch does (ESM-2: fair-esm's numbers). With float32 weight and bias and a
-    narrower x, the LayerNorm is the Triton kernel's: the float32 sum normalised as computed,
-    with float32 parameters, only s and the result rounded to x's dtype (DNABERT).
+    s is in x's dtype, LayerNorm(s) in ``out_dtype`` (default x's). With weight and bias in
+    x's dtype, s is rounded to x's dtype before the LayerNorm, as eager PyTorch does (ESM-2:
+    fair-esm's numbers). Otherwise the LayerNorm is the Triton kernel's: the float32 sum
+    normalised as computed, with float32 parameters, only s and the result rounded (DNABERT,
+    with float32 parameters; ESM-2's float32 residual stream, with x in float32 and the
+    compute dtype's parameters).
     """
-    if weight.dtype == x.dtype:
+    out_dtype = x.dtype if out_dtype is None else out_dtype
+    if weight.dtype == x.dtype == out_dtype:
         if delta is not None:
             x = x + delta
         return x, F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
     total = x.float() if delta is None else x.float() + delta.float()
     normed = F.layer_norm(total, (x.shape[-1],), weight.float(), bias.float(), eps)
-    return total.to(x.dtype), normed.to(x.dtype)
+    return total.to(x.dtype), normed.to(out_dtype)
 
 
 def rotary_torch(qkv: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, heads: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -16,7 +16,8 @@ implementation of ``Matmul`` and nothing else in the model changes:
 
 Each half of a block (attention: LayerNorm, QKV, out_proj; MLP: LayerNorm, fc1, fc2)
 computes in one implementation, and a model may give its blocks and halves different
-ones (``fp8.block_matmuls``): between them the residual stream is always the compute dtype.
+ones (``fp8.block_matmuls``): between them the residual stream is the compute dtype, or float32
+(``options.RESIDUALS``) with native matmuls.
 
 ``NativeMatmul`` multiplies in the compute dtype with cuBLAS, bias (and, with
 ``gelu="tanh"`` on CUDA, the GELU) in the matmul's epilogue. ``fp8.Fp8Matmul``
@@ -115,7 +116,8 @@ class NativeMatmul:
         return copy_norm(norm, self.dtype, self.device), self.prepare_weight(weights, biases, role)
 
     def add_layer_norm(self, x: Tensor, delta: Tensor | None, norm: Norm) -> tuple[Tensor, Tensor]:
-        return self.kernels.add_layer_norm(x, delta, *norm)
+        # x may be a float32 residual stream (``options.RESIDUALS``); the matmuls read the compute dtype.
+        return self.kernels.add_layer_norm(x, delta, *norm, out_dtype=self.dtype)
 
     def linear(self, x: Tensor, layer: Linear) -> Tensor:
         return F.linear(x, layer.weight, layer.bias)

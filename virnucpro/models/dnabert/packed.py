@@ -171,6 +171,12 @@ def _resolve(options: ForwardOptions, device: torch.device, dtype: torch.dtype) 
             "post-LayerNorm blocks keep the normalised rows as the residual stream; use matmul='native' "
             "(CLI: --dtype bf16)"
         )
+    if options.residual == "float32":
+        raise ValueError(
+            "residual='float32' (CLI: --residual float32) is ESM-2's option: DNABERT's post-LayerNorm blocks "
+            "carry the normalised rows, which its matmuls read, as the residual stream; use residual='auto' "
+            "(CLI: --residual auto), and dtype=torch.float16 (CLI: --dtype fp16) for a closer match to float32"
+        )
     attention, attend = select_attention(options.attention, device, dtype, alibi=True)
     resolved = options.resolve(device, dtype)
     gelu = "exact" if options.gelu == "auto" else resolved.gelu

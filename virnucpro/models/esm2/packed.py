@@ -49,7 +49,8 @@ class PackedESM2(PackedModel):
         device: where the copy lives; default the model's. To move to another device or
             dtype, build a new PackedESM2: the attention backend is chosen for these.
         options: how to compute (``ForwardOptions``: attention backend, kernels, GELU,
-            matmul); default all "auto". ``self.options`` holds the resolved choice.
+            matmul, residual stream); default all "auto". ``self.options`` holds the resolved
+            choice.
     """
 
     def __init__(
@@ -74,6 +75,8 @@ class PackedESM2(PackedModel):
             o.matmul, o.fp8, model.num_layers, dtype, device, self._kernels, o.gelu
         )
 
+        # The residual stream's dtype: float32 with options.residual == "float32", else the compute dtype.
+        self._residual_dtype = torch.float32 if self.options.residual == "float32" else dtype
         self.num_layers = model.num_layers
         self.embed_dim = model.embed_dim
         self.mask_idx = model.mask_idx
@@ -131,7 +134,7 @@ class PackedESM2(PackedModel):
 
         Returns:
             {"representations": {layer: (T, E) tensor in ``self.dtype``}}, keyed by the
-            non-negative layer numbers.
+            non-negative layer numbers (a float32 residual stream is rounded to it on the way out).
         """
         input_ids, cu_seqlens, max_seqlen = packed_inputs(input_ids, cu_seqlens, max_seqlen, self.device)
         layers = resolve_layers(repr_layers, self.num_layers, argument="repr_layers")
@@ -139,15 +142,15 @@ class PackedESM2(PackedModel):
 
         # The residual stream is carried as (x, delta): the MLP's output is added to x by
         # the next LayerNorm's kernel, or here when a layer's output is asked for.
-        representations = {0: x} if 0 in layers else {}
+        representations = {0: x.to(self.dtype)} if 0 in layers else {}
         delta = None
         for i, block in enumerate(self.layers[: max(layers)], start=1):
             x, delta = block(x, delta, rotary, cu_seqlens, max_seqlen, self._attend, self._kernels)
             if i == self.num_layers:
-                representations[i] = self._kernels.add_layer_norm(x, delta, *self.final_norm)[1]
+                representations[i] = self._kernels.add_layer_norm(x, delta, *self.final_norm, out_dtype=self.dtype)[1]
             elif i in layers:
                 x, delta = x + delta, None
-                representations[i] = x
+                representations[i] = x.to(self.dtype)
         return {"representations": representations}
 
     def _embed(
@@ -156,7 +159,8 @@ class PackedESM2(PackedModel):
         """The embedding (T, E) after the token-dropout rescale, and the rotary positions and tables."""
         total = input_ids.numel()
         seq = segment_ids(cu_seqlens, total)  # (T,)
-        x = F.embedding(input_ids, self.embed_weight)  # (T,) => (T, E)
+        # The table is in the compute dtype, as fair-esm's; the stream starts in its own dtype.
+        x = F.embedding(input_ids, self.embed_weight).to(self._residual_dtype)  # (T,) => (T, E)
         if self.token_dropout:
             x = self._rescale_for_masks(x, input_ids, cu_seqlens, seq)
         # Rotary angles in float32: in half precision, positions above 256 (bf16) or
@@ -185,7 +189,8 @@ class _Block(nn.Module):
 
     ``attention`` holds and multiplies the attention half's layers (its LayerNorm, QKV,
     out_proj), ``mlp`` the MLP half's (its LayerNorm, fc1, fc2); the two meet in the
-    residual stream, which is the compute dtype whatever they are.
+    residual stream, which is the compute dtype (or float32, ``options.RESIDUALS``) whatever
+    they are.
     """
 
     def __init__(self, layer: TransformerLayer, attention: Matmul, mlp: Matmul):

@@ -234,5 +234,6 @@ class EmbedSummary(RunResult):
             f"{f'residues replaced with X {self.replaced}; ' if self.replaced else ''}"
             f"{f'embedded in windows {self.windowed}; ' if self.windowed else ''}"
             f"{self._fp8()}attention {self.options.attention}, kernels {self.options.kernels}, GELU {self.options.gelu}, "
+            f"{'residual float32, ' if self.options.residual == 'float32' else ''}"
             f"max_tokens {self.max_tokens} {written}"
         )
