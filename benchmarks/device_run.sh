@@ -72,5 +72,23 @@ case $stage in
     start_before_after 140 100
     dnabert_speed 150 --repeat 200 --sequential-limit 300 --passes 1
     ;;
-  *) echo "unknown stage $stage (new, tests, predict-all, rest, again)"; exit 2 ;;
+  final)  # sixth session: the float32 residual stream and DNABERT-S in fp16 (parity), 3B speed with either
+    # stream in one call, then DNABERT-S end to end at a steady state: bf16 with the default workers and
+    # with 8, fp16 with 8
+    gpu_tests gpu_tests_final.log 180 tests/models/esm2/test_hf_gpu.py tests/models/dnabert/test_dnabert_gpu_parity.py \
+      tests/models/common/test_kernels_gpu.py
+    for residual in compute float32; do
+      timeout 85 python3 benchmarks/throughput.py --model esm2_t36_3B_UR50D --datasets proteome --repeat 8 \
+        --systems virnucpro-e2e$([ $residual = compute ] && echo ,matmul-floor) --passes 1 --residual $residual \
+        --out "$OUT/residual_$residual.json" >> "$OUT/throughput.log" 2>&1; echo "residual $residual exit $?"
+      grep -hE "^\| (virnucpro|matmul)" "$OUT/residual_$residual.md"
+    done
+    dnabert_speed 120 --repeat 100 --sequential-limit 300 --passes 1
+    for run in "bf16 --systems virnucpro-e2e" "fp16 --systems virnucpro-e2e,virnucpro-gpu-only,matmul-floor"; do
+      name=dnabert_speed_w8_${run%% *}
+      timeout 55 python3 benchmarks/dnabert_speed.py --repeat 100 --workers 8 --passes 1 --dtype $run \
+        --out "$OUT/$name.json" > "$OUT/$name.log" 2>&1; echo "$name exit $?"; grep -E "^\| slices" "$OUT/$name.md"
+    done
+    ;;
+  *) echo "unknown stage $stage (new, tests, predict-all, rest, again, final)"; exit 2 ;;
 esac

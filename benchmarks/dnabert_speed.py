@@ -67,7 +67,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
 SPEC = "random:dnabert-s"
 TINY = (2, 64, 4, 96)  # layers, hidden, heads, intermediate: the CPU smoke model
-DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
+DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 Row = dict[str, Any]
 
@@ -85,6 +85,7 @@ class Bench:
     options: ForwardOptions
     max_tokens: int  # virnucpro tokens per packed batch
     padded_tokens: int  # padded tokens per batch of the batched reference
+    workers: int | None  # virnucpro-e2e DataLoader workers; None: run_embed's default
     sequential_limit: int
     passes: int
     seed: int
@@ -147,7 +148,7 @@ def virnucpro_e2e(bench: Bench, data: Data) -> Iterator[Row]:
         config = EmbedConfig(
             inputs=(data.fasta,), output=Path(tmp) / f"{data.name}.h5", model=SPEC, dtype=DTYPE_NAMES[bench.dtype],
             device=str(bench.device), max_tokens=bench.max_tokens, forward=bench.options, overwrite=True,
-            progress=False,
+            progress=False, **({} if bench.workers is None else {"workers": bench.workers}),
         )  # fmt: skip
         summary, first = wall_seconds(lambda: run_embed(config, model=bench.weights), bench.device)
         check_count("virnucpro-e2e first run records", summary.records, len(data.records))
@@ -158,7 +159,8 @@ def virnucpro_e2e(bench: Bench, data: Data) -> Iterator[Row]:
     yield row(
         bench, data, "virnucpro-e2e", seconds, data.tokens, resident, dtype=DTYPE_NAMES[bench.dtype],
         token_budget=summary.max_tokens, first_run_tokens_per_s=data.tokens / first, first_run_seconds=first,
-        startup_s=summary.startup_s, setup_s=summary.setup_s, loop_s=summary.wall_s,
+        startup_s=summary.startup_s, setup_s=summary.setup_s, loop_s=summary.wall_s, input_wait=summary.input_wait,
+        workers=config.workers,
         attention=summary.options.attention, kernels=summary.options.kernels, gelu=summary.options.gelu,
     )  # fmt: skip
 
@@ -315,7 +317,7 @@ def build_bench(args: argparse.Namespace, device: torch.device) -> Bench:
     shape = TINY if args.smoke else REAL
     reference = reference_model(*shape, seed=args.seed, noise=0.0, device=str(device))
     weights = our_weights(reference)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype] if device.type == "cuda" else torch.float32
     return Bench(
         model_name="tiny" if args.smoke else "dnabert-s",
         weights=weights,
@@ -326,6 +328,7 @@ def build_bench(args: argparse.Namespace, device: torch.device) -> Bench:
         options=ForwardOptions(attention=args.attention, kernels=args.kernels),
         max_tokens=args.max_tokens or auto_max_tokens(weights, dtype, device, num_layers_out=1),
         padded_tokens=args.padded_tokens,
+        workers=args.workers,
         sequential_limit=args.sequential_limit,
         passes=args.passes,
         seed=args.seed,
@@ -335,6 +338,8 @@ def build_bench(args: argparse.Namespace, device: torch.device) -> Bench:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: only with --smoke")
+    parser.add_argument("--workers", type=int, help="virnucpro-e2e DataLoader workers (default: run_embed's)")
+    parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"], help="on the GPU, for every system")
     parser.add_argument("--smoke", action="store_true", help="a tiny model in fp32 on a subset: checks the script runs")
     parser.add_argument("--out", type=Path, help="JSON to merge rows into, the .md beside it (default: by mode)")
     parser.add_argument("--inputs", type=Path, nargs="+", default=sorted(EXAMPLES.glob("*.fna.gz")), help="contigs")

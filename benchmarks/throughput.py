@@ -440,7 +440,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fp16-toks-per-batch", default="4096,16384", help="fair-esm fp16 budgets, comma-separated")
     parser.add_argument("--max-tokens", type=int, help="virnucpro tokens per packed batch (default: run_embed's)")
     parser.add_argument("--workers", type=int, help="virnucpro-e2e DataLoader workers (default: run_embed's)")
-    for option in ("attention", "kernels", "gelu"):
+    for option in ("attention", "kernels", "gelu", "residual"):
         parser.add_argument(f"--{option}", default="auto", help=f"ForwardOptions {option}= for both virnucpro systems")
     parser.add_argument(
         "--passes", type=int, help="timed passes of gpu-only and floor, median kept (default 3; 1 with --device cpu)"
@@ -460,7 +460,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if unknown := set(chosen) - set(known):
             parser.error(f"{name}: unknown {sorted(unknown)}; choose from {','.join(known)}")
     try:
-        args.options = ForwardOptions(attention=args.attention, kernels=args.kernels, gelu=args.gelu)
+        args.options = ForwardOptions(
+            attention=args.attention, kernels=args.kernels, gelu=args.gelu, residual=args.residual
+        )
     except ValueError as err:
         parser.error(str(err))
     if smoke and args.model != "tiny":
