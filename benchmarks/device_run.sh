@@ -90,5 +90,19 @@ case $stage in
         --out "$OUT/$name.json" > "$OUT/$name.log" 2>&1; echo "$name exit $?"; grep -E "^\| slices" "$OUT/$name.md"
     done
     ;;
-  *) echo "unknown stage $stage (new, tests, predict-all, rest, again, final)"; exit 2 ;;
+  ramp)  # byte-pair groups that start small: DNABERT-S end to end again (default workers and 8), then a
+    # 25 M-token job beside the padded batch, the floor and VirNucPro's loop; at most 8 files come back
+    gpu_tests gpu_tests_ramp.log 60 tests/pipeline/test_dnabert_jobs.py
+    for workers in 2 8; do
+      name=dnabert_speed_ramp_w$workers
+      timeout 75 python3 benchmarks/dnabert_speed.py --repeat 100 --workers $workers --passes 1 \
+        --systems virnucpro-e2e,virnucpro-gpu-only --out "$OUT/$name.json" > "$OUT/$name.log" 2>&1
+      echo "$name exit $?"; grep -E "^\| slices" "$OUT/$name.md"
+    done
+    timeout 170 python3 benchmarks/dnabert_speed.py --chunks 500 --repeat 400 --workers 8 --passes 1 \
+      --sequential-limit 300 --out "$OUT/dnabert_speed_long.json" > "$OUT/dnabert_speed_long.log" 2>&1
+    echo "dnabert_speed_long exit $?"; grep -E "^\| slices" "$OUT/dnabert_speed_long.md"
+    rm -f "$OUT"/*.md
+    ;;
+  *) echo "unknown stage $stage (new, tests, predict-all, rest, again, final, ramp)"; exit 2 ;;
 esac
