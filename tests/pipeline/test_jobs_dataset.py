@@ -78,16 +78,3 @@ def _saved(tokenizer, folder: Path) -> Path:
 
 def _sequences(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if not line.startswith(">")]
-
-
-def test_byte_pair_groups_start_at_one_budget_and_double_to_the_largest(tmp_path, bpe):
-    """The first batch waits for its whole group: the first group is small, each next one twice as large."""
-    path = write(tmp_path / "a.fna", 3000, 3, "ACGT")  # records of 1 to 300 bases
-    dataset = SequenceDataset(path, max_tokens=100, tokenizer=bpe, report=False)
-    groups = list(dataset.rank_groups())
-    sizes = [sum(len(record.sequence) for record in group) for group in groups]
-    floors = [100 * min(2**k, sequence_dataset.GROUP_CHARACTERS_PER_TOKEN) for k in range(len(sizes))]
-    assert sizes[0] < 100 + 300, "the first group closes at the first record past one budget of characters"
-    assert all(floor <= size < floor + 300 for size, floor in zip(sizes[:-1], floors)), list(zip(sizes, floors))
-    assert floors[-1] == 3200, "the ramp reached the largest groups"
-    assert [record.index for group in groups for record in group] == list(range(3000))

@@ -59,10 +59,6 @@ BUDGET_CHUNK = 512
 #: character, so a group fills several batches (about 6 at DNABERT-S's ~5 bases per token), and
 #: only its last batch may be short.
 GROUP_CHARACTERS_PER_TOKEN = 32
-#: The first group's characters per token of ``max_tokens``; each next group is twice as large, up
-#: to ``GROUP_CHARACTERS_PER_TOKEN``. The GPU's first batch waits for its whole group to be encoded:
-#: a full group (4.2 M bases at 131,072 tokens) kept DNABERT-S's H100 waiting 1.7 s of a 6.5 s job.
-FIRST_GROUP_CHARACTERS_PER_TOKEN = 1
 
 
 def worker_slot() -> tuple[int, int]:
@@ -234,14 +230,13 @@ class SequenceDataset(IterableDataset):
         return self.max_tokens is not None and not is_per_character(self.tokenizer)
 
     def rank_groups(self) -> Iterator[list[Record]]:
-        """This rank's records, in order, in groups of at least ``FIRST_GROUP_CHARACTERS_PER_TOKEN *
-        max_tokens`` characters, each twice the last up to ``GROUP_CHARACTERS_PER_TOKEN * max_tokens``
-        (the last may hold fewer); groups whose records are all skipped are left out.
-        ``batches_of(group)`` budgets one. Needs ``max_tokens``."""
+        """This rank's records, in order, in groups of at least ``GROUP_CHARACTERS_PER_TOKEN *
+        max_tokens`` characters (the last may hold fewer); groups whose records are all skipped
+        are left out. ``batches_of(group)`` budgets one. Needs ``max_tokens``."""
         if self.max_tokens is None:
             raise ValueError("rank_groups() needs max_tokens; pass SequenceDataset(..., max_tokens=...)")
         records = (r for r in self._records(False) if r.index % self.world_size == self.rank)
-        size, largest = FIRST_GROUP_CHARACTERS_PER_TOKEN * self.max_tokens, GROUP_CHARACTERS_PER_TOKEN * self.max_tokens
+        size = GROUP_CHARACTERS_PER_TOKEN * self.max_tokens
         group: list[Record] = []
         characters = 0
         for record in records:
@@ -250,7 +245,7 @@ class SequenceDataset(IterableDataset):
             if characters >= size:
                 if not all(map(self._skipped, group)):
                     yield group
-                group, characters, size = [], 0, min(2 * size, largest)
+                group, characters = [], 0
         if group and not all(map(self._skipped, group)):
             yield group
 
