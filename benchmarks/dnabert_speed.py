@@ -160,7 +160,7 @@ def virnucpro_e2e(bench: Bench, data: Data) -> Iterator[Row]:
         bench, data, "virnucpro-e2e", seconds, data.tokens, resident, dtype=DTYPE_NAMES[bench.dtype],
         token_budget=summary.max_tokens, first_run_tokens_per_s=data.tokens / first, first_run_seconds=first,
         startup_s=summary.startup_s, setup_s=summary.setup_s, loop_s=summary.wall_s, input_wait=summary.input_wait,
-        workers=config.workers,
+        workers=summary.workers,
         attention=summary.options.attention, kernels=summary.options.kernels, gelu=summary.options.gelu,
     )  # fmt: skip
 

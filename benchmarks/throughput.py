@@ -268,7 +268,7 @@ def embed_row(
         fp8_selfcheck=summary.fp8_check,
         input_wait=summary.input_wait, startup_s=summary.startup_s, setup_s=summary.setup_s,
         finish_s=summary.finish_s, loop_s=summary.wall_s, library_tokens_per_s=summary.tokens_per_s,
-        **options_fields(summary.options), workers=config.workers, windowed_records=summary.windowed, **windowed,
+        **options_fields(summary.options), workers=summary.workers, windowed_records=summary.windowed, **windowed,
     )  # fmt: skip
 
 

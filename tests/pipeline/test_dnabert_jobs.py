@@ -211,3 +211,28 @@ def test_on_the_gpu_the_output_records_the_options_dnabert_ran_with(capsys, tmp_
     assert forward["gelu"] == "exact" and forward["attention"] in ALIBI_BACKENDS, forward
     packed = PackedDNABERT(load(str(folder))[0], dtype=torch.bfloat16, device="cuda")
     assert forward == packed.options.as_dict(), "the defaults PackedDNABERT takes itself"
+
+
+def test_workers_default_to_more_for_byte_pairs_within_the_cores_allotted(capsys, tmp_path, model, monkeypatch):
+    """Byte-pair encoding feeds a GPU only with more workers: up to 8, one core left free, counting the
+    cores the process may run on; ESM-2 keeps 2. The summary line says how many ran."""
+    import os
+
+    from virnucpro.pipeline.config import default_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert (default_workers(), default_workers(byte_pairs=True)) == (2, 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert (default_workers(), default_workers(byte_pairs=True)) == (2, 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert (default_workers(), default_workers(byte_pairs=True)) == (1, 1)
+
+    folder, _ = model
+    fasta = write(tmp_path / "dna.fna", dna(5, seed=8))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    ran = run_cli(capsys, "embed", fasta, "-o", tmp_path / "a.h5", "--model", folder, "--device", "cpu")
+    assert ran.code == 0 and "workers 3 ->" in ran.out, ran
+    ran = run_cli(
+        capsys, "embed", fasta, "-o", tmp_path / "b.h5", "--model", folder, "--device", "cpu", "--workers", "0"
+    )
+    assert ran.code == 0 and "workers 0 ->" in ran.out, ran

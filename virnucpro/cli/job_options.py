@@ -29,7 +29,11 @@ def add_fp8_options(p: argparse.ArgumentParser, model: str = "") -> None:
 def add_job_options(p: argparse.ArgumentParser, *, verb: str, workers: str) -> None:
     """``--workers`` (``workers``: what they do), ``--device``, ``--threads``, ``--shard`` (``verb``: what a
     shard does), ``--resume`` / ``--overwrite`` and ``--no-progress``."""
-    p.add_argument("--workers", type=int, help=f"DataLoader workers that {workers} (default: 2, or 1 on 2 cores)")
+    p.add_argument(
+        "--workers", type=int,
+        help=f"DataLoader workers that {workers} (default: 2, or 1 on 2 cores; a byte-pair model such as "
+        "DNABERT-S up to 8, one core left free)",
+    )  # fmt: skip
     p.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")
     p.add_argument(
         "--threads", type=int,

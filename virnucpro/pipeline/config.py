@@ -63,9 +63,16 @@ class SelfCheck:
             raise ValueError(f"SelfCheck.min_cosine (CLI: --fp8-min-cosine) must be in (0, 1], got {self.min_cosine}")
 
 
-def default_workers() -> int:
-    """DataLoader workers by default: two, or one on a machine of two cores."""
-    return min(2, max(1, (os.cpu_count() or 2) - 1))
+def default_workers(byte_pairs: bool = False) -> int:
+    """DataLoader workers when a job names none: two (one on two cores); up to eight for byte-pair tokens.
+
+    Two workers feed any ESM-2 on one GPU. Byte-pair encoding runs at about 0.4-0.6 M tokens/s a
+    core, a fraction of DNABERT-S's 1.9 M on an H100, where two workers left the GPU waiting for
+    input 19-34 % of the run and eight none (``benchmarks/results/device_2026-12-07.md``, call 4).
+    Counts the cores this process may run on (a cluster job's allotment), one left to the main process.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    return min(8 if byte_pairs else 2, max(1, cores - 1))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,9 +87,10 @@ class JobConfig:
         output_dir: instead of ``output``: one output in this folder for each input, each
             identical to a run on that input alone, through one loaded model.
         max_tokens: tokens per packed batch; None = sized from free GPU memory (8192 on the CPU).
-        workers: DataLoader worker processes that parse and tokenise. Each parses the
-            whole input and tokenises its share, so two feed any ESM-2 on one GPU; more
-            only add start-up time (a fork each).
+        workers: DataLoader worker processes that parse and tokenise; None = the task's
+            ``workers`` (``default_workers``). Each parses the whole input and tokenises its
+            share, so two feed any ESM-2 on one GPU; more only add start-up time (a fork each).
+            Byte-pair tokens (DNABERT-S) cost more: their tasks default to up to eight.
         threads: torch's intra-op threads (``torch.set_num_threads``, for this whole process),
             what a CPU run computes with; None = torch's choice, one per core it sees. On a
             shared node, the cores the job was given: more threads than cores make a CPU run
@@ -102,7 +110,7 @@ class JobConfig:
     output: Path | None = None
     output_dir: Path | None = None
     max_tokens: int | None = None
-    workers: int = field(default_factory=default_workers)
+    workers: int | None = None
     threads: int | None = None
     device: str | None = None
     shard: Shard = field(default_factory=Shard)
@@ -130,7 +138,7 @@ class JobConfig:
                 f"max_tokens (CLI: --max-tokens) must be at least 3 (one residue with BOS and EOS), "
                 f"got {self.max_tokens}; leave it out to size batches from free GPU memory"
             )
-        if self.workers < 0:
+        if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers (CLI: --workers) must be >= 0, got {self.workers}")
         if self.threads is not None and (type(self.threads) is not int or self.threads < 1):
             raise ValueError(f"threads (CLI: --threads) must be an integer >= 1, got {self.threads!r}")
@@ -177,6 +185,7 @@ class RunResult:
     max_tokens: int
     peak_gpu_bytes: int
     world_size: int
+    workers: int = 0  # the DataLoader workers the run used
     checks: tuple[float, float] | None = None  # (min, mean) of a self-check's cosines over the checked rows
 
     @property

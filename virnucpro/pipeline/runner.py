@@ -16,6 +16,7 @@ module knows none of it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -190,7 +191,8 @@ def _run(
     if check is not None and check.seconds is not None:  # logged here: the pass's thread never logs (forks)
         log.debug("set-up: the validation pass had read every input in %.2f s", check.seconds)
     setup_s = time.perf_counter() - started
-    return _execute(options, ranks, device, (todo, states), (plan, compute, check), batches, setup_s)
+    result = _execute(options, ranks, device, (todo, states), (plan, compute, check), batches, setup_s)
+    return dataclasses.replace(result, workers=_workers(options, task))
 
 
 def _meta(
@@ -214,16 +216,21 @@ def _meta(
     }
 
 
+def _workers(options: JobConfig, task: Task) -> int:
+    return task.workers if options.workers is None else options.workers
+
+
 def _loader(options: JobConfig, task: Task, ranks: Ranks, device: torch.device, todo: Sequence[JobState]) -> DataLoader:
     lanes = options.shard.count * ranks.world_size
     lane = options.shard.index * ranks.world_size + ranks.rank
+    workers = _workers(options, task)
     return DataLoader(
         JobsDataset([task.dataset(state, lane, lanes) for state in todo]),
         batch_size=None,
         collate_fn=JobCollator(task.collate),
-        num_workers=options.workers,
+        num_workers=workers,
         pin_memory=device.type == "cuda",
-        prefetch_factor=4 if options.workers else None,
+        prefetch_factor=4 if workers else None,
     )
 
 

@@ -122,9 +122,11 @@ class Task(Protocol):
         collate: records -> a ``Batch``; picklable (runs in the DataLoader workers).
         entry: how messages name it: its library call and what it does to a record
             (``validation.InputError``), e.g. ("run_embed", "embedded").
+        workers: the DataLoader workers when the config names none (``config.default_workers``).
     """
 
     name: str
+    workers: int
     output: OutputKind
     kind: InputKind
     collate: Callable[[list[Record]], Batch]

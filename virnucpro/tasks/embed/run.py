@@ -23,7 +23,7 @@ from virnucpro.models import ForwardOptions, ModelFamily, family_for, get_poolin
 from virnucpro.reading import read_attributes
 
 from virnucpro.pipeline.background import Background
-from virnucpro.pipeline.config import RunResult, compute_dtype
+from virnucpro.pipeline.config import RunResult, compute_dtype, default_workers
 from virnucpro.pipeline.embedder import Embedder, EmbedRows, StoredRows
 from virnucpro.pipeline.fingerprint import model_fields, model_identities
 from virnucpro.pipeline.job_state import JobState
@@ -89,6 +89,7 @@ class EmbedTask:
         # One tokenizer object for the datasets and the collator: batches whose budgeting encoded
         # their tokens carry them (``Encoded``), and the collator takes them from its own tokenizer.
         self.collate = VarlenCollator(tokenizer)
+        self.workers = default_workers(byte_pairs=not is_per_character(tokenizer))
 
     def dataset(self, state: JobState, lane: int, lanes: int, *, whole: bool = False) -> SequenceDataset:
         """The job's records for this lane, budgeted in the model's tokens; ``whole``: every record, unbatched."""
@@ -235,5 +236,5 @@ class EmbedSummary(RunResult):
             f"{f'embedded in windows {self.windowed}; ' if self.windowed else ''}"
             f"{self._fp8()}attention {self.options.attention}, kernels {self.options.kernels}, GELU {self.options.gelu}, "
             f"{'residual float32, ' if self.options.residual == 'float32' else ''}"
-            f"max_tokens {self.max_tokens} {written}"
+            f"max_tokens {self.max_tokens}, workers {self.workers} {written}"
         )
