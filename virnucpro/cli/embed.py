@@ -107,7 +107,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--residual", choices=("auto", *RESIDUALS), default="auto",
         help="ESM-2's residual stream in bf16/fp16: auto (= compute, in the compute dtype, as fair-esm) or "
-        "float32 (a third of bf16's error on the shortest proteins, for about 2-3 %% of speed)",
+        "float32 (a third of bf16's error on the shortest proteins, for about 2 %% of 3B's speed)",
     )  # fmt: skip
     add_job_options(p, verb="embed", workers="parse and tokenise")
 
