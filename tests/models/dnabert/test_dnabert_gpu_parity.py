@@ -100,10 +100,11 @@ def test_bf16_means_match_the_float32_reference(reference, attention, kernels):
     assert packed.options.attention == attention and packed.options.kernels == kernels
     actual = packed_means(packed, sequences)
     cosine = F.cosine_similarity(actual, expected.float(), dim=1)
-    tokens = sum(map(len, sequences))
+    tokens, worst = sum(map(len, sequences)), int(cosine.argmin())
     print(
-        f"\nDNABERT-S bf16 {attention}/{kernels}: {len(sequences)} sequences, {tokens} tokens, "
-        f"cosine vs fp32 min {cosine.min():.6f} mean {cosine.mean():.6f}; ours {cosine_error(actual, expected)}, "
+        f"\nDNABERT-S bf16 {attention}/{kernels}: {len(sequences)} sequences, {tokens} tokens, cosine vs fp32 "
+        f"min {cosine.min():.6f} ({len(sequences[worst])} tokens) mean {cosine.mean():.6f}; "
+        f"ours {cosine_error(actual, expected)}, "
         f"DNABERT-S's code in bf16 {reference_error} (1 - cosine)"
     )
     assert_within_reference_error(
