@@ -236,3 +236,42 @@ def test_workers_default_to_more_for_byte_pairs_within_the_cores_allotted(capsys
         capsys, "embed", fasta, "-o", tmp_path / "b.h5", "--model", folder, "--device", "cpu", "--workers", "0"
     )
     assert ran.code == 0 and "workers 0 ->" in ran.out, ran
+
+
+def test_an_embedding_that_overflows_float16_storage_stops_the_run_naming_record_and_fix(capsys, tmp_path):
+    """A model whose outputs pass fp16's range (65,504), stored as float16, would write inf: the run stops
+    at the first such record, names it and the fix, writes no output, and the fixed rerun is not blocked."""
+    records = dna(40, seed=9)
+    fasta = write(tmp_path / "dna.fna", records)
+    common = ("--model", None, "--max-tokens", "300", "--workers", "0")
+
+    def model_scaled(scale: float) -> Path:  # the last LayerNorm (no bias) scales every embedding by ``scale``
+        reference = reference_model(*SHAPES["2-layers-4-heads"], seed=22)
+        with torch.no_grad():
+            reference.encoder.layer[-1].mlp.layernorm.weight.mul_(scale)
+            reference.encoder.layer[-1].mlp.layernorm.bias.zero_()
+        return save_folder(reference, tmp_path / f"x{scale:g}", dnabert_tokenizer("random:dnabert-s").to_str())
+
+    def embed(model: Path, out: Path, *extra: str):
+        return run_cli(capsys, "embed", fasta, "-o", out, "--model", model, *common[2:], *extra)
+
+    assert embed(model_scaled(1.0), tmp_path / "unit.h5").code == 0
+    peaks = np.abs(read(tmp_path / "unit.h5")[1]).max(axis=1)
+    assert peaks[0] < peaks.max(), "a later record reaches further than the first"
+    loud = model_scaled(float(65504 / np.sqrt(peaks[0] * peaks.max())))  # the first record fits fp16, some do not
+
+    out = tmp_path / "o.h5"
+    stopped = embed(loud, out, "--storage", "float16")
+    assert stopped.code == 1 and "Traceback" not in stopped.err and stopped.err.count("\n") == 1, stopped.err
+    assert "store float32 (--storage float32)" in stopped.err and "rerun with --overwrite" in stopped.err
+    assert not out.exists()
+
+    rerun = embed(loud, out, "--overwrite")  # float32 storage: the reference the stop is checked against
+    assert rerun.code == 0, rerun.err
+    ids, rows, _ = read(out)
+    assert ids == [rid for rid, _ in records] and np.isfinite(rows).all()
+    with np.errstate(over="ignore"):
+        first = int(np.flatnonzero(~np.isfinite(rows.astype(np.float16)).all(axis=1))[0])
+    assert (
+        first > 0 and f"record {ids[first]!r} (input record {first + 1}): its embedding holds inf or NaN" in stopped.err
+    )

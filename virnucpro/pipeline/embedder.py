@@ -20,7 +20,11 @@ from virnucpro.models.common.windows import RowGroup, WindowMerger, window_parti
 
 from .parts import PartWriter
 
-__all__ = ["Embedder", "EmbedRows", "StoredRows"]
+__all__ = ["Embedder", "EmbedRows", "NonFiniteRowsError", "StoredRows"]
+
+
+class NonFiniteRowsError(ValueError):
+    """A record's embedding holds inf or NaN: the run stops before writing it."""
 
 
 class Embedder:
@@ -57,16 +61,21 @@ class EmbedRows:
     """The writer thread's side of ``embed`` for one job: complete records only reach the part.
 
     ``per_token``: the rows are residues (windows merge row by row); ``count_tokens``: count each
-    batch's tokens in the part (a tokenizer whose tokens are not residues + special tokens)."""
+    batch's tokens in the part (a tokenizer whose tokens are not residues + special tokens).
+    ``fix``: what a user can do when a record's rows are not finite (``NonFiniteRowsError``): an
+    overflow in fp16 compute or storage is otherwise written as inf, silently."""
 
-    def __init__(self, part: PartWriter, per_token: bool, count_tokens: bool = False) -> None:
+    def __init__(self, part: PartWriter, per_token: bool, count_tokens: bool = False, fix: str = "") -> None:
         self.part, self.merger, self.count_tokens = part, WindowMerger(per_token), count_tokens
+        self.per_token = per_token
+        self.fix = fix or "check the model's weights for inf or NaN"
 
     def add(self, batch: PackedBatch, rows: np.ndarray) -> None:
         group = RowGroup.from_batch(batch, rows)
         windowed = int(((group.window_counts > 1) & (group.window_starts + group.residues == group.lengths)).sum())
         done = self.merger.add(group)  # complete records only: a protein is never half committed
         if len(done):
+            self._check_finite(done)
             columns = {"lengths": done.residues, "input_lengths": done.lengths, **done.columns}
             replaced = int(done.replaced.sum())
             # Without windows (the only case with count_tokens) the batch's records are exactly those done.
@@ -75,3 +84,16 @@ class EmbedRows:
 
     def finish(self) -> None:
         self.merger.finish()
+
+    def _check_finite(self, done: RowGroup) -> None:
+        finite = np.isfinite(done.rows.reshape(len(done.rows), -1)).all(axis=1)
+        if not finite.all():
+            first_row = int(np.flatnonzero(~finite)[0])
+            if self.per_token:  # records own ``residues`` rows each, back to back
+                bad = int(np.searchsorted(np.cumsum(done.residues), first_row, side="right"))
+            else:
+                bad = first_row
+            raise NonFiniteRowsError(
+                f"record {done.ids[bad]!r} (input record {int(done.indices[bad]) + 1}): its embedding holds inf or NaN, "
+                f"so the run stopped before writing it; {self.fix}, and rerun with --overwrite"
+            )

@@ -141,7 +141,9 @@ class EmbedTask:
                 config, job.inputs, fingerprint, device, model_files.result()
             ),
             compute=functools.partial(self._compute, model, (dtype, device), options, layers, stage),
-            store=lambda part: EmbedRows(part, config.per_token, count_tokens=not is_per_character(tokenizer)),
+            store=lambda part: EmbedRows(
+                part, config.per_token, count_tokens=not is_per_character(tokenizer), fix=_overflow_fix(config, dtype)
+            ),
             assembly=ASSEMBLY,
         )
 
@@ -238,3 +240,15 @@ class EmbedSummary(RunResult):
             f"{'residual float32, ' if self.options.residual == 'float32' else ''}"
             f"max_tokens {self.max_tokens}, workers {self.workers} {written}"
         )
+
+
+def _overflow_fix(config: EmbedConfig, dtype: torch.dtype) -> str:
+    """What to change when an embedding is not finite: fp16's range is the usual cause, in the
+    computation (``--dtype``) or in the stored rows (``--storage``)."""
+    fixes = []
+    if dtype == torch.float16:
+        fixes.append("compute in bf16 (--dtype bf16), whose range is fp32's")
+    if config.storage == "float16":
+        fixes.append("store float32 (--storage float32)")
+    fixes.append("check the model's weights for inf or NaN")
+    return "; or ".join(fixes)
