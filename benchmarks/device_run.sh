@@ -104,5 +104,15 @@ case $stage in
     echo "dnabert_speed_long exit $?"; grep -E "^\| slices" "$OUT/dnabert_speed_long.md"
     rm -f "$OUT"/*.md
     ;;
-  *) echo "unknown stage $stage (new, tests, predict-all, rest, again, final, ramp)"; exit 2 ;;
+  groups)  # seventh session: where DNABERT-S's GPU time goes (profile), then end to end at byte-pair group
+    # sizes of 32 (the library's until now), 8, 4 and 2 characters per budget token, with each run's set-up
+    # stages and GPU busy time, beside the packed forward alone, the padded batch, the floor and VirNucPro's loop
+    timeout 90 python3 benchmarks/dnabert_profile.py --repeat 20 --out "$OUT/dnabert_profile.json" \
+      > "$OUT/dnabert_profile.log" 2>&1; echo "profile exit $?"; tail -28 "$OUT/dnabert_profile.log"
+    timeout 300 python3 benchmarks/dnabert_speed.py --chunks 500 --repeat 100 --passes 1 --sequential-limit 300 \
+      --stages --group-characters 32,8,4,2 --out "$OUT/dnabert_groups.json" > "$OUT/dnabert_groups.log" 2>&1
+    echo "dnabert_groups exit $?"; grep -v "set-up:" "$OUT/dnabert_groups.log" | grep -v "^$" | head -24
+    grep "set-up:" "$OUT/dnabert_groups.log" | tail -20
+    ;;
+  *) echo "unknown stage $stage (new, tests, predict-all, rest, again, final, ramp, groups)"; exit 2 ;;
 esac

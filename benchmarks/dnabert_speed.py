@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import logging
 import statistics
 import tempfile
 import time
@@ -58,6 +59,7 @@ from throughput import check_count, free_memory, peak_memory, start_memory, time
 from throughput_report import merge_rows
 from timing import wall_seconds
 
+from virnucpro.data import sequence_dataset
 from virnucpro.data.translation_files import write_translation
 from virnucpro.models import ForwardOptions, family_for, mean_pool
 from virnucpro.models.dnabert import DNABERTWeights, DNATokenizer, PackedDNABERT, auto_max_tokens, tokenizer
@@ -86,6 +88,7 @@ class Bench:
     max_tokens: int  # virnucpro tokens per packed batch
     padded_tokens: int  # padded tokens per batch of the batched reference
     workers: int | None  # virnucpro-e2e DataLoader workers; None: run_embed's default
+    group_characters: tuple[int, ...]  # virnucpro-e2e byte-pair group sizes to run; () the library's
     sequential_limit: int
     passes: int
     seed: int
@@ -139,11 +142,23 @@ def row(bench: Bench, data: Data, system: str, seconds: float, tokens: int, resi
 
 
 def virnucpro_e2e(bench: Bench, data: Data) -> Iterator[Row]:
-    """``run_embed`` from the FASTA file to an HDF5 file, twice; the second run is the figure."""
+    """``run_embed`` from the FASTA file to an HDF5 file, twice; the second run is the figure. One row
+    per ``--group-characters`` value (``virnucpro-e2e-gN`` for a value other than the library's)."""
     family = family_for(SPEC).name
     if family != "dnabert":
         print(f"  virnucpro-e2e: skipped: the pipeline routes {SPEC!r} to the {family!r} family, not DNABERT-S")
         return
+    default = sequence_dataset.GROUP_CHARACTERS_PER_TOKEN
+    try:
+        for group in bench.group_characters or (default,):
+            sequence_dataset.GROUP_CHARACTERS_PER_TOKEN = group  # read in the workers, which fork after this
+            system = "virnucpro-e2e" if group == default else f"virnucpro-e2e-g{group}"
+            yield _e2e_row(bench, data, system, group)
+    finally:
+        sequence_dataset.GROUP_CHARACTERS_PER_TOKEN = default
+
+
+def _e2e_row(bench: Bench, data: Data, system: str, group: int) -> Row:
     with tempfile.TemporaryDirectory() as tmp:
         config = EmbedConfig(
             inputs=(data.fasta,), output=Path(tmp) / f"{data.name}.h5", model=SPEC, dtype=DTYPE_NAMES[bench.dtype],
@@ -151,16 +166,17 @@ def virnucpro_e2e(bench: Bench, data: Data) -> Iterator[Row]:
             progress=False, **({} if bench.workers is None else {"workers": bench.workers}),
         )  # fmt: skip
         summary, first = wall_seconds(lambda: run_embed(config, model=bench.weights), bench.device)
-        check_count("virnucpro-e2e first run records", summary.records, len(data.records))
+        check_count(f"{system} first run records", summary.records, len(data.records))
         resident = start_memory(bench.device)
         summary, seconds = wall_seconds(lambda: run_embed(config, model=bench.weights), bench.device)
-    check_count("virnucpro-e2e records", summary.records, len(data.records))
-    check_count("virnucpro-e2e tokens", summary.tokens, data.tokens)
-    yield row(
-        bench, data, "virnucpro-e2e", seconds, data.tokens, resident, dtype=DTYPE_NAMES[bench.dtype],
+    check_count(f"{system} records", summary.records, len(data.records))
+    check_count(f"{system} tokens", summary.tokens, data.tokens)
+    print(f"    {summary.line()}; GPU busy {summary.gpu_busy_s:.2f} s", flush=True)
+    return row(
+        bench, data, system, seconds, data.tokens, resident, dtype=DTYPE_NAMES[bench.dtype],
         token_budget=summary.max_tokens, first_run_tokens_per_s=data.tokens / first, first_run_seconds=first,
         startup_s=summary.startup_s, setup_s=summary.setup_s, loop_s=summary.wall_s, input_wait=summary.input_wait,
-        workers=summary.workers,
+        finish_s=summary.finish_s, gpu_busy_s=summary.gpu_busy_s, group_characters=group, workers=summary.workers,
         attention=summary.options.attention, kernels=summary.options.kernels, gelu=summary.options.gelu,
     )  # fmt: skip
 
@@ -329,6 +345,7 @@ def build_bench(args: argparse.Namespace, device: torch.device) -> Bench:
         max_tokens=args.max_tokens or auto_max_tokens(weights, dtype, device, num_layers_out=1),
         padded_tokens=args.padded_tokens,
         workers=args.workers,
+        group_characters=tuple(args.group_characters),
         sequential_limit=args.sequential_limit,
         passes=args.passes,
         seed=args.seed,
@@ -339,6 +356,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: only with --smoke")
     parser.add_argument("--workers", type=int, help="virnucpro-e2e DataLoader workers (default: run_embed's)")
+    parser.add_argument(
+        "--group-characters",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[],
+        help="virnucpro-e2e: GROUP_CHARACTERS_PER_TOKEN values to run, one row each (default the library's)",
+    )
+    parser.add_argument("--stages", action="store_true", help="log each run's set-up stages (DEBUG) to stderr")
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"], help="on the GPU, for every system")
     parser.add_argument("--smoke", action="store_true", help="a tiny model in fp32 on a subset: checks the script runs")
     parser.add_argument("--out", type=Path, help="JSON to merge rows into, the .md beside it (default: by mode)")
@@ -376,6 +400,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.stages:
+        logging.basicConfig(format="%(message)s")
+        logging.getLogger("virnucpro").setLevel(logging.DEBUG)
     start = time.perf_counter()
     device = torch.device(args.device)
     bench = build_bench(args, device)

@@ -186,6 +186,7 @@ class RunResult:
     peak_gpu_bytes: int
     world_size: int
     workers: int = 0  # the DataLoader workers the run used
+    gpu_busy_s: float = 0.0  # the GPU's time on the batches, from CUDA events (0 off the GPU)
     checks: tuple[float, float] | None = None  # (min, mean) of a self-check's cosines over the checked rows
 
     @property

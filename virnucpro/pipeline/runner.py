@@ -293,6 +293,7 @@ def _execute(
         max_tokens=todo[0].max_tokens if todo else 0,
         peak_gpu_bytes=torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0,
         world_size=ranks.world_size,
+        gpu_busy_s=sink.gpu_busy_s,
         checks=None if checked is None else (float(checked.min()), float(checked.mean())),
     )
 

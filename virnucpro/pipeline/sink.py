@@ -60,7 +60,8 @@ class Sink:
     checks: list[np.ndarray] = field(default_factory=list)
     inbox: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=_QUEUE_DEPTH))
     error: BaseException | None = None
-    gpu_idle_s: float = 0.0
+    gpu_idle_s: float = 0.0  # between one batch's end and the next one's start: waiting for input
+    gpu_busy_s: float = 0.0  # from each batch's start to its end: its computation and copies
     _last_done: Any = None
     _thread: threading.Thread | None = None
 
@@ -90,6 +91,7 @@ class Sink:
     def _store(self, item: Pending) -> None:
         if item.done is not None:
             item.done.synchronize()
+            self.gpu_busy_s += item.started.elapsed_time(item.done) / 1000
             if self._last_done is not None:
                 self.gpu_idle_s += self._last_done.elapsed_time(item.started) / 1000
             self._last_done = item.done
