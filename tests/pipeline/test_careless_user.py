@@ -15,7 +15,6 @@ import shlex
 import signal
 import stat
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -128,14 +127,15 @@ def _validation_held_until(output: Path, records: int, monkeypatch) -> None:
     """Hold the validation pass, after its first record, until the DataLoader workers' error for the bad
     record has reached the run and ``records`` are committed: an input read more slowly than it is embedded
     (a slow network disk), where the workers meet a bad record before the validation pass does."""
-    count, wait = validation.InputCheck._count, validation.InputCheck.wait
-    workers_stopped = threading.Event()
+    count, wait = validation._count, validation.InputCheck.wait
+    # The pass runs in a forked child: the parent tells it through a file that the workers have stopped.
+    workers_stopped = output.with_name("workers-stopped")
 
     def waited(self):  # ``_checked``: the workers' ValueError reached the run, which now waits for the pass
-        workers_stopped.set()
+        workers_stopped.touch()
         return wait(self)
 
-    def held(self, job_output, dataset):
+    def held(dataset, reading):
         def slow_dataset():
             built = dataset()
             records_of = built.records
@@ -143,16 +143,19 @@ def _validation_held_until(output: Path, records: int, monkeypatch) -> None:
             def slow_records():
                 stream = records_of()
                 yield next(stream)
-                assert workers_stopped.wait(timeout=300), "the workers never met the bad record"
+                deadline = time.monotonic() + 300
+                while not workers_stopped.exists():
+                    assert time.monotonic() < deadline, "the workers never met the bad record"
+                    time.sleep(0.01)
                 wait_for_commit(part_dir(output) / "state.json", records, timeout=300)
                 yield from stream
 
             built.records = slow_records
             return built
 
-        return count(self, job_output, slow_dataset)
+        return count(slow_dataset, reading)
 
-    monkeypatch.setattr(validation.InputCheck, "_count", held)
+    monkeypatch.setattr(validation, "_count", held)
     monkeypatch.setattr(validation.InputCheck, "wait", waited)
     # The workers budget records in chunks of BUDGET_CHUNK (512): the bad record at position 50 would stop
     # them before their first batch, nothing embedded. Small chunks let them yield the batches before it

@@ -86,6 +86,8 @@ def run_jobs(options: JobConfig, task: Task, stage: Stages | None = None) -> Run
         try:
             return _run(options, task, ranks, device, states, stage, check)
         except BaseException as err:
+            if check is not None:
+                check.stop()
             stop = err if isinstance(err, InputError) else None
             _fail(states, ranks, stop, functools.partial(_digest, task))
             raise
@@ -179,7 +181,7 @@ def _run(
     barrier(ranks)  # every rank has read the committed state before anyone adds to it
     stage("parts ready")
     if check is not None:
-        check.ready.wait()  # the pass holds no import lock once reading: the workers' fork cannot inherit one
+        check.ready.wait()  # the pass holds no lock the workers' fork could inherit (InputCheck.ready)
     _raise_failure(check)
     # the workers fork now, and read while the models are copied
     batches = _checked(flatten(iter(_loader(options, task, ranks, device, todo))), check)
@@ -191,7 +193,7 @@ def _run(
     if check is not None and check.seconds is not None:  # logged here: the pass's thread never logs (forks)
         log.debug("set-up: the validation pass had read every input in %.2f s", check.seconds)
     setup_s = time.perf_counter() - started
-    result = _execute(options, ranks, device, (todo, states), (plan, compute, check), batches, setup_s)
+    result = _execute(options, ranks, device, (todo, states), (plan, compute, check), batches, (setup_s, stage))
     return dataclasses.replace(result, workers=_workers(options, task))
 
 
@@ -241,15 +243,18 @@ def _execute(
     todo_states: tuple[list[JobState], list[JobState]],
     computing: tuple[Plan, Compute, InputCheck | None],
     batches: Any,
-    setup_s: float,
+    setup: tuple[float, Stages],
 ) -> RunResult:
     todo, states = todo_states
+    setup_s, stage = setup
     plan, compute, check = computing
     alone = ranks.world_size == 1 and options.shard.count == 1  # this process holds every part
 
-    def finish(job_index: int) -> None:
+    def finish(job_index: int) -> None:  # in the writer thread, once the job's last batch is stored
         if alone:
+            stage(f"job {job_index}: last batch stored")
             _finish(todo[job_index], plan)
+            stage(f"job {job_index}: assembled")
 
     parts = [state.part for state in todo]
     sink = Sink(parts, [plan.store(part) for part in parts], on_done=finish, verify=getattr(compute, "verify", None))
@@ -259,8 +264,10 @@ def _execute(
     try:
         stop = check.raise_failure if check is not None else None
         stats = run_batches(batches, len(todo), compute, device, sink, progress, stop)
+        stage("last batch queued")
         sink.put(None)
         sink.join()
+        stage("writer done")
     except BaseException:
         sink.stop()
         for state in todo:  # a writer that failed mid-append leaves parts its last commit must describe

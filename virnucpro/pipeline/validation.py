@@ -1,4 +1,4 @@
-"""The validation pass: each job's whole input read and normalised once more, in a thread, ahead of the GPU.
+"""The validation pass: each job's whole input read and normalised once more, in its own process, ahead of the GPU.
 
 DataLoader workers meet a bad record only when the batches reach it, so a bad record late
 in a sample used to be found after the GPU had embedded everything before it. This pass
@@ -8,17 +8,28 @@ millions of residues a second (``benchmarks/parse_cost.py``), far ahead of any G
 batch loop checks the pass before every batch: a bad record anywhere stops the run before
 the GPU reaches the records before it. The pass also counts each job's records, which the
 exact-once check of assembly needs.
+
+The pass runs in a forked child process (where ``fork`` exists, else in a thread): parsing is
+Python, and in a thread it held the GIL against the run's own set-up and batch loop. On an H100
+with 8 DataLoader workers it delayed the workers' start by 0.3-0.8 s, and a pass still running
+when the batches began was starved by them until the job's end waited for its count
+(``benchmarks/results/device_2026-12-07b.md``). A thread here only waits on the child's pipe.
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from virnucpro.data import SequenceDataset
+from virnucpro.data.isolation import die_with_parent
 from virnucpro.text import resume_command
 
 __all__ = ["EMBED", "InputCheck", "InputError", "JobCount", "records_digest"]
@@ -82,16 +93,18 @@ class JobCount:
 
 
 class InputCheck:
-    """Validates the jobs' inputs in job order in one daemon thread, started at construction.
+    """Validates the jobs' inputs in job order, in a child process (a thread where ``fork`` is
+    missing), started at construction; a daemon thread of this process follows it.
 
     Args:
         datasets: per job, its output and a function that builds its whole, unsharded dataset.
         command: the run's command line, for the rerun hint of an ``InputError``.
         task: how an ``InputError`` names the task (``InputError``'s ``task``).
 
-    ``ready`` is set once the pass has read its first record (or ended): from then on it
-    holds no import lock, so DataLoader workers may be forked. ``failure`` is the first
-    ``InputError``, once found; ``seconds`` what the whole pass took, once it has ended.
+    ``ready`` is set once DataLoader workers may be forked: at once with a child process (the
+    following thread holds no lock), else once the pass has read its first record (from then on
+    it holds no import lock). ``failure`` is the first ``InputError``, once found; ``seconds``
+    what the whole pass took, once it has ended. ``stop()`` ends a pass no longer needed.
     """
 
     def __init__(
@@ -101,12 +114,20 @@ class InputCheck:
         task: tuple[str, str] = EMBED,
     ):
         self.jobs = [JobCount() for _ in datasets]
+        self.outputs = [output for output, _ in datasets]
         self.command, self.task = command, task
         self.ready = threading.Event()
         self.failure: InputError | None = None
         self.seconds: float | None = None
         self._finished = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(list(datasets),), name="virnucpro-validation")
+        self._start = time.perf_counter()
+        self._process = _fork_pass(list(datasets)) if _CAN_FORK else None
+        if self._process is not None:
+            self.ready.set()
+            target, args = self._follow, self._process
+        else:
+            target, args = self._run_here, list(datasets)
+        self._thread = threading.Thread(target=target, args=(args,), name="virnucpro-validation")
         self._thread.daemon = True  # never waited for at exit: a failed run must not wait for a long input
         self._thread.start()
 
@@ -120,34 +141,110 @@ class InputCheck:
         self._finished.wait()
         return self.failure
 
-    def _run(self, datasets: list[tuple[Path, Callable[[], SequenceDataset]]]) -> None:
+    def stop(self) -> None:
+        """End the child process of a pass whose run has failed: it would read the rest for nothing."""
+        if self._process is not None and self._process[0].is_alive():
+            self._process[0].terminate()
+
+    def _follow(self, process: tuple[multiprocessing.Process, Any]) -> None:
+        """This thread's side of a child pass: its messages (``_pass_messages``) turned into counts and errors."""
+        child, pipe = process
         error: BaseException | None = None
-        start = time.perf_counter()
+        try:
+            while (message := _receive(pipe)) is not None:
+                kind, job, value, position = message
+                if kind == "count":
+                    self.jobs[job]._set(value)
+                elif kind == "bad":
+                    self.failure = error = InputError(value, self.outputs[job], position, self.command, self.task)
+                    break
+                else:  # a bug in the pass, not bad input: whoever waits for a count gets it
+                    error = RuntimeError(f"the validation pass failed: {value}")
+                    break
+        finally:
+            child.join()
+            if error is None and not all(job.done() for job in self.jobs):
+                error = RuntimeError(
+                    f"the validation pass's process ended before reading every input (exit code {child.exitcode}); "
+                    "rerun, and if it recurs, look for a memory limit or a signal that ended it"
+                )
+            self._end(error)
+
+    def _run_here(self, datasets: list[tuple[Path, Callable[[], SequenceDataset]]]) -> None:
+        """The pass in this thread, where ``fork`` is missing."""
+        error: BaseException | None = None
         try:
             for (output, dataset), job in zip(datasets, self.jobs):
-                job._set(self._count(output, dataset))
-        except InputError as err:
-            self.failure = error = err
+                count, reason = _count(dataset, self.ready.set)
+                if reason is not None:
+                    self.failure = error = InputError(reason, output, count, self.command, self.task)
+                    break
+                job._set(count)
         except BaseException as err:  # a bug, not bad input: whoever waits for a count gets it
             error = err
         finally:
-            for job in self.jobs:  # the failed job and every later one, never validated
-                if not job.done():
-                    job._set(error=error)
-            self.seconds = time.perf_counter() - start
-            self.ready.set()
-            self._finished.set()
+            self._end(error)
 
-    def _count(self, output: Path, dataset: Callable[[], SequenceDataset]) -> int:
-        count = 0
+    def _end(self, error: BaseException | None) -> None:
+        for job in self.jobs:  # the failed job and every later one, never validated
+            if not job.done():
+                job._set(error=error)
+        self.seconds = time.perf_counter() - self._start
+        self.ready.set()
+        self._finished.set()
+
+
+#: Whether the pass can run in a forked child (Linux; the DataLoader workers fork there too).
+_CAN_FORK = sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+def _count(dataset: Callable[[], SequenceDataset], reading: Callable[[], None]) -> tuple[int, str | None]:
+    """(records read, None), or (records before the bad one, the data layer's one-line reason).
+    ``reading()`` is called once the first record has been read."""
+    count = 0
+    try:
+        for record in dataset().records():
+            if not count:
+                reading()
+            count = record.index + 1  # windows of one protein share its index
+    except (ValueError, OSError) as err:  # the data layer's one-line errors: bad input
+        return count, str(err)
+    return count, None
+
+
+def _fork_pass(datasets: list[tuple[Path, Callable[[], SequenceDataset]]]) -> tuple[multiprocessing.Process, Any]:
+    """Fork the child that runs the pass (``_pass_messages``); (the child, the pipe's reading end)."""
+    context = multiprocessing.get_context("fork")
+    reading, writing = context.Pipe(duplex=False)
+    child = context.Process(target=_pass_messages, args=([d for _, d in datasets], writing), daemon=True)
+    child.start()
+    writing.close()  # the child holds the only writing end: its exit is this end's EOF
+    return child, reading
+
+
+def _pass_messages(datasets: list[Callable[[], SequenceDataset]], pipe: Any) -> None:
+    """In the child: each job's ``("count", job, count, 0)``, or ``("bad", job, reason, position)`` and stop;
+    ``("bug", job, description, 0)`` for anything else."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; this child ends with it
+    die_with_parent()
+    for job, dataset in enumerate(datasets):
         try:
-            for record in dataset().records():
-                count = record.index + 1  # windows of one protein share its index
-                if not self.ready.is_set():
-                    self.ready.set()
-        except (ValueError, OSError) as err:  # the data layer's one-line errors: bad input
-            raise InputError(str(err), output, count, self.command, self.task) from err
-        return count
+            count, reason = _count(dataset, lambda: None)
+        except BaseException as err:
+            pipe.send(("bug", job, f"{type(err).__name__}: {err}", 0))
+            return
+        if reason is not None:
+            pipe.send(("bad", job, reason, count))
+            return
+        pipe.send(("count", job, count, 0))
+
+
+def _receive(pipe: Any) -> tuple[str, int, Any, int] | None:
+    """The child's next message; None once it has ended."""
+    try:
+        return pipe.recv()
+    except (EOFError, OSError):
+        return None
 
 
 def records_digest(dataset: SequenceDataset, stop: int) -> str:
