@@ -114,5 +114,25 @@ case $stage in
     echo "dnabert_groups exit $?"; grep -v "set-up:" "$OUT/dnabert_groups.log" | grep -v "^$" | head -24
     grep "set-up:" "$OUT/dnabert_groups.log" | tail -20
     ;;
-  *) echo "unknown stage $stage (new, tests, predict-all, rest, again, final, ramp, groups)"; exit 2 ;;
+  validation)  # seventh session: the validation pass in its own process and byte-pair groups of 4 characters per
+    # token, beside the code at the session's start (.base: a thread, groups of 32), DNABERT-S and ESM-2 3B end
+    # to end in one call; then the GPU tests of the jobs. At most 8 files come back: the .md files are dropped.
+    gpu_tests gpu_tests_validation.log 120 tests/pipeline/test_dnabert_jobs.py tests/pipeline/test_careless_user.py \
+      tests/pipeline/test_fp8_selfcheck.py
+    timeout 200 python3 benchmarks/dnabert_speed.py --chunks 500 --repeat 100 --passes 1 --sequential-limit 300 \
+      --stages --group-characters 4,32 --out "$OUT/dnabert_speed.json" > "$OUT/dnabert_speed.log" 2>&1
+    echo "dnabert_speed exit $?"; grep -E "^  [a-z]|virnucpro embed" "$OUT/dnabert_speed.log"
+    (cd .base && PYTHONPATH=/tmp/site:$PWD:$PWD/benchmarks timeout 60 python3 benchmarks/dnabert_speed.py --chunks 500 \
+      --repeat 100 --passes 1 --systems virnucpro-e2e --out "$OUT/dnabert_base.json" > "$OUT/dnabert_base.log" 2>&1
+      echo "dnabert base exit $?"; grep -E "^  [a-z]" "$OUT/dnabert_base.log")
+    for tree in . .base; do
+      name=$([ $tree = . ] && echo after || echo before)
+      (cd $tree && PYTHONPATH=/tmp/site:$PWD:$PWD/benchmarks timeout 85 python3 benchmarks/throughput.py \
+        --model esm2_t36_3B_UR50D --datasets proteome --repeat 8 --systems virnucpro-e2e --passes 1 \
+        --out "$OUT/esm_$name.json" >> "$OUT/throughput.log" 2>&1; echo "3B $name exit $?")
+      grep -hE "^\| (virnucpro|matmul)" "$OUT/esm_$name.md"
+    done
+    rm -f "$OUT"/*.md
+    ;;
+  *) echo "unknown stage $stage (new, tests, predict-all, rest, again, final, ramp, groups, validation)"; exit 2 ;;
 esac
