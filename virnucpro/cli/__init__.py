@@ -90,8 +90,9 @@ def _configure_logging(level: str | None, quiet: bool) -> None:
     logging.getLogger("virnucpro").setLevel(level)
     warnings.showwarning = _show_warning
     warnings.simplefilter("default")
-    # DataLoader workers are forked after CUDA has started its threads; they only parse text and
-    # are cut off from CUDA (virnucpro.data.isolation), which is what this warning asks of a fork.
+    # DataLoader workers and the validation pass's process are forked after CUDA has started its
+    # threads; they only parse text and never touch CUDA (virnucpro.data.isolation), which is what
+    # this warning asks of a fork.
     warnings.filterwarnings("ignore", r"This process .* is multi-threaded, use of fork\(\)", DeprecationWarning)
     # "unclosed socket" and the like: a stopped run (SIGTERM, Ctrl-C) leaves the DataLoader's pipes to
     # the garbage collector, which is harmless and nothing a user can act on; it once followed the
