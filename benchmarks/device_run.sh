@@ -134,5 +134,14 @@ case $stage in
     done
     rm -f "$OUT"/*.md
     ;;
-  *) echo "unknown stage $stage (new, tests, predict-all, rest, again, final, ramp, groups, validation)"; exit 2 ;;
+  scale)  # seventh session, the final tree: DNABERT-S on both slice sets, then a 24.8 M-token job (4x), each
+    # beside the packed forward alone, the floor and VirNucPro's loop (the padded batch on the first two only)
+    dnabert_speed 230 --repeat 100 --sequential-limit 300 --passes 1
+    timeout 200 python3 benchmarks/dnabert_speed.py --chunks 500 --repeat 400 --passes 1 --sequential-limit 300 \
+      --systems virnucpro-e2e,virnucpro-gpu-only,matmul-floor,dnabert-s-fp32-sequential \
+      --stages --out "$OUT/dnabert_speed_long.json" > "$OUT/dnabert_speed_long.log" 2>&1
+    echo "dnabert_speed_long exit $?"; grep -E "^  [a-z]|virnucpro embed|set-up: (job|last|writer|workers)" \
+      "$OUT/dnabert_speed_long.log"
+    ;;
+  *) echo "unknown stage $stage (new, tests, predict-all, rest, again, final, ramp, groups, validation, scale)"; exit 2 ;;
 esac
