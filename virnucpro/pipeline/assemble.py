@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +63,7 @@ def assemble(
     writer: OutputWriter,
     output: OutputKind,
     shards: int = 1,
+    verified: Callable[[], object] = lambda: None,
 ) -> Assembled:
     """Write ``parts`` (which must hold input positions 0..expected-1 exactly once) into ``job.output``.
 
@@ -78,6 +79,8 @@ def assemble(
         writer: the task's writer, handed the records span by span in input order.
         output: the output's shape (a file or a folder), which makes its temporary and installs it.
         shards: how many ``--shard`` runs the records were split over (for the message).
+        verified: waits for checks of the parts that run beside the writing (``verify_rows``) and
+            raises if one failed: the output is installed only after it returns.
 
     Raises ``NotExactlyOnceError`` and leaves everything in place when the parts do not
     cover the input exactly once.
@@ -114,6 +117,7 @@ def assemble(
             writer.write_span(span)
         counts = dataclasses.replace(counts, duplicate_ids=duplicates.result()[0])
         writer.finish({**attrs, **_count_attrs(counts)})
+        verified()
         mark_assembled(job, tmp, output)
         output.install(tmp, job.output)
     except BaseException:
@@ -171,6 +175,8 @@ def _spans(parts: Sequence[Part], coverage: Coverage, layout: OutputLayout) -> I
 
 def _gather_rows(rows: Sequence[np.ndarray], coverage: Coverage, a: int, b: int) -> np.ndarray:
     part, row = coverage.part[a:b], coverage.row[a:b]
+    if b > a and (part == part[0]).all() and (np.diff(row) == 1).all():  # one part, in order: a view, not a copy
+        return rows[int(part[0])][int(row[0]) : int(row[-1]) + 1]
     out = np.empty((b - a, *rows[0].shape[1:]), dtype=rows[0].dtype)
     for p in np.unique(part).tolist():
         mask = part == p

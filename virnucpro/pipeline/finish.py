@@ -7,8 +7,9 @@ inputs, its output layout and attributes), so assembly needs no options repeated
 
 from __future__ import annotations
 
+import contextlib
 import os
-
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from virnucpro.data.inputs import kind_from
 
 from .assemble import assemble
-from .background import count_records
+from .background import Background, count_records
 from .selfcheck import combine_checks
 from .claim import Shard
 from .config import JobResult
@@ -24,23 +25,39 @@ from .digests import identify
 from .fingerprint import same_job
 from .jobs import Job
 from .lock import JobLock
-from .parts import DamagedPartsError, NeverCommittedError, Part, part_directories, read_part
+from .parts import DamagedPartsError, NeverCommittedError, Part, part_directories, read_part, verify_rows
 from .task import Assembly, assembly_for
 
 __all__ = ["assemble_output", "finish_job"]
 
 
+#: A job's parts as ``_read_parts`` gives them: sizes and small files checked, and the rows files'
+#: CRC-32 check running in a thread (``verify_rows``), which ``result()`` waits for.
+PartsRead = tuple[list[Part], Background]
+
+
 def finish_job(
-    job: Job, expected: int | None = None, assembly: Assembly | None = None, *, parts: list[Part] | None = None
+    job: Job, expected: int | None = None, assembly: Assembly | None = None, *, read: PartsRead | None = None
 ) -> JobResult:
     """Verify ``job``'s parts, check they are one job covering its inputs exactly once, write its output.
 
     ``expected``: the number of input records, when the caller counted them; otherwise the
     inputs recorded in the parts are checked to be unchanged (by SHA-256) and counted here.
-    ``assembly``: the task's; default the one of the task the parts name. ``parts``: the job's
-    parts, already read and checked (``_read_parts``).
+    ``assembly``: the task's; default the one of the task the parts name. ``read``: the job's
+    parts, already read (``_read_parts``).
+
+    The rows files' CRC-32 (the bulk of the parts' bytes) is checked in a thread while the output is
+    written (``verify_rows``); the output is installed only once it has passed, and a damaged file is
+    the error reported before any other.
     """
-    parts = parts or _read_parts(job)
+    parts, rows_checked = read or _read_parts(job)
+    with _damage_first(rows_checked):
+        return _finish(job, parts, rows_checked, expected, assembly)
+
+
+def _finish(
+    job: Job, parts: list[Part], rows_checked: Background, expected: int | None, assembly: Assembly | None
+) -> JobResult:
     meta = parts[0].meta
     fingerprint = parts[0].fingerprint
     assembly = assembly or assembly_for(meta.get("task", "embed"), parts[0].directory)
@@ -64,18 +81,29 @@ def finish_job(
         writer=assembly.writer(job, meta),
         output=output,
         shards=fingerprint["shards"],
+        verified=rows_checked.result,
     )
     return JobResult(job.output, done.records, done.truncated, done.duplicate_ids, done.replaced, done.windowed)
 
 
-def _read_parts(job: Job) -> list[Part]:
+@contextlib.contextmanager
+def _damage_first(rows_checked: Background) -> Iterator[None]:
+    """On any error, a damaged rows file is reported instead: the one fix that must come first."""
+    try:
+        yield
+    except BaseException:
+        rows_checked.result()
+        raise
+
+
+def _read_parts(job: Job) -> PartsRead:
     if not job.parts_dir.is_dir() or job.parts_dir.is_symlink():
         done = f"; {job.output} exists (a finished run leaves no parts)" if os.path.lexists(job.output) else ""
         raise FileNotFoundError(f"{job.parts_dir}: no partial results to assemble {job.output} from{done}")
     parts = []
     for directory in part_directories(job.parts_dir):
         try:
-            parts.append(read_part(directory, None, None))
+            parts.append(read_part(directory, None, None, rows_checksum=False))  # checked by finish_job
         except NeverCommittedError as err:
             raise DamagedPartsError(
                 f"{err}; rerun that shard with resume=True (CLI: --resume), then assemble"
@@ -85,15 +113,17 @@ def _read_parts(job: Job) -> list[Part]:
             f"{job.parts_dir} holds no parts; run the shards first, shard=Shard(I, N) "
             "(CLI: virnucpro embed --shard I/N)"
         )
-    for part in parts[1:]:
-        if not same_job(part.fingerprint, parts[0].fingerprint):
-            raise ValueError(
-                f"{part.directory} and {parts[0].directory} come from different jobs; "
-                "rerun the odd shard with the same inputs and options and overwrite=True (CLI: --overwrite), "
-                "then assemble"
-            )
-    _check_all_shards(job, parts)
-    return parts
+    rows_checked = Background(lambda: [verify_rows(part) for part in parts], name="virnucpro-verify")
+    with _damage_first(rows_checked):
+        for part in parts[1:]:
+            if not same_job(part.fingerprint, parts[0].fingerprint):
+                raise ValueError(
+                    f"{part.directory} and {parts[0].directory} come from different jobs; "
+                    "rerun the odd shard with the same inputs and options and overwrite=True (CLI: --overwrite), "
+                    "then assemble"
+                )
+        _check_all_shards(job, parts)
+    return parts, rows_checked
 
 
 def _check_all_shards(job: Job, parts: list[Part]) -> None:
@@ -123,13 +153,14 @@ def assemble_output(output: Path, *, overwrite: bool) -> JobResult:
     try:
         for lock in sorted(job.parts_dir.glob("shard-*.lock")) if job.parts_dir.is_dir() else []:
             locks.append(JobLock(lock, f"{output} ({lock.stem})"))
-        parts = _read_parts(job)
-        assembly = assembly_for(parts[0].meta.get("task", "embed"), parts[0].directory)
-        kind = assembly.output(parts[0].meta["output"])
-        kind.check(output)
-        if kind.exists(output) and not overwrite:
-            raise FileExistsError(f"{output} exists; pass overwrite=True (CLI: --overwrite) to replace it")
-        return finish_job(job, assembly=assembly, parts=parts)
+        read = parts, rows_checked = _read_parts(job)
+        with _damage_first(rows_checked):
+            assembly = assembly_for(parts[0].meta.get("task", "embed"), parts[0].directory)
+            kind = assembly.output(parts[0].meta["output"])
+            kind.check(output)
+            if kind.exists(output) and not overwrite:
+                raise FileExistsError(f"{output} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        return finish_job(job, assembly=assembly, read=read)
     finally:
         for lock in locks:
             lock.release()

@@ -1,7 +1,7 @@
 """Crash-safe partial results: per-(shard, rank) append-only folders, verified before they are trusted."""
 
 from .format import STOPPED, DamagedPartsError, Meta, NeverCommittedError, PartLayout, part_state
-from .reader import Part, part_directories, read_part
+from .reader import Part, part_directories, read_part, verify_rows
 from .writer import PartWriter, cut_tail, restate
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "part_state",
     "read_part",
     "restate",
+    "verify_rows",
 ]

@@ -13,7 +13,7 @@ import numpy as np
 from ..fingerprint import check_fingerprint
 from .format import IDS, META_KEYS, NOFOLLOW, ROWS, STATE, DamagedPartsError, PartLayout, part_state, crc32_of
 
-__all__ = ["Part", "part_directories", "read_part"]
+__all__ = ["Part", "part_directories", "read_part", "verify_rows"]
 
 
 @dataclass(frozen=True)
@@ -69,13 +69,20 @@ class Part:
 
 
 def read_part(
-    directory: Path, layout: PartLayout | None, fingerprint: dict[str, Any] | None, *, allow_tail: bool = False
+    directory: Path,
+    layout: PartLayout | None,
+    fingerprint: dict[str, Any] | None,
+    *,
+    allow_tail: bool = False,
+    rows_checksum: bool = True,
 ) -> Part:
     """The committed content of ``directory``, after checking it against its ``state.json``.
 
     ``layout``/``fingerprint``: what the caller expects (None: whatever is stored).
     ``allow_tail``: bytes past the committed size are an interrupted run's tail (resume
     cuts them) rather than damage. Raises ``DamagedPartsError`` naming the file otherwise.
+    ``rows_checksum=False``: the rows file's size is checked, its CRC-32 left to ``verify_rows``
+    (assembly runs it beside the writing of the output, which is installed only once it passes).
     """
     state = part_state(directory)
     stored = PartLayout(tuple(state["row_shape"]), np.dtype(state["dtype"]), tuple(state["columns"]))
@@ -86,7 +93,8 @@ def read_part(
     if set(state["files"]) != set(stored.files()):
         raise DamagedPartsError(f"{directory / STATE} lists files {sorted(state['files'])}, not {stored.files()}")
     for name, committed in state["files"].items():
-        _verify_file(directory / name, committed["size"], committed["crc32"], allow_tail)
+        checksum = rows_checksum or name != ROWS
+        _verify_file(directory / name, committed["size"], committed["crc32"] if checksum else None, allow_tail)
     expected = {"index.i64": 8 * state["records"], ROWS: stored.row_bytes * state["rows"]}
     for name, size in expected.items():
         if state["files"][name]["size"] != size:
@@ -96,7 +104,14 @@ def read_part(
     return Part(directory, stored, state)
 
 
-def _verify_file(path: Path, size: int, crc: int, allow_tail: bool) -> None:
+def verify_rows(part: Part) -> None:
+    """The CRC-32 check of ``part``'s rows file that ``read_part(..., rows_checksum=False)`` left out."""
+    committed = part.state["files"][ROWS]
+    _verify_file(part.directory / ROWS, committed["size"], committed["crc32"], allow_tail=False)
+
+
+def _verify_file(path: Path, size: int, crc: int | None, allow_tail: bool) -> None:
+    """``path``'s size against its last commit, and its committed bytes' CRC-32 unless ``crc`` is None."""
     try:
         fd = os.open(path, os.O_RDONLY | NOFOLLOW)
     except OSError as err:
@@ -110,7 +125,7 @@ def _verify_file(path: Path, size: int, crc: int, allow_tail: bool) -> None:
                 f"{path} holds {actual - size} bytes past its last commit: the run that wrote it did not finish; "
                 "rerun it with resume=True (CLI: --resume)"
             )
-        if crc32_of(path, size, fd) != crc:
+        if crc is not None and crc32_of(path, size, fd) != crc:
             raise DamagedPartsError(f"{path}: its committed bytes do not match their checksum: damaged")
     finally:
         os.close(fd)
