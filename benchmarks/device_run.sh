@@ -143,5 +143,16 @@ case $stage in
     echo "dnabert_speed_long exit $?"; grep -E "^  [a-z]|virnucpro embed|set-up: (job|last|writer|workers)" \
       "$OUT/dnabert_speed_long.log"
     ;;
-  *) echo "unknown stage $stage (new, tests, predict-all, rest, again, final, ramp, groups, validation, scale)"; exit 2 ;;
+  assembly)  # seventh session, after assembly's overlapped check: DNABERT-S end to end on 6.2 M tokens beside the
+    # padded batch and the floor, then on 24.8 M beside the floor
+    timeout 120 python3 benchmarks/dnabert_speed.py --chunks 500 --repeat 100 --passes 1 --stages \
+      --systems virnucpro-e2e,matmul-floor,dnabert-s-padded --out "$OUT/dnabert_assembly.json" \
+      > "$OUT/dnabert_assembly.log" 2>&1; echo "dnabert_assembly exit $?"
+    timeout 150 python3 benchmarks/dnabert_speed.py --chunks 500 --repeat 400 --passes 1 --stages \
+      --systems virnucpro-e2e,matmul-floor --out "$OUT/dnabert_assembly_long.json" \
+      > "$OUT/dnabert_assembly_long.log" 2>&1; echo "dnabert_assembly_long exit $?"
+    grep -hE "^\| slices|virnucpro embed|set-up: (job|last)" "$OUT"/dnabert_assembly*.log
+    rm -f "$OUT"/*.md
+    ;;
+  *) echo "unknown stage $stage (new, tests, predict-all, rest, again, final, ramp, groups, validation, scale, assembly)"; exit 2 ;;
 esac
