@@ -14,7 +14,7 @@ gpu_tests() {  # $1: log name, $2: timeout, then pytest arguments
   grep -E "FAILED|Error|cosine|min " "$OUT/$log" | grep -v "^tests.*PASSED" | tail -40
 }
 # This wave's GPU tests (ALiBi, gated GELU, DNABERT-S, ESM-2 from transformers' layout, classifier, plan, CLI).
-WAVE_TESTS=(tests/models/common/test_attention_alibi_gpu.py tests/models/common/test_gated_gelu_gpu.py
+WAVE_TESTS=(tests/models/common/test_attention_alibi_gpu.py tests/models/common/test_gated_linear_gpu.py
   tests/models/dnabert tests/models/esm2/test_hf_gpu.py tests/models/classifier tests/data/test_plan_checks.py
   tests/pipeline/test_careless_user.py tests/pipeline/test_dnabert_jobs.py tests/data/test_sequence_dataset.py)
 dnabert_speed() {  # $1: timeout, then dnabert_speed.py arguments: DNABERT-S packed beside its own code
@@ -43,6 +43,12 @@ start_before_after() {  # $1, $2: timeouts; per-sample ESM-2 3B start-up, this t
     --model esm2_t36_3B_UR50D --toks-per-batch none --out "$OUT/start_before.json" >> "$OUT/process_start.log" 2>&1
     echo "start before exit $?")
   grep -hE "^\| virnucpro" "$OUT/start_after.md" "$OUT/start_before.md"
+}
+esm_3b_e2e() {  # $1: tree, $2: name, $3: timeout; ESM-2 3B end to end on the proteome x 8 with that tree's code
+  (cd "$1" && PYTHONPATH=/tmp/site:$PWD:$PWD/benchmarks timeout "$3" python3 benchmarks/throughput.py \
+    --model esm2_t36_3B_UR50D --datasets proteome --repeat 8 --systems virnucpro-e2e \
+    --out "$OUT/esm_$2.json" >> "$OUT/throughput.log" 2>&1; echo "3B $2 exit $?")
+  grep -hE "^\| (virnucpro|matmul)" "$OUT/esm_$2.md"
 }
 # The sizes are set so that each stage fits one 10-minute call (the H100 calls of 2026-12-07 took
 # 376 s for predict-all, 350 s for rest); the throughput inputs are as large as that allows, since the
@@ -125,13 +131,7 @@ case $stage in
     (cd .base && PYTHONPATH=/tmp/site:$PWD:$PWD/benchmarks timeout 60 python3 benchmarks/dnabert_speed.py --chunks 500 \
       --repeat 100 --passes 1 --systems virnucpro-e2e --out "$OUT/dnabert_base.json" > "$OUT/dnabert_base.log" 2>&1
       echo "dnabert base exit $?"; grep -E "^  [a-z]" "$OUT/dnabert_base.log")
-    for tree in . .base; do
-      name=$([ $tree = . ] && echo after || echo before)
-      (cd $tree && PYTHONPATH=/tmp/site:$PWD:$PWD/benchmarks timeout 85 python3 benchmarks/throughput.py \
-        --model esm2_t36_3B_UR50D --datasets proteome --repeat 8 --systems virnucpro-e2e --passes 1 \
-        --out "$OUT/esm_$name.json" >> "$OUT/throughput.log" 2>&1; echo "3B $name exit $?")
-      grep -hE "^\| (virnucpro|matmul)" "$OUT/esm_$name.md"
-    done
+    esm_3b_e2e . after 85; esm_3b_e2e .base before 85
     rm -f "$OUT"/*.md
     ;;
   scale)  # seventh session, the final tree: DNABERT-S on both slice sets, then a 24.8 M-token job (4x), each
@@ -154,5 +154,38 @@ case $stage in
     grep -hE "^\| slices|virnucpro embed|set-up: (job|last)" "$OUT"/dnabert_assembly*.log
     rm -f "$OUT"/*.md
     ;;
-  *) echo "unknown stage $stage (new, tests, predict-all, rest, again, final, ramp, groups, validation, scale, assembly)"; exit 2 ;;
+  fused)  # eighth session: the gated MLP's matmul with GELU(gate) * value in its epilogue: its tile sweep beside
+    # cuBLAS + the one-pass kernel, the kernel GPU tests, the forward's profile, then DNABERT-S end to end and the
+    # forward alone beside the code before it (.head, b306f68), the padded batch and the floor
+    timeout 150 python3 benchmarks/gated_linear.py --out "$OUT/gated_linear.json" > "$OUT/gated_linear.log" 2>&1
+    echo "gated_linear exit $?"; grep -E "^\|" "$OUT/gated_linear.log"
+    gpu_tests gpu_tests_fused.log 150 tests/models/common/test_gated_linear_gpu.py tests/models/common/test_kernels_gpu.py \
+      tests/models/dnabert
+    timeout 90 python3 benchmarks/dnabert_profile.py --repeat 20 --out "$OUT/dnabert_profile.json" \
+      > "$OUT/dnabert_profile.log" 2>&1; echo "profile exit $?"; tail -12 "$OUT/dnabert_profile.log"
+    timeout 150 python3 benchmarks/dnabert_speed.py --chunks 500 --repeat 100 --passes 3 --stages \
+      --systems virnucpro-e2e,virnucpro-gpu-only,matmul-floor,dnabert-s-padded --out "$OUT/dnabert_fused.json" \
+      > "$OUT/dnabert_fused.log" 2>&1; echo "dnabert_fused exit $?"
+    (cd .head && PYTHONPATH=/tmp/site:$PWD:$PWD/benchmarks timeout 90 python3 benchmarks/dnabert_speed.py --chunks 500 \
+      --repeat 100 --passes 3 --systems virnucpro-e2e,virnucpro-gpu-only --out "$OUT/dnabert_head.json" \
+      > "$OUT/dnabert_head.log" 2>&1; echo "dnabert head exit $?")
+    grep -hE "^  [a-z]|virnucpro embed|set-up: (job|last)" "$OUT/dnabert_fused.log" "$OUT/dnabert_head.log"
+    rm -f "$OUT"/*.md
+    ;;
+  eighth)  # eighth session, the final tree in one call: the fused gated linear unit's and DNABERT-S's GPU tests,
+    # DNABERT-S end to end and the forward alone beside the code before the session (.head, b306f68), the padded
+    # batch and the floor; ESM-2 3B end to end beside the code before the wave (.old)
+    gpu_tests gpu_tests_final.log 200 tests/models/common/test_gated_linear_gpu.py tests/models/dnabert \
+      tests/pipeline/test_dnabert_jobs.py
+    timeout 110 python3 benchmarks/dnabert_speed.py --chunks 500 --repeat 100 --passes 3 --stages \
+      --systems virnucpro-e2e,virnucpro-gpu-only,matmul-floor,dnabert-s-padded --out "$OUT/dnabert_final.json" \
+      > "$OUT/dnabert_final.log" 2>&1; echo "dnabert_final exit $?"
+    (cd .head && PYTHONPATH=/tmp/site:$PWD:$PWD/benchmarks timeout 60 python3 benchmarks/dnabert_speed.py --chunks 500 \
+      --repeat 100 --passes 3 --systems virnucpro-e2e,virnucpro-gpu-only --out "$OUT/dnabert_head.json" \
+      > "$OUT/dnabert_head.log" 2>&1; echo "dnabert head exit $?")
+    grep -hE "^  [a-z]|virnucpro embed|set-up: (job|last)" "$OUT/dnabert_final.log" "$OUT/dnabert_head.log"
+    esm_3b_e2e . after 85; esm_3b_e2e .old before 85
+    rm -f "$OUT"/*.md
+    ;;
+  *) echo "unknown stage $stage (new, tests, predict-all, rest, again, final, ramp, groups, validation, scale, assembly, fused, eighth)"; exit 2 ;;
 esac

@@ -1,13 +1,14 @@
 """The packed forward's elementwise work, as Triton kernels for CUDA and as plain torch.
 
-Three operations sit between the matmuls of the blocks, each in two implementations
+Three operations sit around the matmuls of the blocks, each in two implementations
 with the same signature: ``add_layer_norm`` (the residual add fused with the next
 LayerNorm), ``rotary`` (rotary embedding of q and k, read straight from the fused
-QKV projection; ESM-2) and ``gated_gelu`` (a gated linear unit's GELU(gate) * value, read
-straight from the fused gate | value projection; DNABERT-S). ``add_layer_norm_torch``,
-``rotary_torch`` and ``gated_gelu_torch`` run anywhere and are the reference;
-``_triton.add_layer_norm``, ``_triton.rotary`` and ``_triton_gated.gated_gelu`` run on CUDA
-and make one pass over memory each, in float32 registers. ``select_kernels`` picks a set.
+QKV projection; ESM-2) and ``gated_linear`` (a gated linear unit: the gate | value
+projection and its GELU(gate) * value; DNABERT-S). ``add_layer_norm_torch``,
+``rotary_torch`` and ``gated_linear_torch`` run anywhere and are the reference;
+``_triton.add_layer_norm`` and ``_triton.rotary`` run on CUDA and make one pass over memory
+each, in float32 registers, and ``_triton_gated_linear.gated_linear`` computes GELU(gate) * value
+in its matmul's epilogue, so the (T, 2I) product never reaches memory. ``select_kernels`` picks a set.
 
 The Triton kernels replace ``torch.compile``-generated code that read the residual
 stream two or three times per LayerNorm (``benchmarks/results/forward_variants.json``).
@@ -43,15 +44,15 @@ class Rotary(Protocol):
     ) -> tuple[Tensor, Tensor, Tensor]: ...
 
 
-class GatedGelu(Protocol):
-    def __call__(self, x: Tensor, approximate: str) -> Tensor: ...
+class GatedLinear(Protocol):
+    def __call__(self, x: Tensor, weight: Tensor, approximate: str) -> Tensor: ...
 
 
 class Kernels(NamedTuple):
     name: str
     add_layer_norm: AddLayerNorm
     rotary: Rotary
-    gated_gelu: GatedGelu
+    gated_linear: GatedLinear
 
 
 def add_layer_norm_torch(
@@ -120,6 +121,12 @@ def gated_gelu_torch(x: Tensor, approximate: str) -> Tensor:
     return F.gelu(gate, approximate=approximate) * value
 
 
+def gated_linear_torch(x: Tensor, weight: Tensor, approximate: str) -> Tensor:
+    """A gated linear unit without bias: x (T, K), weight (2I, K), gate rows then value rows => (T, I),
+    ``gated_gelu_torch(x @ weight.T)``: the product rounded to x's dtype, then the GELU."""
+    return gated_gelu_torch(F.linear(x, weight), approximate)
+
+
 def triton_available() -> bool:
     return torch.cuda.is_available() and importlib.util.find_spec("triton") is not None
 
@@ -130,7 +137,7 @@ def select_kernels(name: str, device: torch.device | str) -> Kernels:
     if name == "auto":
         name = "triton" if device.type == "cuda" and triton_available() else "torch"
     if name == "torch":
-        return Kernels("torch", add_layer_norm_torch, rotary_torch, gated_gelu_torch)
+        return Kernels("torch", add_layer_norm_torch, rotary_torch, gated_linear_torch)
     if name != "triton":
         raise ValueError(f"kernels (CLI: --kernels) must be 'auto' or one of {KERNELS}, got {name!r}")
     if device.type != "cuda" or not triton_available():
@@ -139,6 +146,6 @@ def select_kernels(name: str, device: torch.device | str) -> Kernels:
             f"(triton {'found' if importlib.util.find_spec('triton') else 'missing'}); use kernels='torch' "
             "(CLI: --kernels torch) or kernels='auto' (CLI: --kernels auto)"
         )
-    from . import _triton, _triton_gated
+    from . import _triton, _triton_gated_linear
 
-    return Kernels("triton", _triton.add_layer_norm, _triton.rotary, _triton_gated.gated_gelu)
+    return Kernels("triton", _triton.add_layer_norm, _triton.rotary, _triton_gated_linear.gated_linear)

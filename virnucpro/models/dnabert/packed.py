@@ -6,10 +6,10 @@ with the ALiBi bias -slope_h * |i - j| within each sequence, output projection, 
 LayerNorm; gated MLP (E -> 2I without bias, GELU(gate) * value, I -> E), add and LayerNorm.
 No final LayerNorm: the last block's output is ``model(input_ids)[0]``.
 
-Per block on CUDA: four matmuls through the matmul seam (``common.matmul``, cuBLAS with the
+Per block on CUDA: three matmuls through the matmul seam (``common.matmul``, cuBLAS with the
 bias in the epilogue), one varlen attention kernel given the ALiBi slopes (``common.attention``),
-and three one-pass Triton kernels: residual add + LayerNorm twice and the gated GELU once
-(``common.kernels``).
+the gated MLP's first matmul with GELU(gate) * value in its epilogue, and two one-pass residual
+add + LayerNorm kernels (all three in ``common.kernels``, Triton).
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ class _Block(nn.Module):
         """(T, E) => (T, E): the block's output, the next block's input."""
         m = self.matmul
         a = m.add_layer_norm(x, self._attention(x, cu_seqlens, max_seqlen, slopes, attend), self.attn_norm)[1]
-        gated = kernels.gated_gelu(m.linear(a, self.gated), approximate)  # (T, E) => (T, 2I) => (T, I)
+        gated = kernels.gated_linear(a, self.gated.weight, approximate)  # (T, E) => GELU(gate) * value, (T, I)
         return m.add_layer_norm(a, m.linear(gated, self.wo), self.mlp_norm)[1]
 
     def _attention(self, x: Tensor, cu_seqlens: Tensor, max_seqlen: int, slopes: Tensor, attend: AttentionFn) -> Tensor:
