@@ -5,12 +5,13 @@ product ever reaching memory: each program multiplies one (BLOCK_M, K) tile of `
 matching BLOCK_N rows of the gate half and of the value half of ``weight``, in two float32
 accumulators, and writes GELU(gate) * value rounded once. cuBLAS has no gated epilogue; the
 unfused form writes the (T, 2I) product and reads it back, 15 % of DNABERT-S's forward at
-memory bandwidth (``benchmarks/results/dnabert_profile.md``).
+memory bandwidth (``benchmarks/results/device_2026-12-07b.md``).
 
 float32 operands multiply as ``F.linear`` does: in full float32 unless torch allows TF32
-(``torch.backends.cuda.matmul.allow_tf32``). Operands are read through TMA descriptors (Hopper's bulk copies; rows past T and columns past
-I read as zero, stores past them are dropped), which need 16-byte aligned row strides: K a
-multiple of 8. Imported only when CUDA and Triton are present.
+(``torch.backends.cuda.matmul.allow_tf32``). Operands are read through TMA descriptors (Hopper's
+bulk copies; rows past T and columns past I read as zero, stores past them are dropped), which
+need 16-byte aligned rows: K and I multiples of 8, else plain pointer loads. Imported only when
+CUDA and Triton are present.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import triton.language as tl
 from torch import Tensor
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-#: (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) and the kernel variant (``VARIANTS``), chosen on an
-#: H200 by ``benchmarks/gated_linear.py`` (``benchmarks/results/gated_linear.md``).
+#: (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) and the kernel variant (``VARIANTS``), the fastest of
+#: ``benchmarks/gated_linear.py``'s on an H200 (``benchmarks/results/device_2026-12-07c.md``).
 CONFIG = (128, 64, 64, 4, 3)
 VARIANT = "tma"
 #: "tma": operands through TMA descriptors; "ptr": plain pointer loads, for any shape (taken whenever K or I
@@ -124,6 +125,8 @@ def gated_linear(
         raise ValueError(
             f"gated_linear needs x (T, K) and weight (2I, K), got {tuple(x.shape)} and {tuple(weight.shape)}"
         )
+    if x.dtype != weight.dtype:
+        raise ValueError(f"gated_linear needs x and weight in one dtype, got {x.dtype} and {weight.dtype}")
     if approximate not in ("none", "tanh"):
         raise ValueError(f"approximate={approximate!r} is unknown; choose 'none' (erf) or 'tanh'")
     x, weight = x.contiguous(), weight.contiguous()
