@@ -172,19 +172,21 @@ case $stage in
     grep -hE "^  [a-z]|virnucpro embed|set-up: (job|last)" "$OUT/dnabert_fused.log" "$OUT/dnabert_head.log"
     rm -f "$OUT"/*.md
     ;;
-  eighth)  # eighth session, the final tree in one call: the fused gated linear unit's and DNABERT-S's GPU tests,
-    # DNABERT-S end to end and the forward alone beside the code before the session (.head, b306f68), the padded
-    # batch and the floor; ESM-2 3B end to end beside the code before the wave (.old)
-    gpu_tests gpu_tests_final.log 200 tests/models/common/test_gated_linear_gpu.py tests/models/dnabert \
-      tests/pipeline/test_dnabert_jobs.py
-    timeout 110 python3 benchmarks/dnabert_speed.py --chunks 500 --repeat 100 --passes 3 --stages \
+  eighth)  # eighth session, the final tree in one call, in order of need while $LIMIT_S (the call's limit) allows:
+    # the fused gated linear unit's GPU tests, DNABERT-S end to end and the forward alone beside the padded batch
+    # and the floor, DNABERT-S's GPU tests, the same two systems with the code before the session (.head,
+    # b306f68), and ESM-2 3B end to end beside the code before the wave (.old)
+    left() { [ $((${LIMIT_S:-600} - SECONDS)) -gt "$1" ] || { echo "skipped from here: ${SECONDS} s gone"; false; }; }
+    gpu_tests gpu_tests_gated.log 60 tests/models/common/test_gated_linear_gpu.py
+    left 120 && { timeout 110 python3 benchmarks/dnabert_speed.py --chunks 500 --repeat 100 --passes 1 --stages \
       --systems virnucpro-e2e,virnucpro-gpu-only,matmul-floor,dnabert-s-padded --out "$OUT/dnabert_final.json" \
       > "$OUT/dnabert_final.log" 2>&1; echo "dnabert_final exit $?"
-    (cd .head && PYTHONPATH=/tmp/site:$PWD:$PWD/benchmarks timeout 60 python3 benchmarks/dnabert_speed.py --chunks 500 \
-      --repeat 100 --passes 3 --systems virnucpro-e2e,virnucpro-gpu-only --out "$OUT/dnabert_head.json" \
-      > "$OUT/dnabert_head.log" 2>&1; echo "dnabert head exit $?")
-    grep -hE "^  [a-z]|virnucpro embed|set-up: (job|last)" "$OUT/dnabert_final.log" "$OUT/dnabert_head.log"
-    esm_3b_e2e . after 85; esm_3b_e2e .old before 85
+      grep -hE "^  [a-z]|virnucpro embed|set-up: (job|last)" "$OUT/dnabert_final.log"; } &&
+    left 160 && gpu_tests gpu_tests_dnabert.log 150 tests/models/dnabert &&
+    left 70 && { (cd .head && PYTHONPATH=/tmp/site:$PWD:$PWD/benchmarks timeout 60 python3 benchmarks/dnabert_speed.py \
+      --chunks 500 --repeat 100 --passes 3 --systems virnucpro-e2e,virnucpro-gpu-only --out "$OUT/dnabert_head.json" \
+      > "$OUT/dnabert_head.log" 2>&1; echo "dnabert head exit $?"); grep -hE "^  [a-z]" "$OUT/dnabert_head.log"; } &&
+    left 180 && { esm_3b_e2e . after 85; esm_3b_e2e .old before 85; }
     rm -f "$OUT"/*.md
     ;;
   *) echo "unknown stage $stage (new, tests, predict-all, rest, again, final, ramp, groups, validation, scale, assembly, fused, eighth)"; exit 2 ;;
