@@ -24,7 +24,9 @@ SHAPES = [(1001, 768, 3072), (257, 96, 1000), (131, 60, 20), (1, 768, 3072)]
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize(("rows", "k", "width"), SHAPES)
-def test_gated_linear_is_one_rounding_of_the_float32_unit(dtype, rows, k, width, approximate):
+def test_gated_linear_is_the_exact_unit_within_float32_accumulation_and_one_rounding(
+    dtype, rows, k, width, approximate
+):
     g = torch.Generator("cuda").manual_seed(rows + width)
     x = torch.randn(rows, k, device="cuda", generator=g).to(dtype)
     weight = (2 * torch.randn(2 * width, k, device="cuda", generator=g) / k**0.5).to(dtype)
@@ -34,7 +36,7 @@ def test_gated_linear_is_one_rounding_of_the_float32_unit(dtype, rows, k, width,
 
 
 @pytest.mark.parametrize(("rows", "k", "width"), SHAPES[:2])
-def test_the_pointer_variant_is_one_rounding_of_the_float32_unit_too(rows, k, width):
+def test_the_pointer_variant_keeps_the_same_bound(rows, k, width):
     """The kernel reads through plain pointers where TMA cannot (rows not 16-byte aligned): the same
     numbers at shapes TMA takes by default."""
     from virnucpro.models.common._triton_gated_linear import gated_linear  # imports triton: CUDA machines only

@@ -1,4 +1,4 @@
-"""The packed forward's elementwise work, as Triton kernels for CUDA and as plain torch.
+"""The packed forward's work around its cuBLAS matmuls, as Triton kernels for CUDA and as plain torch.
 
 Three operations sit around the matmuls of the blocks, each in two implementations
 with the same signature: ``add_layer_norm`` (the residual add fused with the next
