@@ -102,6 +102,7 @@ def test_assembly_refuses_a_damaged_part_file_naming_it(capsys, tmp_path, shard_
     result = run_cli(capsys, "assemble", out)
     _one_line(result)
     assert str(damaged) in result.err, result.err
+    assert ("--resume" if how == "extend" else "--overwrite") in result.err, result.err  # the fix, named
     assert not out.exists()
 
 
@@ -114,6 +115,7 @@ def test_resume_refuses_a_damaged_part_file_naming_it(capsys, tmp_path, shard_pa
                      "--resume", "--max-tokens", "2000")  # fmt: skip
     _one_line(result)
     assert str(damaged) in result.err, result.err
+    assert "--overwrite" in result.err, result.err  # the fix, named
 
 
 def test_resume_cuts_an_uncommitted_tail_and_gives_the_same_result(capsys, tmp_path, shard_parts, model):

@@ -30,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["STOPPED", "DamagedPartsError", "Meta", "NeverCommittedError", "PartLayout", "crc32_of", "part_state"]
+__all__ = [
+    "STOPPED", "DamagedPartsError", "Meta", "NeverCommittedError", "PartLayout", "crc32_of", "damaged", "part_state"
+]  # fmt: skip
 
 #: What a part stores about its job, beside its records: ``{"fingerprint": {...}, ...}`` (JSON-able),
 #: or a function giving it once known.
@@ -50,6 +52,18 @@ NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 class DamagedPartsError(ValueError):
     """A part on disk is not what its last commit says it is."""
+
+
+#: The fix for a damaged part, whichever command met it: its results are redone, never trusted.
+REDO = (
+    "the partial results cannot be trusted; rerun with overwrite=True (CLI: --overwrite) to redo them "
+    "(a --shard run: that shard, then virnucpro assemble)"
+)
+
+
+def damaged(problem: str) -> DamagedPartsError:
+    """``problem`` (naming the file and what is wrong with it) with the fix."""
+    return DamagedPartsError(f"{problem}; {REDO}")
 
 
 class NeverCommittedError(DamagedPartsError):
@@ -102,13 +116,13 @@ def part_state(directory: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise NeverCommittedError(f"{directory}: its run stopped before committing anything") from None
     except OSError as err:
-        raise DamagedPartsError(f"{path}: cannot be opened ({err.strerror}); it must be a regular file") from err
+        raise damaged(f"{path}: cannot be opened ({err.strerror}); it must be a regular file") from err
     with os.fdopen(fd, "rb") as handle:
         raw = handle.read()
     try:
         state = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as err:
-        raise DamagedPartsError(f"{path} is not valid JSON ({err}): the partial results are damaged") from err
+        raise damaged(f"{path} is not valid JSON ({err})") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise DamagedPartsError(f"{path} is not a virnucpro part state (format {FORMAT})")
+        raise damaged(f"{path} is not a virnucpro part state (format {FORMAT})")
     return state

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..fingerprint import check_fingerprint
-from .format import IDS, META_KEYS, NOFOLLOW, ROWS, STATE, DamagedPartsError, PartLayout, part_state, crc32_of
+from .format import IDS, META_KEYS, NOFOLLOW, ROWS, STATE, DamagedPartsError, PartLayout, crc32_of, damaged, part_state
 
 __all__ = ["Part", "part_directories", "read_part", "verify_rows"]
 
@@ -89,18 +89,16 @@ def read_part(
     if fingerprint is not None:
         check_fingerprint(directory, state["fingerprint"], fingerprint)
     if layout is not None and stored != layout:
-        raise DamagedPartsError(f"{directory}: stores {stored}, this job writes {layout}")
+        raise damaged(f"{directory}: stores {stored}, this job writes {layout}")
     if set(state["files"]) != set(stored.files()):
-        raise DamagedPartsError(f"{directory / STATE} lists files {sorted(state['files'])}, not {stored.files()}")
+        raise damaged(f"{directory / STATE} lists files {sorted(state['files'])}, not {stored.files()}")
     for name, committed in state["files"].items():
         checksum = rows_checksum or name != ROWS
         _verify_file(directory / name, committed["size"], committed["crc32"] if checksum else None, allow_tail)
     expected = {"index.i64": 8 * state["records"], ROWS: stored.row_bytes * state["rows"]}
     for name, size in expected.items():
         if state["files"][name]["size"] != size:
-            raise DamagedPartsError(
-                f"{directory / STATE}: {name} holds {state['files'][name]['size']} bytes, not {size}"
-            )
+            raise damaged(f"{directory / STATE}: {name} holds {state['files'][name]['size']} bytes, not {size}")
     return Part(directory, stored, state)
 
 
@@ -115,18 +113,18 @@ def _verify_file(path: Path, size: int, crc: int | None, allow_tail: bool) -> No
     try:
         fd = os.open(path, os.O_RDONLY | NOFOLLOW)
     except OSError as err:
-        raise DamagedPartsError(f"{path}: cannot be opened ({err.strerror}); the partial results are damaged") from err
+        raise damaged(f"{path}: cannot be opened ({err.strerror})") from err
     try:
         actual = os.fstat(fd).st_size
         if actual < size:
-            raise DamagedPartsError(f"{path} is shorter ({actual} bytes) than its last commit ({size} bytes): damaged")
+            raise damaged(f"{path} is shorter ({actual} bytes) than its last commit ({size} bytes)")
         if actual > size and not allow_tail:
             raise DamagedPartsError(
                 f"{path} holds {actual - size} bytes past its last commit: the run that wrote it did not finish; "
                 "rerun it with resume=True (CLI: --resume)"
             )
         if crc is not None and crc32_of(path, size, fd) != crc:
-            raise DamagedPartsError(f"{path}: its committed bytes do not match their checksum: damaged")
+            raise damaged(f"{path}: its committed bytes do not match their checksum")
     finally:
         os.close(fd)
 
@@ -139,5 +137,7 @@ def part_directories(parts_dir: Path) -> Iterator[Path]:
         if entry.name == "assembled.json":
             continue
         if not entry.name.startswith("shard-") or not entry.is_dir(follow_symlinks=False):
-            raise DamagedPartsError(f"{entry.path}: not a part folder virnucpro wrote (a symlink or a stray file)")
+            raise DamagedPartsError(
+                f"{entry.path}: not a part folder virnucpro wrote (a symlink or a stray file); move it away, then rerun"
+            )
         yield Path(entry.path)
