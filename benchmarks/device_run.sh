@@ -189,5 +189,14 @@ case $stage in
     left 180 && { esm_3b_e2e . after 85; esm_3b_e2e .old before 85; }
     rm -f "$OUT"/*.md
     ;;
-  *) echo "unknown stage $stage (new, tests, predict-all, rest, again, final, ramp, groups, validation, scale, assembly, fused, eighth)"; exit 2 ;;
+  ninth)  # ninth session: the GPU tests the eighth left unrun (the gated linear unit's corrected bound, DNABERT-S's
+    # model tests on the final code), then ESM-2 3B end to end beside the code before the wave (.old) while time allows
+    left() { [ $((${LIMIT_S:-600} - SECONDS)) -gt "$1" ] || { echo "skipped from here: ${SECONDS} s gone"; false; }; }
+    gpu_tests gpu_tests_gated.log 170 --durations=5 tests/models/common/test_gated_linear_gpu.py
+    left 200 && gpu_tests gpu_tests_dnabert.log $((${LIMIT_S:-600} - SECONDS - 20)) --durations=12 \
+      tests/models/dnabert tests/models/common/test_attention_alibi_gpu.py
+    left 180 && { esm_3b_e2e . after 85; esm_3b_e2e .old before 85; }
+    rm -f "$OUT"/*.md
+    ;;
+  *) echo "unknown stage $stage (new, tests, predict-all, rest, again, final, ramp, groups, validation, scale, assembly, fused, eighth, ninth)"; exit 2 ;;
 esac

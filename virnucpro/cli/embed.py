@@ -79,7 +79,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     add_fp8_options(p)
     p.add_argument("--storage", choices=STORAGE, default="float32", help="stored embedding dtype")
-    p.add_argument("--max-tokens", type=int, help="tokens per packed batch (default: sized from free GPU memory)")
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        help="tokens per packed batch (default: sized from free GPU memory); a record with more runs in a batch of its own",
+    )
     p.add_argument(
         "--max-length", type=int,
         help="residues (bases) kept per sequence (default: the model's own, e.g. 1022 for ESM-2)",

@@ -62,7 +62,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "self-checked",
     )  # fmt: skip
     add_fp8_options(p, "ESM-2")
-    p.add_argument("--max-tokens", type=int, help="ESM-2 tokens per packed batch (default: sized from free GPU memory)")
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        help="ESM-2 tokens per packed batch (default: sized from free GPU memory); a longer protein runs alone",
+    )
     add_job_options(p, verb="classify", workers="parse, translate and tokenise")
 
 
