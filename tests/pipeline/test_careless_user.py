@@ -331,3 +331,26 @@ def test_a_bad_byte_on_standard_input_is_blamed_on_its_record(capsys, tmp_path, 
     expected = f"standard input: record 2 ('b'): not UTF-8 text in its sequence: byte 0xe9 at byte offset 12 {where}"
     assert expected in result.err, result.err
     assert not list(tmp_path.glob(".virnucpro-stdin-*")), "the copy of standard input is removed"
+
+
+# --- a bug, not bad input -------------------------------------------------------------------------
+
+
+def test_a_bug_in_the_validation_pass_is_one_line_and_its_traceback_is_logged_at_debug(
+    capsys, caplog, tmp_path, model, job, monkeypatch
+):
+    """The pass runs in a forked child: its traceback crosses the pipe, for --log-level DEBUG (the
+    log, which pytest captures in ``caplog``, where a user's run writes it to standard error)."""
+    fasta, _ = job
+
+    def broken_count(dataset, reading):
+        raise ZeroDivisionError("planted")
+
+    monkeypatch.setattr(validation, "_count", broken_count)
+    quiet = run_cli(capsys, "embed", fasta, "-o", tmp_path / "a.h5", "--model", model, *TOKENS)
+    _one_line(quiet)
+    assert "the validation pass failed: ZeroDivisionError: planted (a bug: --log-level DEBUG" in quiet.err, quiet.err
+    assert "in broken_count" not in caplog.text
+    debug = run_cli(capsys, "embed", fasta, "-o", tmp_path / "b.h5", "--model", model, *TOKENS, "--log-level", "DEBUG")
+    _one_line(debug)
+    assert "in the validation pass's process:" in caplog.text and "in broken_count" in caplog.text, caplog.text

@@ -200,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(err, KeyboardInterrupt):
             print(f"virnucpro: interrupted; {module.RESUME_HINT}", file=sys.stderr)
             return 130
+        log.debug("%s failed", top.command, exc_info=err)  # the one line below is for users; this, for bugs
         print(f"virnucpro: error: {message_of(err)}", file=sys.stderr)
         return 1
     log.debug("%s: done; the interpreter exits", top.command)

@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,12 @@ class InputCheck:
                     self.failure = error = InputError(value, self.outputs[job], position, self.command, self.task)
                     break
                 else:  # a bug in the pass, not bad input: whoever waits for a count gets it
-                    error = RuntimeError(f"the validation pass failed: {value}")
+                    description, child_traceback = value
+                    error = RuntimeError(
+                        f"the validation pass failed: {description} (a bug: --log-level DEBUG shows where; please report it)"
+                    )
+                    # the child's traceback, for --log-level DEBUG (exception chains print in 3.10 too)
+                    error.__cause__ = RuntimeError(f"in the validation pass's process:\n{child_traceback}")
                     break
         finally:
             child.join()
@@ -224,14 +230,14 @@ def _fork_pass(datasets: list[tuple[Path, Callable[[], SequenceDataset]]]) -> tu
 
 def _pass_messages(datasets: list[Callable[[], SequenceDataset]], pipe: Any) -> None:
     """In the child: each job's ``("count", job, count, 0)``, or ``("bad", job, reason, position)`` and stop;
-    ``("bug", job, description, 0)`` for anything else."""
+    ``("bug", job, (description, traceback), 0)`` for anything else."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; this child ends with it
     die_with_parent()
     for job, dataset in enumerate(datasets):
         try:
             count, reason = _count(dataset, lambda: None)
         except BaseException as err:
-            pipe.send(("bug", job, f"{type(err).__name__}: {err}", 0))
+            pipe.send(("bug", job, (f"{type(err).__name__}: {err}", traceback.format_exc()), 0))
             return
         if reason is not None:
             pipe.send(("bad", job, reason, count))
