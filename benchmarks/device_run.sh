@@ -198,5 +198,9 @@ case $stage in
     left 180 && { esm_3b_e2e . after 85; esm_3b_e2e .old before 85; }
     rm -f "$OUT"/*.md
     ;;
-  *) echo "unknown stage $stage (new, tests, predict-all, rest, again, final, ramp, groups, validation, scale, assembly, fused, eighth, ninth)"; exit 2 ;;
+  esm3b)  # ESM-2 3B end to end, this tree beside the code before the wave (.old), in one call
+    esm_3b_e2e . after 85; esm_3b_e2e .old before 85
+    rm -f "$OUT"/*.md
+    ;;
+  *) echo "unknown stage $stage (new, tests, predict-all, rest, again, final, ramp, groups, validation, scale, assembly, fused, eighth, ninth, esm3b)"; exit 2 ;;
 esac
