@@ -129,6 +129,8 @@ def gated_linear(
         raise ValueError(f"gated_linear needs x and weight in one dtype, got {x.dtype} and {weight.dtype}")
     if approximate not in ("none", "tanh"):
         raise ValueError(f"approximate={approximate!r} is unknown; choose 'none' (erf) or 'tanh'")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant={variant!r} is unknown; choose one of {VARIANTS}")
     x, weight = x.contiguous(), weight.contiguous()
     (m, k), n = x.shape, weight.shape[0] // 2
     out = torch.empty(m, n, dtype=x.dtype, device=x.device)
@@ -141,8 +143,6 @@ def gated_linear(
         TANH=approximate == "tanh", PRECISION="tf32" if tf32 else "ieee", BLOCK_M=block_m, BLOCK_N=block_n,
         BLOCK_K=block_k, GROUP_M=_GROUP_M, NUM_STAGES=stages, num_warps=warps, num_stages=stages,
     )  # fmt: skip
-    if variant not in VARIANTS:
-        raise ValueError(f"variant={variant!r} is unknown; choose one of {VARIANTS}")
     if variant == "ptr" or k % 8 or n % 8:
         _gated_linear_ptr_kernel[grid](x, weight, out, m, n, k, **meta)
         return out
